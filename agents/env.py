@@ -1,0 +1,213 @@
+"""Multi-agent training environment over the very modules the mosaik co-simulation uses.
+
+One step is exactly the co-simulation's step (scenarios/cosim.py): profiles of step t ->
+Fleet.observe/apply with the voltage and prices of step t-1 -> market clear() -> grid solve()
+-> reward.  Nothing is re-implemented here, so a policy produces the same trajectory in both
+(tests/test_env.py checks it).
+
+Two APIs over one core:
+- batched arrays for fast training: ``reset_batch() -> obs (N, F)``,
+  ``step_batch(actions (N, A)) -> (obs, reward (N,), done, info)``, ``state()`` for critics;
+- PettingZoo ``ParallelEnv`` style dicts keyed by prosumer name: ``reset()``, ``step()``.
+
+Reward of prosumer i at a step: -(market cost + device cost) [EUR] minus
+``voltage_penalty_eur_per_pu`` x (violation at its own bus + mean violation over all buses)
+[p.u. outside 0.95..1.05], so each agent pays for its own bus and shares the feeder's.
+The grid model is the configured one (exact AC power flow through lightsim2grid by default;
+no approximation unless grid_model='lindistflow' is chosen).
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulators.grid.models import make_grid
+from simulators.market.clearing import clear
+from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days, test_days, train_days
+from simulators.prosumer.fleet import Fleet
+from simulators.prosumer.interface import ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, OBS_FIELDS
+from simulators.recorder.recorder import PROSUMER_COLUMNS
+from simulators.units import STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
+
+
+@dataclass
+class EnvConfig:
+    network: str = "ieee33"
+    """feeder name (simulators.grid.networks.NETWORKS)"""
+    grid_model: str = "ac"
+    """power-flow model (simulators.grid.models.GRIDS)"""
+    specs: str = ""
+    """prosumer spec file or 'generate'; empty = the default scenario's file"""
+    max_prosumers: int = 0
+    """use only the first N prosumers (0 = all)"""
+    market: str = "sdr"
+    """clearing mechanism (simulators.market.clearing.MARKETS)"""
+    tariff: str = "tou"
+    """tariff preset (simulators.market.tariffs.TARIFFS)"""
+    days: str = "train"
+    """days an episode is drawn from: 'train', 'test', or a comma-separated list of dates"""
+    episode_days: int = 1
+    """consecutive days per episode"""
+    voltage_penalty_eur_per_pu: float = 200.0
+    """weight of the voltage-violation term of the reward [EUR per p.u. outside the band per step]"""
+    seed: int = 0
+    """profile assignment seed (the same meaning as the scenario's --seed)"""
+
+
+def make_scenario(cfg):
+    """Specs, network and tariff exactly as the co-simulation builds them for the same names."""
+    from scenarios.config import ScenarioConfig
+    from scenarios.cosim import prepare
+
+    sc = ScenarioConfig(network=cfg.network, grid_model=cfg.grid_model, market=cfg.market,
+                        tariff=cfg.tariff, max_prosumers=cfg.max_prosumers, seed=cfg.seed,
+                        specs=cfg.specs or ScenarioConfig.specs, progress=False)
+    _, specs, net, tariff = prepare(sc)
+    return specs, net, tariff
+
+
+class P2PEnv:
+    metadata = {"name": "p2p_energy_trading_v0"}
+
+    def __init__(self, cfg=None):
+        self.cfg = cfg = cfg or EnvConfig()
+        self.specs, self.net, self.tariff = make_scenario(cfg)
+        self.fleet = Fleet(self.specs)
+        self.grid = make_grid(cfg.grid_model, self.net, sorted({s.bus for s in self.specs}))
+        self.bank = ProfileBank.simbench()
+        self.assignment = assign_profiles(self.specs, cfg.seed, self.bank)
+        self.n_agents = self.fleet.n
+        self.obs_dim = len(OBS_FIELDS)
+        self.act_dim = len(ACTION_FIELDS)
+        pos = {int(b): i for i, b in enumerate(self.grid.bus_ids)}
+        self.bus_pos = np.array([pos[s.bus] for s in self.specs])
+        self.n_bus = len(self.grid.bus_ids)
+        self.state_dim = self.n_agents * self.obs_dim + self.n_bus
+        self.possible_agents = list(self.fleet.names)
+        self.agents = list(self.possible_agents)
+        self.rng = np.random.default_rng(cfg.seed)
+        self._day_pool = self._resolve_days(cfg.days)
+
+    def _resolve_days(self, days):
+        if days == "train":
+            return [str(d.date()) for d in train_days(self.bank)]
+        if days == "test":
+            return [str(d.date()) for d in test_days(self.bank)]
+        pool = [d.strip() for d in days.split(",") if d.strip()]
+        for d in pool:
+            self.bank.day_index(d)
+        return pool
+
+    # ---- batched API -------------------------------------------------------------------
+    def reset_batch(self, seed=None, day=None):
+        """Start an episode on ``day`` (a date) or a day drawn from the pool; return obs (N, F)."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        start = day or self._day_pool[int(self.rng.integers(len(self._day_pool)))]
+        d0 = dt.date.fromisoformat(str(start))
+        self.dates = [(d0 + dt.timedelta(days=k)).isoformat() for k in range(self.cfg.episode_days)]
+        self.profiles = prosumer_days(self.bank, self.specs, self.assignment, self.dates)
+        self.fleet.reset()
+        self.t = 0
+        buy, sell = self.tariff.at(0)
+        self.vm_last = np.ones(self.n_bus)
+        self.price_last = (buy, sell)
+        self._obs = self._observe()
+        return self._obs
+
+    def _observe(self):
+        step = self.t % STEPS_PER_DAY
+        buy, sell = self.tariff.at(step)
+        p = self.profiles
+        return self.fleet.observe(step, p.load_kw[self.t], p.pv_avail_kw[self.t], self.vm_last[self.bus_pos],
+                                  self.price_last[0], self.price_last[1], buy, sell)
+
+    def step_batch(self, actions):
+        """Advance one 15-minute step; return (obs, reward (N,), done, info)."""
+        actions = np.asarray(actions, dtype=float)
+        if actions.shape != (self.n_agents, self.act_dim):
+            raise ValueError(f"actions: expected shape {(self.n_agents, self.act_dim)}, got {actions.shape}")
+        step = self.t % STEPS_PER_DAY
+        buy, sell = self.tariff.at(step)
+        p = self.profiles
+        res = self.fleet.apply(step, actions, p.load_kw[self.t], p.load_kvar[self.t], p.pv_avail_kw[self.t],
+                               buy, sell)
+        mk = clear(res.bid_kwh, res.bid_price_eur_per_kwh, buy, sell, mechanism=self.cfg.market)
+        p_mw = np.bincount(self.bus_pos, res.net_kw / 1000.0, minlength=self.n_bus)
+        q_mvar = np.bincount(self.bus_pos, res.net_kvar / 1000.0, minlength=self.n_bus)
+        pf = self.grid.solve(p_mw, q_mvar)
+        violation = _violation_pu(pf.vm_pu)
+        cost = mk.cost_eur + res.device_cost_eur
+        reward = -cost - self.cfg.voltage_penalty_eur_per_pu * (violation[self.bus_pos] + violation.mean())
+        info = {"step": res, "market": mk, "power_flow": pf, "cost_eur": cost, "violation_pu": violation}
+        self.t += 1
+        self.vm_last = pf.vm_pu
+        self.price_last = (mk.price_buy_eur_per_kwh, mk.price_sell_eur_per_kwh)
+        done = self.t >= len(p.load_kw)
+        if not done:
+            self._obs = self._observe()
+        return self._obs, reward, done, info
+
+    def state(self):
+        """Global state for centralized critics: all observations and last bus voltages."""
+        vm = np.nan_to_num(self.vm_last, nan=1.0)
+        return np.concatenate([self._obs.ravel(), (vm - 1.0) / 0.05])
+
+    # ---- PettingZoo ParallelEnv-style API ----------------------------------------------
+    def observation_space(self, agent):
+        from gymnasium.spaces import Box
+
+        return Box(-np.inf, np.inf, shape=(self.obs_dim,), dtype=np.float64)
+
+    def action_space(self, agent):
+        from gymnasium.spaces import Box
+
+        return Box(np.array(ACTION_LOW), np.array(ACTION_HIGH), dtype=np.float64)
+
+    def reset(self, seed=None, options=None):
+        obs = self.reset_batch(seed=seed, day=(options or {}).get("day"))
+        self.agents = list(self.possible_agents)
+        return self._as_dict(obs), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        batch = np.stack([np.asarray(actions[a], dtype=float) for a in self.possible_agents])
+        obs, reward, done, info = self.step_batch(batch)
+        names = self.possible_agents
+        costs = info["cost_eur"]
+        infos = {a: {"cost_eur": float(costs[i])} for i, a in enumerate(names)}
+        out = (self._as_dict(obs), self._as_dict(reward), {a: done for a in names}, {a: False for a in names}, infos)
+        if done:
+            self.agents = []
+        return out
+
+    def _as_dict(self, array):
+        return {a: array[i] for i, a in enumerate(self.possible_agents)}
+
+
+def _violation_pu(vm_pu):
+    """p.u. outside the band per bus; a failed power flow counts as 0.1 p.u. at every bus."""
+    vm = np.asarray(vm_pu, dtype=float)
+    v = np.maximum(vm - V_MAX_PU, 0.0) + np.maximum(V_MIN_PU - vm, 0.0)
+    return np.where(np.isnan(vm), 0.1, v)
+
+
+def record_step(recorder, env, info, step_index, time):
+    """Write one env step into a RunRecorder (same tables as the co-simulation's)."""
+    res, mk, pf = info["step"], info["market"], info["power_flow"]
+    pros = {c: getattr(res, c) for c in PROSUMER_COLUMNS[4:] if hasattr(res, c)}
+    pros.update(p2p_buy_kwh=mk.p2p_buy_kwh, p2p_sell_kwh=mk.p2p_sell_kwh, grid_buy_kwh=mk.grid_buy_kwh,
+                grid_sell_kwh=mk.grid_sell_kwh, market_cost_eur=mk.cost_eur, cost_eur=info["cost_eur"])
+    step = step_index % STEPS_PER_DAY
+    buy, sell = env.tariff.at(step)
+    market = {"mechanism": mk.mechanism, "price_buy_eur_per_kwh": mk.price_buy_eur_per_kwh,
+              "price_sell_eur_per_kwh": mk.price_sell_eur_per_kwh, "tariff_buy_eur_per_kwh": buy,
+              "tariff_sell_eur_per_kwh": sell, "supply_kwh": mk.supply_kwh, "demand_kwh": mk.demand_kwh,
+              "traded_kwh": mk.traded_kwh}
+    vm = pf.vm_pu
+    feeder = {"converged": pf.converged, "losses_mw": pf.losses_mw, "p_slack_mw": pf.p_slack_mw,
+              "vm_min_pu": np.nanmin(vm) if pf.converged else np.nan,
+              "vm_max_pu": np.nanmax(vm) if pf.converged else np.nan,
+              "loading_max_percent": np.nanmax(pf.line_loading_percent) if pf.converged else np.nan}
+    recorder.record(step_index, time, pros, market, vm, feeder)
+

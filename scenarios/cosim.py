@@ -1,0 +1,188 @@
+"""Build and run a mosaik co-simulation from a ScenarioConfig; write its run folder.
+
+Per step t (15 minutes; mosaik time in seconds):
+
+    Profiles(t) --load, PV--> Prosumer(t) --P,Q--> Grid bus(t) --Vm (time-shifted)--> Prosumer(t+1)
+                                          --bid--> Market participant(t) --prices (time-shifted)--> Prosumer(t+1)
+    everything(t) --> Recorder(t)
+
+No same-step loop: prosumers act on the voltage and prices of the last step.
+"""
+
+import dataclasses
+import datetime as dt
+import json
+import time as wallclock
+from pathlib import Path
+
+import mosaik
+
+from scenarios.config import to_dict, validate
+from simulators.grid.networks import make_network
+from simulators.market.tariffs import make_tariff
+from simulators.prosumer.generate import generate_specs
+from simulators.prosumer.spec import load_specs
+from simulators.units import STEP_S
+from simulators.validation import ConfigError
+
+PROSUMER_OUTPUTS_TO_RECORD = (
+    "P[MW]", "Q[MVar]", "bid_E[kWh]", "bid_price[EUR/kWh]", "P_load_served[MW]", "P_pv[MW]", "Q_pv[MVar]",
+    "P_curtailed[MW]", "P_battery[MW]", "SoC[kWh]", "P_gen[MW]", "P_cl[MW]", "E_cl_unserved[kWh]",
+    "cost_device[EUR]")
+PARTICIPANT_OUTPUTS = ("E_p2p_buy[kWh]", "E_p2p_sell[kWh]", "E_grid_buy[kWh]", "E_grid_sell[kWh]", "cost[EUR]")
+MARKET_OUTPUTS = ("price_buy[EUR/kWh]", "price_sell[EUR/kWh]", "tariff_buy[EUR/kWh]", "tariff_sell[EUR/kWh]",
+                  "supply[kWh]", "demand[kWh]", "traded[kWh]", "mechanism")
+GRID_OUTPUTS = ("converged", "losses[MW]", "P_slack[MW]", "Vm_min[pu]", "Vm_max[pu]", "loading_max[%]")
+
+
+def sim_config(prosumer_start="python"):
+    prosumer = ({"python": "simulators.prosumer.sim:ProsumerSim"} if prosumer_start == "python"
+                else {"cmd": "%(python)s -m simulators.prosumer.sim %(addr)s"})
+    return {
+        "Profiles": {"python": "simulators.profiles.sim:ProfileSim"},
+        "Prosumer": prosumer,
+        "Market": {"python": "simulators.market.sim:MarketSim"},
+        "Grid": {"python": "simulators.grid.sim:GridSim"},
+        "Recorder": {"python": "simulators.recorder.sim:RecorderSim"},
+    }
+
+
+def prepare(cfg):
+    """Validate the config and build what the run needs: specs, network, tariff."""
+    cfg = validate(cfg)
+    net = make_network(cfg.network)
+    if cfg.specs == "generate":
+        from simulators.grid.networks import nominal_load_kw
+
+        specs = generate_specs(nominal_load_kw(net), cfg.seed)
+    else:
+        specs = load_specs(cfg.specs)
+    if cfg.max_prosumers:
+        specs = specs[: cfg.max_prosumers]
+    buses = set(int(b) for b in net.bus.index)
+    for s in specs:
+        if s.bus not in buses:
+            raise ConfigError(f"prosumer {s.name!r}.bus: {s.bus} is not a bus of network {cfg.network!r} "
+                              f"(allowed: {min(buses)}..{max(buses)})")
+    return cfg, specs, net, make_tariff(cfg.tariff)
+
+
+def run_dir_for(cfg):
+    name = cfg.run_name or "__".join((cfg.scenario, cfg.policy, str(cfg.seed),
+                                     dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")))
+    path = Path(cfg.results_dir) / name
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"run_name: folder {path} exists and is not empty; choose another name")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run(cfg, grid_builder=None):
+    """Run the co-simulation described by ``cfg``; return (run_dir, summary dict).
+
+    ``grid_builder(world, cfg, net, specs)`` may replace our grid simulator (it must return
+    (grid_entity, {bus index: bus entity})), e.g. with mosaik's own pandapower adapter.
+    """
+    from simulators.recorder.report import plot_run, write_summary
+
+    cfg, specs, net, tariff = prepare(cfg)
+    run_dir = run_dir_for(cfg)
+    context = {"specs": [s.to_dict() for s in specs], "dates": cfg.dates, "seed": cfg.seed,
+               "tariff": tariff.to_dict(), "network": cfg.network, "options": cfg.policy_options}
+    (run_dir / "config.json").write_text(json.dumps({**to_dict(cfg), "tariff_values": tariff.to_dict(),
+                                                     "prosumer_specs": context["specs"]}, indent=1))
+    t0 = wallclock.perf_counter()
+    world = mosaik.World(sim_config(cfg.prosumer_start), time_resolution=1.0, debug=False)
+    try:
+        _build(world, cfg, specs, net, context, run_dir, grid_builder)
+        t_setup = wallclock.perf_counter() - t0
+        world.run(until=cfg.steps * STEP_S, print_progress=cfg.progress)
+    except BaseException:
+        world.shutdown()
+        if (run_dir / "feeder.csv").exists():
+            write_summary(run_dir, {"incomplete": True})
+        raise
+    t_run = wallclock.perf_counter() - t0 - t_setup
+    summary = write_summary(run_dir, {"incomplete": False, "wall_setup_s": t_setup, "wall_run_s": t_run})
+    if cfg.plots:
+        plot_run(run_dir)
+    return run_dir, summary
+
+
+def _build(world, cfg, specs, net, context, run_dir, grid_builder):
+    n = len(specs)
+    profiles = world.start("Profiles", step_size=STEP_S)
+    profile_ents = profiles.ProsumerProfile.create(
+        n, specs=context["specs"], dates=cfg.dates, seed=cfg.seed)
+
+    prosumer_args = dict(step_size=STEP_S, policy=cfg.policy, context=context, start_step=0)
+    if cfg.grouping == "grouped":
+        sim = world.start("Prosumer", **prosumer_args)
+        prosumers = sim.Prosumer.create(n, agent_ids=list(range(n)))
+    else:
+        prosumers = [world.start("Prosumer", **prosumer_args).Prosumer.create(1, agent_ids=[i])[0]
+                     for i in range(n)]
+
+    market_sim = world.start("Market", step_size=STEP_S, mechanism=cfg.market, tariff=context["tariff"])
+    market = market_sim.Market.create(1)[0]
+    participants = market_sim.Participant.create(n)
+
+    if grid_builder is None:
+        grid_sim = world.start("Grid", step_size=STEP_S, network=cfg.network, model=cfg.grid_model,
+                               prosumer_buses=sorted({s.bus for s in specs}))
+        grid = grid_sim.Grid.create(1)[0]
+        bus_list = grid_sim.Bus.create(len(net.bus), bus=[int(b) for b in net.bus.index])
+        buses = {int(b): e for b, e in zip(net.bus.index, bus_list)}
+    else:
+        grid, buses = grid_builder(world, cfg, net, specs)
+
+    buy0, sell0 = make_tariff(cfg.tariff).at(0)
+    for spec, prof, pros, part in zip(specs, profile_ents, prosumers, participants):
+        world.connect(prof, pros, "P_load[MW]", "Q_load[MVar]", "P_pv_avail[MW]")
+        world.connect(pros, part, "bid_E[kWh]", "bid_price[EUR/kWh]")
+        world.connect(pros, buses[spec.bus], "P[MW]", "Q[MVar]")
+        # feedback of step t reaches the prosumer at step t+1 (no same-step loop)
+        world.connect(buses[spec.bus], pros, "Vm[pu]", time_shifted=True, initial_data={"Vm[pu]": 1.0})
+        world.connect(part, pros, "price_buy[EUR/kWh]", "price_sell[EUR/kWh]", time_shifted=True,
+                      initial_data={"price_buy[EUR/kWh]": buy0, "price_sell[EUR/kWh]": sell0})
+
+    recorder_sim = world.start("Recorder", step_size=STEP_S)
+    layout = {
+        "prosumer": {e.full_id: s.name for e, s in zip(prosumers, specs)},
+        "participant": {e.full_id: s.name for e, s in zip(participants, specs)},
+        "prosumer_bus": {s.name: s.bus for s in specs},
+        "bus": {e.full_id: b for b, e in buses.items()},
+        "market": market.full_id,
+        "grid": grid.full_id,
+    }
+    start = dt.datetime.fromisoformat(cfg.dates[0]).isoformat()
+    recorder = recorder_sim.Recorder.create(1, run_dir=str(run_dir), layout=layout, start=start)[0]
+    for e in prosumers:
+        world.connect(e, recorder, *PROSUMER_OUTPUTS_TO_RECORD)
+    for e in participants:
+        world.connect(e, recorder, *PARTICIPANT_OUTPUTS)
+    world.connect(market, recorder, *MARKET_OUTPUTS)
+    world.connect(grid, recorder, *GRID_OUTPUTS)
+    for e in buses.values():
+        world.connect(e, recorder, "Vm[pu]")
+
+
+def main_for(defaults, argv=None, description=None):
+    """Shared ``main()`` of the scenario scripts: parse flags, run, print where results are."""
+    from scenarios.config import parse_args
+
+    cfg = parse_args(defaults, argv, description)
+    try:
+        run_dir, summary = run(cfg)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    keys = ("cost_eur", "voltage_violation_rate", "steps_with_violation", "vm_min_pu", "vm_max_pu",
+            "losses_kwh", "p2p_volume_kwh", "self_sufficiency", "nonconverged_steps", "wall_run_s")
+    print(f"results: {run_dir}")
+    for k in keys:
+        print(f"  {k:24s} {summary[k]}")
+    return run_dir, summary
+
+
+def replace(cfg, **changes):
+    return dataclasses.replace(cfg, **changes)
