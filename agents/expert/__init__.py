@@ -1,0 +1,1 @@
+"""LLM expert layer: expert workflow (prompts, sandbox, retrieval, LLM backends), reference models, expert policy."""

@@ -1,0 +1,196 @@
+"""ExpertPolicy: the joint optimization expert as a co-simulation policy, and demonstration data sets.
+
+The expert knows the scenario (specs, dates, seed, tariff, network: PolicyContext), rebuilds
+the profiles every prosumer sees (simulators/profiles/data.py with the context's seed) and
+drives its own Fleet with its own actions.  Since the real fleet applies the same actions to the
+same profiles, both fleets hold the same state; ``act`` checks this on every call by comparing
+the observation rows it receives with the ones its own fleet produces (every column except the
+feedback columns vm_dev and the last P2P prices) and raises if they differ, e.g. when the
+context's dates or seed do not match the run, or other policies act for some prosumers.
+
+One joint solve per step is shared by every ExpertPolicy instance of a process that has the
+same context (per-prosumer mosaik simulators, each holding one prosumer): the first instance
+asking for step t solves it, the others read the cached actions.
+
+Options (PolicyContext.options): forecast 'perfect' | 'yesterday' (joint.FORECASTS), fine_hours
+(default 3), v_margin_pu (default 0.0), solver (default 'CLARABEL').
+"""
+
+import hashlib
+import json
+import time as wallclock
+from collections import OrderedDict
+
+import numpy as np
+
+from agents.expert.joint import FORECASTS, JointExpert, RecedingHorizon, evaluate, forecast_profiles
+from simulators.prosumer.interface import ACTION_FIELDS, OBS, OBS_FIELDS
+from simulators.prosumer.policies import Policy, PolicyContext
+from simulators.units import STEPS_PER_DAY
+from simulators.validation import ConfigError, check_choice
+
+DEFAULT_OPTIONS = {"forecast": "perfect", "fine_hours": 3, "v_margin_pu": 0.0, "solver": "CLARABEL"}
+FEEDBACK_COLUMNS = ("vm_dev", "price_buy_last", "price_sell_last")
+"""observation columns from the grid and the market, which the expert's own fleet cannot know"""
+STATE_COLUMNS = np.array([OBS[f] for f in OBS_FIELDS if f not in FEEDBACK_COLUMNS])
+OBS_TOL = 1e-6
+_EXPERTS = OrderedDict()   # compiled JointExpert per (specs, tariff, network, options)
+_RUNS = OrderedDict()      # RecedingHorizon per full context (dates, seed included)
+CACHE_SIZE = 2
+
+
+def _key(*parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached(cache, key, build):
+    if key not in cache:
+        cache[key] = build()
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
+
+
+class ExpertPolicy(Policy):
+    """``act(obs, agent_ids)`` -> the joint expert's actions for those prosumers at the observed step."""
+
+    name = "expert"
+
+    def __init__(self, context):
+        super().__init__(context)
+        opts = dict(DEFAULT_OPTIONS)
+        unknown = sorted(set(context.options) - set(opts))
+        if unknown:
+            raise ConfigError(f"policy_options: unknown option(s) {unknown} for policy 'expert'; "
+                              f"allowed: {sorted(opts)}")
+        opts.update(context.options)
+        check_choice("policy_options.forecast", opts["forecast"], FORECASTS)
+        if context.tariff is None or not context.dates:
+            raise ConfigError("policy 'expert': the context needs a tariff and at least one date")
+        self.options = opts
+        specs = [s.to_dict() for s in context.specs]
+        expert_key = _key(specs, context.tariff.to_dict(), context.network, opts["fine_hours"],
+                          opts["v_margin_pu"], opts["solver"])
+        self.expert = _cached(_EXPERTS, expert_key, self._build_expert)
+        run_key = _key(expert_key, list(context.dates), context.seed, opts["forecast"])
+        self.run = _cached(_RUNS, run_key, self._build_run)
+        self.reset()
+
+    def _build_expert(self):
+        from simulators.grid.networks import make_network
+
+        c, o = self.context, self.options
+        return JointExpert(c.specs, c.tariff, make_network(c.network), solver=o["solver"],
+                           v_margin_pu=o["v_margin_pu"], fine_hours=o["fine_hours"])
+
+    def _build_run(self):
+        from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days
+
+        c = self.context
+        bank = ProfileBank.simbench()
+        assignment = assign_profiles(c.specs, c.seed, bank)
+        truth = prosumer_days(bank, c.specs, assignment, c.dates)
+        forecast = forecast_profiles(self.options["forecast"], bank, c.specs, assignment, c.dates)
+        return _CheckedRun(self.expert, truth, forecast)
+
+    def reset(self):
+        self._day, self._last_step = 0, -1
+
+    def act(self, obs, agent_ids):
+        obs = np.asarray(obs, dtype=float)
+        agent_ids = np.asarray(agent_ids, dtype=np.int64)
+        if obs.ndim != 2 or obs.shape != (len(agent_ids), len(OBS_FIELDS)):
+            raise ValueError(f"obs: expected shape ({len(agent_ids)}, {len(OBS_FIELDS)}), got {obs.shape}")
+        step = int(round(obs[0, OBS["step_frac"]] * STEPS_PER_DAY)) % STEPS_PER_DAY
+        if step <= self._last_step:  # a step that does not increase starts the next day, as in Fleet
+            self._day += 1
+        self._last_step = step
+        g = self._day * STEPS_PER_DAY + step
+        actions = self.run.act(g)
+        self.run.check(g, obs, agent_ids)
+        return actions[agent_ids].copy()
+
+
+class _CheckedRun(RecedingHorizon):
+    """RecedingHorizon that also keeps its own fleet's observation of each step, for ``check``."""
+
+    def __init__(self, expert, truth, forecast):
+        super().__init__(expert, truth, forecast)
+        self.obs = []
+
+    def _advance(self, g):
+        step, tr = g % STEPS_PER_DAY, self.truth
+        buy, sell = self.expert.tariff.at(step)
+        n = self.fleet.n
+        self.obs.append(self.fleet.observe(step, tr.load_kw[g], tr.pv_avail_kw[g], np.ones(n), buy, sell, buy, sell))
+        super()._advance(g)
+
+    def check(self, g, obs, agent_ids):
+        mine = self.obs[g][np.ix_(agent_ids, STATE_COLUMNS)]
+        bad = np.abs(mine - obs[:, STATE_COLUMNS]) > OBS_TOL * np.maximum(1.0, np.abs(mine))
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            field = OBS_FIELDS[STATE_COLUMNS[j]]
+            raise ConfigError(f"policy 'expert': observation {field!r} of prosumer {int(agent_ids[i])} at step {g} is "
+                              f"{obs[i, STATE_COLUMNS[j]]:.6g}, the expert's own fleet has {mine[i, j]:.6g}; the "
+                              "context (specs, dates, seed, tariff) must match the run and every prosumer must "
+                              "follow the expert")
+
+
+# ---- demonstrations ------------------------------------------------------------------------------
+def write_demonstrations(path, dates, env_config=None, options=None):
+    """Run the expert in the training environment (agents/env.py) on each of ``dates`` and save an .npz.
+
+    Arrays: obs (T, N, F) and actions (T, N, A) float32 exactly as P2PEnv observes and receives
+    them, reward and cost_eur (T, N), day (T,) index into dates, step (T,) step of the day;
+    'metadata' a JSON string (fields, env config, options, seed, dates, timings, expert costs).
+    One episode per date of ``env_config.episode_days`` days.  Returns the metadata dict.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    import cvxpy as cp
+
+    from agents.env import EnvConfig, P2PEnv
+
+    cfg = env_config or EnvConfig()
+    env = P2PEnv(cfg)
+    n = env.n_agents
+    rec = {k: [] for k in ("obs", "actions", "reward", "cost_eur", "day", "step")}
+    episodes, t0 = [], wallclock.perf_counter()
+    for d, date in enumerate(dates):
+        obs = env.reset_batch(day=str(date))
+        policy = ExpertPolicy(PolicyContext(specs=env.specs, dates=list(env.dates), seed=cfg.seed, tariff=env.tariff,
+                                            network=cfg.network, options=dict(options or {})))
+        done, k = False, 0
+        while not done:
+            actions = policy.act(obs, np.arange(n))
+            rec["obs"].append(obs.astype(np.float32))
+            rec["actions"].append(actions.astype(np.float32))
+            obs, reward, done, info = env.step_batch(actions)
+            rec["reward"].append(reward)
+            rec["cost_eur"].append(info["cost_eur"])
+            rec["day"].append(d)
+            rec["step"].append(k % STEPS_PER_DAY)
+            k += 1
+        ev = evaluate(policy.expert, policy.run.run())
+        episodes.append({"date": str(date), "env_cost_eur": float(np.sum(rec["cost_eur"][-k:])),
+                         "expert_total_eur": ev["total_eur"], "v_slack_pu": ev["v_slack_pu"],
+                         "solve_s_median": float(np.median(ev["solve_s"]))})
+    meta = {"obs_fields": list(OBS_FIELDS), "action_fields": list(ACTION_FIELDS), "n_agents": n,
+            "env_config": dataclasses.asdict(cfg), "options": {**DEFAULT_OPTIONS, **(options or {})},
+            "seed": cfg.seed, "dates": [str(d) for d in dates], "agents": list(env.possible_agents),
+            "episodes": episodes, "wall_s": wallclock.perf_counter() - t0, "cvxpy": cp.__version__}
+    arrays = {k: np.asarray(v) for k, v in rec.items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays, dates=np.array([str(d) for d in dates]), metadata=json.dumps(meta))
+    return meta
+
+
+def load_demonstrations(path):
+    """(arrays dict, metadata dict) of a file written by write_demonstrations."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "metadata"}
+        meta = json.loads(str(data["metadata"]))
+    return arrays, meta

@@ -1,0 +1,199 @@
+"""Verification of a generated prosumer model before it is accepted, and its test states.
+
+A candidate passes when, on every test state: the static check passes; the sandbox builds a
+DCP problem that solves to optimality; the action dict has every expected key; the solution
+respects the device limits (checked by replaying the actions through the device physics of
+simulators/prosumer/fleet.py: battery power and SoC, generator limits and ramps, controllable-
+load window/rate/energy, PV availability; the generator's on/off with p_min is relaxed to
+[0, p_max] as in the reference); the power balance holds for p_ex; and its optimal
+objective is within ``rel_tol`` (plus ``abs_tol_eur``) of the trusted reference model
+(agents/expert/reference.py, run in-process) on the same spec and state. Stand-alone, with no
+P2P partner, both problems fix p_p2p = 0.
+"""
+
+import numpy as np
+
+from agents.expert.prompts import ACTION_KEYS
+from agents.expert.sandbox import Limits, run_prosumer, static_check
+
+KW_TOL = 1e-3
+"""absolute tolerance on powers [kW] (on top of 1e-4 x the rating) for solver round-off"""
+
+
+# ---- test states -------------------------------------------------------------------------------
+def make_test_states(specs, n=3, seed=0, date=None):
+    """{name: [state, ...]}: n states per prosumer at spread-out steps of one day.
+
+    Profiles come from the SimBench profile bank (simulators/profiles/data.py) on a held-out
+    test day when it is available, else from a synthetic day; tariffs from the 'tou' preset
+    of simulators/market/tariffs.py when available, else a synthetic time-of-use tariff.
+    """
+    load, pv = _profiles(specs, seed, date)
+    buy, sell = _tariffs()
+    times = [int(round(k * 80 / max(n - 1, 1))) for k in range(n)] if n > 1 else [0]
+    out = {}
+    for j, spec in enumerate(specs):
+        out[spec.name] = [_state(spec, t, k, n, load[:, j], pv[:, j], buy, sell) for k, t in enumerate(times)]
+    return out
+
+
+def _state(spec, t, k, n, load, pv, buy, sell):
+    frac = 0.0 if k == 0 else 0.25 + 0.5 * k / n  # SoC position between the bounds, varied per state
+    soc = [b.capacity_kwh * (b.soc_init if k == 0 else b.soc_min + frac * (b.soc_max - b.soc_min))
+           for b in spec.batteries]
+    gen = [0.0 if k == 0 else 0.5 * g.p_max_kw for g in spec.generators]
+    cl = [0.0 if t >= c.deadline_step else c.energy_kwh * (1.0 if k == 0 else 0.6) for c in spec.controllable_loads]
+    return {"time": t, "horizon": 96 - t, "load_kw": load[t:].copy(), "pv_avail_kw": pv[t:].copy(),
+            "tariff_buy": buy[t:].copy(), "tariff_sell": sell[t:].copy(), "soc_kwh": soc, "gen_last_kw": gen,
+            "cl_remaining_kwh": cl, "dt_h": 0.25}
+
+
+def _profiles(specs, seed, date):
+    try:
+        from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank, assign_profiles, prosumer_days
+
+        bank = ProfileBank.simbench()
+        days = prosumer_days(bank, specs, assign_profiles(specs, seed, bank), date or DEFAULT_TEST_DAY)
+        return days.load_kw[:96], days.pv_avail_kw[:96]
+    except ImportError:
+        hours = np.arange(96) * 0.25
+        shape_load = 0.5 + 0.3 * np.exp(-((hours - 8) / 2) ** 2) + 0.5 * np.exp(-((hours - 20) / 2.5) ** 2)
+        shape_pv = np.clip(np.sin(np.pi * (hours - 6) / 14), 0, None)
+        load = np.outer(shape_load / shape_load.max(), [s.load_peak_kw for s in specs])
+        pv = np.outer(shape_pv, [sum(p.kwp for p in s.pv) for s in specs])
+        return load, pv
+
+
+def _tariffs():
+    try:
+        from simulators.market.tariffs import make_tariff
+
+        tariff = make_tariff("tou")
+        return np.array(tariff.buy_eur_per_kwh), np.array(tariff.sell_eur_per_kwh)
+    except ImportError:
+        hours = np.arange(96) * 0.25
+        buy = np.where((hours >= 6) & (hours < 22), 0.25, 0.17)
+        return np.where((hours >= 17) & (hours < 21), 0.36, buy), np.full(96, 0.08)
+
+
+# ---- checks --------------------------------------------------------------------------------------
+def _keys(spec, kind):
+    return [ACTION_KEYS[kind].format(i=i) for i in range(1, len(getattr(spec, kind)) + 1)]
+
+
+def _series(rec, key, horizon):
+    vals = rec["actions"].get(key)
+    if vals is None:
+        return None
+    arr = np.asarray(vals, dtype=float)
+    return np.full(horizon, arr[0]) if arr.size == 1 else arr
+
+
+def check_limits(spec, state, rec):
+    """Reasons why the solution ``rec`` (a sandbox state record) breaks a device limit or the balance."""
+    horizon, dt, t0 = int(state["horizon"]), float(state["dt_h"]), int(state["time"])
+    missing = [k for kind in ACTION_KEYS for k in _keys(spec, kind) if k not in rec["actions"]]
+    if missing:
+        return [f"actions lack the keys {missing}"]
+    s = {kind: [_series(rec, k, horizon) for k in _keys(spec, kind)] for kind in ACTION_KEYS}
+    reasons = []
+    total_kwp = sum(p.kwp for p in spec.pv) or 1.0
+    pv_avail = np.asarray(state["pv_avail_kw"], dtype=float)
+    for i, (unit, p) in enumerate(zip(spec.pv, s["pv"]), 1):
+        cap = pv_avail * unit.kwp / total_kwp
+        _bound(reasons, f"P_RDG{i}", p, 0.0, cap, unit.kwp)
+    for i, (b, p) in enumerate(zip(spec.batteries, s["batteries"]), 1):
+        _bound(reasons, f"P_BESS{i}", p, -b.p_max_kw, b.p_max_kw, b.p_max_kw)
+        soc = state["soc_kwh"][i - 1] + np.cumsum(np.where(p > 0, b.eta_charge * p, p / b.eta_discharge) * dt)
+        tol = KW_TOL * dt + 1e-4 * b.capacity_kwh
+        if soc.min() < b.soc_min * b.capacity_kwh - tol or soc.max() > b.soc_max * b.capacity_kwh + tol:
+            reasons.append(f"BESS{i}: stored energy replayed with the efficiencies leaves "
+                           f"[{b.soc_min * b.capacity_kwh:.3f}, {b.soc_max * b.capacity_kwh:.3f}] kWh "
+                           f"(range {soc.min():.3f}..{soc.max():.3f})")
+    for i, (g, p) in enumerate(zip(spec.generators, s["generators"]), 1):
+        _bound(reasons, f"P_CDG{i}", p, 0.0, g.p_max_kw, g.p_max_kw)
+        if g.ramp_kw_per_step > 0:  # the fleet lets a unit start at / stop from p_min: ramp + p_min
+            steps = np.abs(np.diff(np.concatenate([[state["gen_last_kw"][i - 1]], p])))
+            lim = g.ramp_kw_per_step + g.p_min_kw
+            if steps.max() > lim + KW_TOL + 1e-4 * g.p_max_kw:
+                reasons.append(f"P_CDG{i}: ramp {steps.max():.3f} kW per step exceeds {lim:g} kW")
+    steps_of_day = t0 + np.arange(horizon)
+    for i, (c, p) in enumerate(zip(spec.controllable_loads, s["controllable_loads"]), 1):
+        window = (steps_of_day >= c.earliest_step) & (steps_of_day < c.deadline_step)
+        _bound(reasons, f"P_CL{i}", p, 0.0, np.where(window, c.p_max_kw, 0.0), c.p_max_kw)
+        served = float(p.sum() * dt)
+        if served > state["cl_remaining_kwh"][i - 1] + KW_TOL * dt * horizon:
+            reasons.append(f"P_CL{i}: serves {served:.3f} kWh, more than the "
+                           f"{state['cl_remaining_kwh'][i - 1]:.3f} kWh still needed")
+    if not reasons:
+        reasons += _balance(spec, state, rec, s)
+    return reasons
+
+
+def _bound(reasons, name, p, lo, hi, rating):
+    tol = KW_TOL + 1e-4 * rating
+    lo_bad = p < np.asarray(lo) - tol
+    hi_bad = p > np.asarray(hi) + tol
+    if lo_bad.any() or hi_bad.any():
+        t = int(np.argmax(lo_bad | hi_bad))
+        bound = np.broadcast_to(lo if lo_bad[t] else hi, p.shape)[t]
+        reasons.append(f"{name}: {p[t]:.3f} kW at step {t} beyond its limit {bound:.3f} kW "
+                       f"({int((lo_bad | hi_bad).sum())} steps out of bounds)")
+
+
+def _balance(spec, state, rec, s):
+    """The meter power implied by the devices must equal -p_ex (export positive) with no P2P."""
+    net = np.asarray(state["load_kw"], dtype=float).copy()
+    for kind, sign in (("batteries", 1), ("controllable_loads", 1), ("pv", -1), ("generators", -1)):
+        for p in s[kind]:
+            net += sign * p
+    p_ex = np.asarray(rec.get("p_ex") or [], dtype=float)
+    if p_ex.shape != net.shape:
+        return [f"p_ex has {p_ex.size} values, expected {net.size}"]
+    err = np.abs(net + p_ex)
+    scale = max(1.0, float(np.abs(net).max()))
+    if err.max() > KW_TOL + 1e-4 * scale:
+        return [f"power balance: load + batteries + controllable loads - PV - generators differs from "
+                f"-p_ex by up to {err.max():.3f} kW (step {int(err.argmax())})"]
+    return []
+
+
+def reference_objectives(spec, states, solver="CLARABEL"):
+    """Optimal objectives of the trusted reference model (in-process), stand-alone (p_p2p = 0)."""
+    from agents.expert.reference import build_reference
+
+    model = build_reference(spec)
+    return [model.solve(state, solver=solver)["objective"] for state in states]
+
+
+def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, references=None):
+    """Accept or reject ``code`` for ``spec`` on ``states``; returns a plain dict.
+
+    references: optional list of reference objectives (one per state), computed if None.
+    """
+    out = {"accepted": False, "reasons": [], "states": [], "max_abs_gap": None, "rel_tol": rel_tol,
+           "abs_tol_eur": abs_tol_eur}
+    static = static_check(code)
+    if static:
+        out["reasons"] = ["static check: " + r for r in static]
+        return out
+    run = run_prosumer(code, states, limits=limits or Limits())
+    out["reasons"] += run.reasons
+    if references is None:
+        references = reference_objectives(spec, states)
+    gaps = []
+    for st, rec, ref in zip(states, run.states, references):
+        row = {"time": st["time"], "status": rec["status"], "objective": rec.get("objective"), "reference": ref}
+        if rec["status"] == "optimal":
+            out["reasons"] += [f"state at time {st['time']}: {r}" for r in check_limits(spec, st, rec)]
+            gap = rec["objective"] - ref
+            row["gap_eur"], row["rel_gap"] = gap, gap / max(abs(ref), 1e-9)
+            gaps.append(row["rel_gap"])
+            if abs(gap) > rel_tol * abs(ref) + abs_tol_eur:
+                out["reasons"].append(f"state at time {st['time']}: objective {rec['objective']:.4f} EUR is "
+                                      f"{100 * row['rel_gap']:+.2f} % off the reference {ref:.4f} EUR "
+                                      f"(tolerance {100 * rel_tol:g} % + {abs_tol_eur} EUR)")
+        out["states"].append(row)
+    out["max_abs_gap"] = max((abs(g) for g in gaps), default=None)
+    out["accepted"] = not out["reasons"] and len(gaps) == len(states)
+    return out

@@ -1,0 +1,337 @@
+"""The LLM expert workflow: five prompted stages, verification, cache and report.
+
+Per prosumer (ExpertWorkflow.run):
+1. edit      basic model + devices + preferences -> personalized model text. Checked against
+             the mechanical edit (prompts.edit_model_text); if the LLM's text misses a unit,
+             keeps a device the prosumer lacks or drops a preference, the mechanical edit is used.
+2. retrieve  the LLM names CVXPY atoms (decoding constrained to known names); the atom index
+             returns their docs (by similarity to the model text if no name came back).
+3. code      prosumer(state), generated after a pre-filled skeleton (imports, signature, state
+             extraction); the code block is extracted robustly and the standard return line
+             appended when the function lacks one.
+4. execute   sandbox run on the first test state; on any error the error and code go back to
+             the LLM (repair), up to ``max_repairs`` times.
+5. review    an LLM review pass, kept only if its code still runs and returns the 6-tuple
+             (the deterministic structural check in the sandbox child); else the stage-4 code stays.
+Then verification.verify on all test states. Accepted experts are cached on disk, keyed by
+hash(spec, model id, prompt version); a rejected one falls back to the reference model.
+Every stage is logged with its prompt, raw output, verdict and seconds.
+"""
+
+import ast
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from agents.expert import prompts as P
+from agents.expert.llm import ChoiceList, cache_root
+from agents.expert.sandbox import Limits, run_prosumer, static_check
+from agents.expert.verification import check_limits, reference_objectives, verify
+
+STAGES = ("edit", "retrieve", "code", "execute", "review", "verify")
+
+
+@dataclass
+class WorkflowConfig:
+    max_repairs: int = 2
+    """repair prompts after a failed execution before giving up"""
+    max_new_tokens: int = 700
+    """generation budget of the code, repair and review stages"""
+    edit_tokens: int = 500
+    """generation budget of the model-editing stage"""
+    rel_tol: float = 0.01
+    """accepted relative gap of the optimal objective vs the reference model"""
+    abs_tol_eur: float = 0.01
+    """plus this absolute gap [EUR], for objectives near zero"""
+    retrieval_k: int = 6
+    """atom docs put into the code prompt"""
+    use_cache: bool = True
+    """reuse accepted experts from the cache (and store new ones)"""
+    cache_dir: str = ""
+    """cache folder of accepted experts; empty = <cache root>/experts"""
+    limits: Limits = field(default_factory=Limits)
+    """sandbox limits of every execution"""
+
+
+@dataclass
+class StageLog:
+    stage: str
+    attempt: int
+    verdict: str
+    """'pass' or 'fail'"""
+    detail: str
+    seconds: float
+    prompt: str = ""
+    raw: str = ""
+
+
+@dataclass
+class ExpertResult:
+    name: str
+    accepted: bool
+    source: str
+    """'llm' (accepted now), 'cache' (accepted earlier) or 'reference' (fallback)"""
+    code: str = ""
+    stages: list = field(default_factory=list)
+    repairs: int = 0
+    verification: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def verdict(self, stage):
+        """'pass' if the stage passed at its last attempt, 'fail' if it ran and failed, '' if it never ran."""
+        logs = [s for s in self.stages if s.stage == stage]
+        return logs[-1].verdict if logs else ""
+
+    def to_dict(self):
+        return asdict(self)
+
+
+# ---- code extraction ---------------------------------------------------------------------------
+def extract_code(raw, prefill=""):
+    """The prosumer function from an LLM reply: fenced or not, with or without the prefill.
+
+    Picks the code block that defines prosumer (else the prefill + reply), cuts trailing prose
+    until the text parses, drops top-level statements that are not imports, defs or assignments
+    (usage examples, ``if __name__ == ...``), and ends prosumer with the standard return line
+    if its body does not end with a return.
+    """
+    text = raw if "def prosumer" in raw else prefill + raw
+    blocks = re.split(r"^\s*```[a-zA-Z]*\s*$", text, flags=re.M)
+    lines = next((b for b in blocks if "def prosumer" in b), blocks[0]).strip("\n").splitlines()
+    first = next((i for i, line in enumerate(lines) if re.match(r"(import |from |def )", line)), 0)
+    lines = lines[first:]  # prose before the code
+    if not any(line.startswith("import cvxpy") for line in lines):
+        lines = ["import cvxpy as cp", "import numpy as np", ""] + lines
+    tree = None
+    for cut in range(min(len(lines), 60) + 1):
+        try:
+            tree = ast.parse("\n".join(lines[: len(lines) - cut]))
+            lines = lines[: len(lines) - cut]
+            break
+        except SyntaxError:
+            continue
+    if tree is None:
+        return "\n".join(lines) + "\n"
+    keep = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign)
+    drop = [n for n in tree.body if not isinstance(n, keep)]
+    for node in reversed(drop):
+        del lines[node.lineno - 1: node.end_lineno]
+    code = "\n".join(lines).rstrip() + "\n"
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "prosumer"), None)
+    if fn is not None and not isinstance(fn.body[-1], ast.Return):
+        lines = code.splitlines()
+        lines.insert(fn.end_lineno, P.RETURN_LINE)
+        code = "\n".join(lines) + "\n"
+    return code
+
+
+def check_edit(text, spec):
+    """Problems of an edited model text against the mechanical edit of ``spec``.
+
+    Editing is copy, delete and renumber, so every device line of the mechanical edit must be
+    there verbatim (whitespace aside), each preference needs its slack eps<k> and the 1000
+    penalty, no unit the prosumer lacks may appear, and the text may not be padded by loops.
+    """
+    norm = lambda line: " ".join(line.split())  # noqa: E731
+    got = [norm(line) for line in text.splitlines() if line.strip()]
+    want = [norm(line) for line in P.edit_model_text(spec).splitlines() if line.strip() and "[PREF" not in line]
+    have = set(got)
+    missing = [line for line in want if line not in have]
+    problems = [f"{len(missing)} of {len(want)} model lines missing, e.g. {missing[0]!r}"] if missing else []
+    for kind, tag in P.DEVICE_TAGS.items():
+        n = len(getattr(spec, kind))
+        if f"{tag}{n + 1}" in text:
+            problems.append(f"has {tag}{n + 1} but the prosumer owns {n} {tag}")
+    problems += [f"preference {k} has no slack eps{k} with the 1000 penalty"
+                 for k in range(1, len(spec.preferences) + 1) if f"eps{k}" not in text or "1000" not in text]
+    if len(got) > 1.5 * (len(want) + 3 * len(spec.preferences)) + 5:
+        problems.append(f"{len(got)} lines where about {len(want) + 3 * len(spec.preferences)} are expected")
+    return problems
+
+
+def _undefined(code):
+    """Names of the standard return line that prosumer never assigns (the bare skeleton assigns none)."""
+    fn = next(n for n in ast.parse(code).body if isinstance(n, ast.FunctionDef) and n.name == "prosumer")
+    ret = fn.body[-1].value if isinstance(fn.body[-1], ast.Return) else None
+    returned = [e.id for e in getattr(ret, "elts", []) if isinstance(e, ast.Name)]
+    assigned = {t.id for t in ast.walk(fn) if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store)}
+    missing = [v for v in returned if v not in assigned and v != "constraints"]
+    return [f"prosumer never defines {', '.join(missing)}"] if missing else []
+
+
+def cache_key(spec, model_id):
+    payload = json.dumps({"spec": spec.to_dict(), "model": model_id, "prompts": P.PROMPT_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+# ---- the workflow --------------------------------------------------------------------------------
+class ExpertWorkflow:
+    """Runs the five stages for one prosumer at a time with one LLM backend."""
+
+    def __init__(self, backend, config=None, index=None):
+        from agents.expert.retrieval import AtomIndex
+
+        self.backend = backend
+        self.config = config or WorkflowConfig()
+        self.index = index or AtomIndex.build()
+        self.cache_dir = Path(self.config.cache_dir or cache_root() / "experts")
+
+    def run(self, spec, states):
+        """Build, check and verify an expert for ``spec``; ``states``: its test states (first = execution)."""
+        t0 = time.perf_counter()
+        cached = self._cached(spec)
+        if cached:
+            log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
+            return ExpertResult(spec.name, True, "cache", cached["code"], [log], 0, cached["verification"],
+                                time.perf_counter() - t0)
+        res = ExpertResult(spec.name, False, "reference")
+        model_text = self._edit(spec, res)
+        atoms = self._retrieve(model_text, res)
+        code = self._generate(spec, model_text, atoms, res)
+        code, runs = self._execute_and_repair(spec, code, states[:1], res)
+        code = self._review(spec, code, runs, states[:1], res)
+        t = time.perf_counter()
+        try:
+            references = reference_objectives(spec, states)
+        except Exception as exc:  # noqa: BLE001 - no trusted optimum means no acceptance; say why
+            res.verification = {"accepted": False, "reasons": [f"reference model unavailable: {exc}"],
+                                "states": [], "max_abs_gap": None}
+        else:
+            res.verification = verify(code, spec, states, rel_tol=self.config.rel_tol,
+                                      abs_tol_eur=self.config.abs_tol_eur, limits=self.config.limits,
+                                      references=references)
+        ok = res.verification["accepted"]
+        detail = "accepted" if ok else "; ".join(res.verification["reasons"][:4])
+        res.stages.append(StageLog("verify", 0, "pass" if ok else "fail", detail, time.perf_counter() - t))
+        res.code, res.accepted, res.source = code, ok, "llm" if ok else "reference"
+        if ok and self.config.use_cache:
+            self._store(spec, res)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    # ---- stages ----
+    def _ask(self, res, stage, attempt, system, prompt, check, **kw):
+        """One LLM call; ``check(raw) -> (verdict, detail, value)``; logged as a StageLog."""
+        t = time.perf_counter()
+        raw = self.backend.generate(prompt, system=system, tag=stage, **kw)
+        verdict, detail, value = check(raw)
+        res.stages.append(StageLog(stage, attempt, verdict, detail, time.perf_counter() - t, prompt, raw))
+        return value
+
+    def _edit(self, spec, res):
+        prefs = "; ".join(spec.preferences) or "none"
+        prompt = P.EDIT_USER.format(devices=P.device_list(spec), preferences=prefs, basic=P.basic_model_text())
+
+        def check(raw):
+            text = _fenced(raw)
+            problems = check_edit(text, spec)
+            if not problems:
+                return "pass", "edited model covers every unit and preference", text
+            return "fail", "used the mechanical edit: " + "; ".join(problems[:5]), P.edit_model_text(spec)
+
+        return self._ask(res, "edit", 0, P.EDIT_SYSTEM, prompt, check, max_new_tokens=self.config.edit_tokens,
+                         prefill="```model\n", stop=["```"])
+
+    def _retrieve(self, model_text, res):
+        grammar = ChoiceList(tuple(d.name for d in self.index.docs), max_items=self.config.retrieval_k)
+
+        def check(raw):
+            names = grammar.parse(raw)
+            if names:
+                return "pass", "atoms: " + ", ".join(names), self.index.query(names, self.config.retrieval_k)
+            docs = self.index.query(model_text, self.config.retrieval_k)
+            return "fail", "no known atom named; by similarity: " + ", ".join(d.name for d in docs), docs
+
+        prompt = P.RETRIEVE_USER.format(model=model_text, names=", ".join(grammar.names))
+        docs = self._ask(res, "retrieve", 0, P.RETRIEVE_SYSTEM, prompt, check, max_new_tokens=48, grammar=grammar,
+                         stop=["\n"])
+        return "\n".join(d.text() for d in docs)
+
+    def _generate(self, spec, model_text, atoms, res):
+        prompt = P.CODE_USER.format(model=model_text, atoms=atoms, skeleton=P.SKELETON_HEAD,
+                                    return_line=P.RETURN_LINE, **P.context(spec))
+        return self._ask(res, "code", 0, P.CODE_SYSTEM, prompt, self._code_check, **self._code_kw())
+
+    def _code_kw(self):
+        return {"max_new_tokens": self.config.max_new_tokens, "prefill": "```python\n" + P.SKELETON_HEAD,
+                "stop": ["```"]}
+
+    def _code_check(self, raw):
+        code = extract_code(raw, P.SKELETON_HEAD)
+        problems = ["static check: " + p for p in static_check(code)[:4]] or _undefined(code)
+        if problems:
+            return "fail", "; ".join(problems), code
+        return "pass", "static check passed, returned names defined", code
+
+    def _execute_and_repair(self, spec, code, states, res):
+        runs = None
+        for attempt in range(self.config.max_repairs + 1):
+            t = time.perf_counter()
+            problems, runs = self._run(spec, code, states)
+            verdict = "fail" if problems else "pass"
+            detail = "; ".join(problems[:4]) or "runs, solves, returns the 6-tuple with every action key"
+            res.stages.append(StageLog("execute", attempt, verdict, detail, time.perf_counter() - t, "", code))
+            if not problems or attempt == self.config.max_repairs:
+                break
+            res.repairs += 1
+            prompt = P.REPAIR_USER.format(error="\n".join(problems[:6]), code=code, **P.context(spec))
+            code = self._ask(res, "repair", attempt + 1, P.REPAIR_SYSTEM, prompt, self._code_check,
+                             **self._code_kw())
+        return code, runs
+
+    def _run(self, spec, code, states):
+        """Problems of ``code`` on ``states``: static, runtime, structure, action keys and limits."""
+        run = run_prosumer(code, states, limits=self.config.limits)
+        problems = list(run.reasons)
+        if run.ok:
+            for st, rec in zip(states, run.states):
+                problems += [f"state at time {st['time']}: {p}" for p in check_limits(spec, st, rec)]
+        return problems, run
+
+    def _review(self, spec, code, runs, states, res):
+        prompt = P.REVIEW_USER.format(code=code, contract=P.context(spec)["contract"])
+        reviewed = self._ask(res, "review", 0, P.REVIEW_SYSTEM, prompt,
+                             lambda raw: ("pass", "", extract_code(raw, P.SKELETON_HEAD)), **self._code_kw())
+        log = res.stages[-1]
+        t = time.perf_counter()
+        problems, _ = self._run(spec, reviewed, states) if not static_check(reviewed) else (["static check"], None)
+        log.seconds += time.perf_counter() - t
+        if not problems:
+            log.detail = "reviewed code runs and returns the 6-tuple"
+            return reviewed
+        stage4_ok = runs is not None and res.verdict("execute") == "pass"
+        log.verdict = "fail"
+        log.detail = ("reviewed code rejected (" + "; ".join(problems[:3]) + "); "
+                      + ("kept the stage-4 code" if stage4_ok else "stage-4 code also failed"))
+        return code
+
+    # ---- cache ----
+    def _cached(self, spec):
+        if not self.config.use_cache:
+            return None
+        path = self.cache_dir / f"{cache_key(spec, self.backend.model_id)}.json"
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data["path"] = str(path)
+        return data
+
+    def _store(self, spec, res):
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        path = self.cache_dir / f"{cache_key(spec, self.backend.model_id)}.json"
+        path.write_text(json.dumps({"name": spec.name, "model_id": self.backend.model_id,
+                                    "prompt_version": P.PROMPT_VERSION, "code": res.code,
+                                    "verification": res.verification}, indent=1))
+
+
+def _fenced(raw):
+    """Content of the first fenced block, else the whole reply (the prefill opened the fence)."""
+    m = re.search(r"```[a-zA-Z]*[ \t]*\n(.*?)(?:```|\Z)", raw, re.S)
+    return m.group(1) if m else raw

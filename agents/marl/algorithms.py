@@ -1,0 +1,190 @@
+"""The algorithms as data (``ALGORITHMS``) and one ``Learner`` that performs their updates.
+
+Every algorithm is the same actor-critic update with different parts switched on: which
+critic (``critics.CRITICS``), how many (2 = TD3's clipped double Q), a Gaussian or deterministic
+actor, target policy smoothing, delayed actor updates, an entropy term (soft Q, MAAC) and the
+Wasserstein imitation term.  train.py runs the loop; this module holds the networks and the
+gradient steps, so no algorithm is a copy of another.
+
+Actor update (agent i follows its own Q_i, the others' actions from the buffer):
+    L = mean_i[ -Q_i(s, a_1..π_i(o_i)..a_N) / mean|Q| + α log π_i ] + β_t · mean_i W2²(π_i(o_i), a_E,i)
+with the 1/mean|Q| normalization (as TD3+BC) only when imitation is on, so that β_t has the
+same meaning whatever the reward scale.
+"""
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from agents.marl.critics import CRITICS, CriticEnsemble
+from agents.marl.losses import td_loss
+from agents.marl.networks import Actor
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    critic: str
+    """key of critics.CRITICS, '' = no critic (behaviour cloning)"""
+    n_critics: int
+    """critics trained on one target; 2 = clipped double Q (TD3)"""
+    actor_head: str
+    """gaussian | deterministic"""
+    target_smoothing: bool
+    """add clipped noise to the target action (TD3)"""
+    policy_delay: int
+    """critic updates per actor (and target) update"""
+    imitation: bool
+    """add β_t · W2²(policy, expert) to the actor loss"""
+    rl: bool = True
+    """use the critic's Q in the actor loss (False: behaviour cloning only)"""
+    entropy: bool = False
+    """soft Q-learning with entropy bonus entropy_coef (SAC-style, MAAC)"""
+    needs_state: bool = False
+    """the critic reads the environment's global state"""
+
+
+ALGORITHMS = {
+    "imitative_diffattn": Algorithm("diffattn", 2, "gaussian", True, 2, imitation=True),
+    "matd3": Algorithm("mlp", 2, "deterministic", True, 2, imitation=False, needs_state=True),
+    "maddpg": Algorithm("mlp", 1, "deterministic", False, 1, imitation=False, needs_state=True),
+    "maac": Algorithm("softmax_attn", 1, "gaussian", False, 1, imitation=False, entropy=True),
+    "iddpg": Algorithm("local", 1, "deterministic", False, 1, imitation=False),
+    "bc": Algorithm("", 0, "gaussian", False, 1, imitation=True, rl=False),
+}
+
+
+def critic_kwargs(kind, cfg):
+    """Constructor options of each critic kind from the TrainConfig."""
+    attention = dict(embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, depth=cfg.attn_depth)
+    width = (cfg.critic_hidden, cfg.critic_hidden)
+    return {"diffattn": attention, "softmax_attn": attention, "mlp": dict(hidden=width),
+            "local": dict(hidden=width)}[kind]
+
+
+class Learner:
+    """Actor, critics, their targets and optimizers for one algorithm."""
+
+    def __init__(self, algo, cfg, n_agents, obs_dim, act_dim, state_dim=0, action_low=None, action_high=None):
+        self.algo, self.cfg = algo, cfg
+        bounds = {} if action_low is None else dict(action_low=action_low, action_high=action_high)
+        self.actor = Actor(n_agents, obs_dim, act_dim, hidden=(cfg.actor_hidden,) * cfg.actor_layers,
+                           head=algo.actor_head, shared=cfg.shared_actor, **bounds)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic = self.critic_target = self.actor_target = self.critic_opt = None
+        if algo.critic:
+            kw = critic_kwargs(algo.critic, cfg)
+            sdim = state_dim if algo.needs_state else 0
+            self.critic = CriticEnsemble(lambda: CRITICS[algo.critic](n_agents, obs_dim, act_dim, sdim, **kw),
+                                         algo.n_critics)
+            self.critic_target = _frozen_copy(self.critic)
+            self.actor_target = _frozen_copy(self.actor)
+            self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.n_updates = 0
+
+    # ---- acting ------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs, explore):
+        """Actions (N, A) float32 for obs (N, F); ``explore`` samples / adds exploration noise."""
+        o = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        if not explore:
+            a = self.actor.mean_action(o)
+        elif self.algo.actor_head == "gaussian":
+            a, _ = self.actor.sample(o)
+        else:
+            a = self._perturb(self.actor.mean_action(o), self.cfg.exploration_noise, clip=None)
+        return a.squeeze(0).numpy()
+
+    def _perturb(self, action, scale, clip):
+        """Gaussian noise of std ``scale`` in the normalized [-1, 1] space, kept inside the bounds."""
+        noise = torch.randn_like(action) * scale
+        if clip is not None:
+            noise = noise.clamp(-clip, clip)
+        return self.actor.scale((self.actor.normalize(action) + noise).clamp(-1.0, 1.0))
+
+    # ---- updates -----------------------------------------------------------------------
+    def update(self, batch, imitation, beta):
+        """One gradient step (critic; actor every policy_delay-th call); returns float metrics."""
+        metrics = self._update_critic(batch) if self.critic is not None else {}
+        self.n_updates += 1
+        if self.n_updates % self.algo.policy_delay == 0:
+            metrics.update(self._update_actor(batch, imitation, beta))
+            if self.critic is not None:
+                _soft_update(self.critic_target, self.critic, self.cfg.tau)
+                _soft_update(self.actor_target, self.actor, self.cfg.tau)
+        return metrics
+
+    def _update_critic(self, b):
+        cfg = self.cfg
+        with torch.no_grad():
+            if self.algo.entropy:
+                next_act, next_logp = self.actor_target.sample(b["next_obs"])
+            else:
+                next_act, next_logp = self.actor_target.mean_action(b["next_obs"]), None
+                if self.algo.target_smoothing:
+                    next_act = self._perturb(next_act, cfg.policy_noise, clip=cfg.noise_clip)
+            q_next = self.critic_target(b["next_obs"], next_act, b.get("next_state")).min(dim=0).values
+            if next_logp is not None:
+                q_next = q_next - cfg.entropy_coef * next_logp
+            target = cfg.reward_scale * b["rew"] + cfg.gamma * (1.0 - b["done"]).unsqueeze(-1) * q_next
+        q = self.critic(b["obs"], b["act"], b.get("state"))
+        loss = td_loss(q, target)
+        _step(self.critic_opt, loss, self.critic, cfg.max_grad_norm)
+        return {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
+
+    def _update_actor(self, b, imitation, beta):
+        loss, metrics = 0.0, {}
+        if self.algo.rl:
+            act, logp = self.actor.sample(b["obs"])
+            self.critic.requires_grad_(False)  # the actor step must not leave gradients in the critic
+            q = self.critic.first(b["obs"], b["act"], b.get("state"), act_self=act)
+            self.critic.requires_grad_(True)
+            rl = -q / q.abs().mean().detach().clamp_min(1e-6) if self.algo.imitation and self.cfg.q_normalize else -q
+            if self.algo.entropy:
+                rl = rl + self.cfg.entropy_coef * logp
+            loss = rl.mean()
+            metrics["actor_q"] = q.mean().item()
+        if self.algo.imitation:
+            obs_e, act_e = imitation
+            il = self.actor.imitation_loss(obs_e, act_e).mean()
+            loss = loss + (beta if self.algo.rl else 1.0) * il
+            metrics["imitation_loss"] = il.item()
+        _step(self.actor_opt, loss, self.actor, self.cfg.max_grad_norm)
+        metrics["actor_loss"] = loss.item()
+        return metrics
+
+    # ---- checkpointing -----------------------------------------------------------------
+    def state_dict(self):
+        sd = {"actor": self.actor.state_dict(), "actor_opt": self.actor_opt.state_dict(), "n_updates": self.n_updates}
+        if self.critic is not None:
+            sd.update(critic=self.critic.state_dict(), critic_target=self.critic_target.state_dict(),
+                      actor_target=self.actor_target.state_dict(), critic_opt=self.critic_opt.state_dict())
+        return sd
+
+    def load_state_dict(self, sd):
+        self.n_updates = int(sd["n_updates"])
+        for name in ("actor", "actor_opt", "critic", "critic_target", "actor_target", "critic_opt"):
+            if getattr(self, name) is not None:
+                getattr(self, name).load_state_dict(sd[name])
+
+
+def _frozen_copy(module):
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def _soft_update(target, source, tau):
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.lerp_(s, tau)
+
+
+def _step(opt, loss, module, max_grad_norm):
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
+    opt.step()
+

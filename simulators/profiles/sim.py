@@ -1,0 +1,110 @@
+"""mosaik adapter for prosumer profiles: a thin layer over ``simulators.profiles.data``.
+
+One ``create`` call makes one entity per prosumer spec and precomputes their profiles with
+``prosumer_days`` (so mosaik runs and the training environment see identical numbers)::
+
+    profiles = world.start("Profiles", step_size=900)
+    ents = profiles.ProsumerProfile.create(n, specs=[s.to_dict() for s in specs],
+                                           dates=["2016-06-08"], seed=0)
+
+Every parameter is JSON, so the simulator also runs out of process
+(``python -m simulators.profiles.sim HOST:PORT``).  Time 0 is 00:00 of the first date; each
+step serves the values of the 15-minute interval that contains the current time (zero-order
+hold, so any step size works).  Outputs are the current values only, no forecasts.
+"""
+
+import math
+
+import mosaik_api_v3
+
+from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days
+from simulators.prosumer.spec import spec_from_dict
+from simulators.units import STEP_S
+from simulators.validation import ConfigError
+
+KW_PER_MW = 1000.0
+
+# one table drives META and the code that serves outputs
+MODELS = {
+    "ProsumerProfile": {
+        "params": ["specs", "dates", "seed", "household_only", "jitter"],
+        "outputs": {  # attr -> (DayProfiles field, factor from kW / kVar)
+            "P_load[MW]": ("load_kw", 1 / KW_PER_MW),
+            "Q_load[MVar]": ("load_kvar", 1 / KW_PER_MW),
+            "P_pv_avail[MW]": ("pv_avail_kw", 1 / KW_PER_MW),
+        },
+    },
+}
+
+META = {
+    "api_version": "3.0",
+    "type": "time-based",
+    "models": {
+        name: {"public": True, "params": table["params"], "attrs": list(table["outputs"])}
+        for name, table in MODELS.items()
+    },
+}
+
+
+class ProfileSim(mosaik_api_v3.Simulator):
+    def __init__(self):
+        super().__init__(META)
+        self.entities = {}  # eid -> (DayProfiles, column)
+        self.n_rows = None
+        self.row = 0
+
+    def init(self, sid, time_resolution=1.0, step_size=STEP_S):
+        """``step_size`` in mosaik time units (seconds with time_resolution=1.0)."""
+        if not isinstance(step_size, int) or step_size <= 0:
+            raise ConfigError(f"step_size: {step_size!r} must be a positive integer")
+        self.time_resolution = float(time_resolution)
+        self.step_size = step_size
+        self.bank = ProfileBank.simbench()
+        return self.meta
+
+    def create(self, num, model, specs, dates, seed=0, household_only=True, jitter=True):
+        """``specs``: one ProsumerSpec dict per entity; ``dates``: consecutive 'YYYY-MM-DD'."""
+        if len(specs) != num:
+            raise ConfigError(f"specs: {len(specs)} prosumer specs for {num} entities")
+        specs = [spec_from_dict(raw, i) for i, raw in enumerate(specs)]
+        assignment = assign_profiles(specs, seed, self.bank, household_only=household_only, jitter=jitter)
+        days = prosumer_days(self.bank, specs, assignment, dates)
+        rows = len(days.load_kw)
+        if self.n_rows not in (None, rows):
+            raise ConfigError(f"dates: {list(days.dates)} give {rows} steps, earlier entities have {self.n_rows}")
+        self.n_rows = rows
+        entities = []
+        for col, spec in enumerate(specs):
+            if spec.name in self.entities:
+                raise ConfigError(f"specs[{col}].name: {spec.name!r} already has a profile entity")
+            self.entities[spec.name] = (days, col)
+            entities.append({"eid": spec.name, "type": model})
+        return entities
+
+    def step(self, time, inputs, max_advance):
+        # the 15-minute interval holding this time; the epsilon guards float time resolutions
+        row = math.floor(time * self.time_resolution / STEP_S + 1e-9)
+        if self.n_rows is not None and row >= self.n_rows:
+            raise ConfigError(f"dates: time {time} is profile step {row}, past the last of {self.n_rows} "
+                              "steps; give more dates or run to an earlier 'until'")
+        self.row = row
+        return time + self.step_size
+
+    def get_data(self, outputs):
+        table = MODELS["ProsumerProfile"]["outputs"]
+        data = {}
+        for eid, attrs in outputs.items():
+            days, col = self.entities[eid]
+            data[eid] = {}
+            for attr in attrs:
+                field, factor = table[attr]
+                data[eid][attr] = float(getattr(days, field)[self.row, col]) * factor
+        return data
+
+
+def main():
+    return mosaik_api_v3.start_simulation(ProfileSim())
+
+
+if __name__ == "__main__":
+    main()

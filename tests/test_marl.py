@@ -1,0 +1,338 @@
+"""Imitative expert MARL: attention critics, W2 imitation, batched actors, training loop, resume.
+
+Tiny sizes throughout; the training tests use ``ToyEnv``, a synthetic multi-agent task whose
+optimal action is a known function of the observation (so an expert is exact).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from agents.marl.algorithms import ALGORITHMS
+from agents.marl.attention import DifferentialMultiHeadAttention, SoftmaxMultiHeadAttention, lambda_init
+from agents.marl.buffer import Demonstrations, ReplayBuffer
+from agents.marl.critics import CRITICS, AttentionCritic, MLPCritic
+from agents.marl.losses import anneal, deterministic_imitation, wasserstein_imitation
+from agents.marl.networks import Actor, AgentMLP
+from agents.marl.policy import ActorPolicy, save_actor
+from agents.marl.train import TrainConfig, train
+from simulators.prosumer.interface import ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, OBS_FIELDS
+from simulators.prosumer.policies import PolicyContext, resolve_policy
+from simulators.validation import ConfigError
+
+torch.set_num_threads(1)
+
+
+class ToyEnv:
+    """N agents; agent i is paid -||a_i - a*(o_i)||² - c (mean_j a_j0 - mean_j a*_j0)², a* = tanh(o W).
+
+    Observations are fresh uniform draws each step from the episode's seeded generator, so the
+    environment is deterministic given the reset seed and the actions (as P2PEnv is).
+    """
+
+    def __init__(self, n=3, f=4, a=2, horizon=30, coupling=0.5):
+        self.n_agents, self.obs_dim, self.act_dim, self.horizon, self.coupling = n, f, a, horizon, coupling
+        self.w = np.random.default_rng(123).normal(size=(f, a)) / math.sqrt(f)
+        self.action_low, self.action_high = [-1.0] * a, [1.0] * a
+        self.obs_fields = tuple(f"x{i}" for i in range(f))
+
+    def reset_batch(self, seed=None, day=None):
+        self.rng = np.random.default_rng(seed)
+        self.t = 0
+        self.obs = self.rng.uniform(-1, 1, (self.n_agents, self.obs_dim)).astype(np.float32)
+        return self.obs
+
+    def expert(self, obs):
+        return np.tanh(np.asarray(obs) @ self.w)
+
+    def step_batch(self, actions):
+        target = self.expert(self.obs)
+        reward = -((actions - target) ** 2).sum(1) - self.coupling * (actions[:, 0].mean() - target[:, 0].mean()) ** 2
+        self.t += 1
+        self.obs = self.rng.uniform(-1, 1, (self.n_agents, self.obs_dim)).astype(np.float32)
+        return self.obs, reward, self.t >= self.horizon, {}
+
+    def state(self):
+        return self.obs.ravel()
+
+
+def toy_config(tmp_path, **kw):
+    base = dict(scenario="toy", total_steps=300, learning_starts=60, batch_size=32, buffer_size=5000,
+                log_every=50, checkpoint_every=0, eval_episodes=0, actor_hidden=16, critic_hidden=32,
+                embed_dim=16, n_heads=2, imitation_anneal_steps=1000, threads=1, progress=False,
+                results_dir=str(tmp_path), gamma=0.5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run_toy(cfg, env_kw=None, **kw):
+    env_kw = env_kw or {}
+    env = ToyEnv(**env_kw)
+    return train(cfg, make_env=lambda c, evaluation: ToyEnv(**env_kw), expert_fn=env.expert, **kw)
+
+
+def progress(run_dir):
+    import csv
+
+    with open(run_dir / "progress.csv") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+# ---- attention critic ------------------------------------------------------------------
+@pytest.mark.parametrize("attention", ["diff", "softmax"])
+def test_attention_critic_shapes_and_no_self_attention(attention):
+    torch.manual_seed(0)
+    b, n, f, a = 5, 4, 3, 2
+    critic = AttentionCritic(n, f, a, embed_dim=16, n_heads=2, attention=attention)
+    obs, act = torch.randn(b, n, f), torch.randn(b, n, a, requires_grad=True)
+    q, weights = critic(obs, act, need_weights=True)
+    assert q.shape == (b, n) and weights.shape == (b, 2, n, n)
+    assert torch.all(weights.diagonal(dim1=-2, dim2=-1) == 0)
+    assert torch.all(weights.abs().sum(-1) > 0)
+    # attention branch: agent i's output has zero gradient w.r.t. its own action, non-zero w.r.t. others'
+    e = critic.sa_encoder(torch.cat([obs, act], -1))
+    x, _ = critic.attention(critic.s_encoder(obs), e, e)
+    for i in range(n):
+        (grad,) = torch.autograd.grad(x[:, i].sum(), act, retain_graph=True)
+        assert torch.all(grad[:, i] == 0)
+        assert torch.all(grad[:, [j for j in range(n) if j != i]].abs().sum(-1) > 0)
+    # with act_self, Q_i reads its own action only from act_self: the buffer's own action has no effect
+    act_self = torch.randn(b, n, a)
+    (grad,) = torch.autograd.grad(critic(obs, act, act_self=act_self)[:, 1].sum(), act)
+    assert torch.all(grad[:, 1] == 0) and grad[:, 0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("attention", ["diff", "softmax"])
+def test_attention_critic_is_permutation_equivariant(attention):
+    torch.manual_seed(1)
+    critic = AttentionCritic(5, 3, 2, embed_dim=16, n_heads=2, attention=attention)
+    obs, act = torch.randn(7, 5, 3), torch.randn(7, 5, 2)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    torch.testing.assert_close(critic(obs[:, perm], act[:, perm]), critic(obs, act)[:, perm])
+
+
+@pytest.mark.parametrize("kind", sorted(CRITICS))
+def test_every_critic_gives_q_per_agent_and_reads_own_action_from_act_self(kind):
+    torch.manual_seed(9)
+    b, n, f, a, s = 4, 3, 2, 2, 5
+    kw = dict(embed_dim=8, n_heads=2) if "attn" in kind else dict(hidden=(8, 8))
+    critic = CRITICS[kind](n, f, a, s if kind == "mlp" else 0, **kw)
+    obs, act, state = torch.randn(b, n, f), torch.randn(b, n, a, requires_grad=True), torch.randn(b, s)
+    assert critic(obs, act, state).shape == (b, n)
+    q = critic(obs, act, state, act_self=torch.randn(b, n, a))
+    for i in range(n):
+        (grad,) = torch.autograd.grad(q[:, i].sum(), act, retain_graph=True, allow_unused=True)
+        assert grad is None or torch.all(grad[:, i] == 0)  # None: the local critic ignores act entirely
+
+
+def test_mlp_critic_act_self_equals_swapping_one_action():
+    torch.manual_seed(2)
+    critic = MLPCritic(3, 2, 2, state_dim=5, hidden=(16, 16))
+    obs, act, own, state = torch.randn(4, 3, 2), torch.randn(4, 3, 2), torch.randn(4, 3, 2), torch.randn(4, 5)
+    q = critic(obs, act, state, act_self=own)
+    for i in range(3):
+        swapped = act.clone()
+        swapped[:, i] = own[:, i]
+        torch.testing.assert_close(q[:, i], critic(obs, swapped, state)[:, i])
+
+
+# ---- differential attention ------------------------------------------------------------
+def test_lambda_reparameterization_and_init_by_depth():
+    assert lambda_init(0) == pytest.approx(0.2)
+    assert lambda_init(1) == pytest.approx(0.8 - 0.6 * math.exp(-0.3))
+    assert lambda_init(12) == pytest.approx(0.8 - 0.6 * math.exp(-3.6))
+    attn = DifferentialMultiHeadAttention(16, 2, depth=3)
+    assert attn.lambda_init == pytest.approx(0.8 - 0.6 * math.exp(-0.9))
+    with torch.no_grad():
+        for p, v in zip((attn.lambda_q1, attn.lambda_k1, attn.lambda_q2, attn.lambda_k2), (0.3, 0.5, -0.2, 0.4)):
+            p.fill_(v)
+    d = attn.head_dim
+    expected = math.exp(d * 0.3 * 0.5) - math.exp(d * -0.2 * 0.4) + lambda_init(3)
+    torch.testing.assert_close(attn.lambda_full(), torch.full((2,), expected))
+
+
+def test_differential_attention_matches_per_head_reference():
+    torch.manual_seed(3)
+    e, h, n = 16, 2, 4
+    attn = DifferentialMultiHeadAttention(e, h, depth=1)
+    x_q, x_kv = torch.randn(3, n, e), torch.randn(3, n, e)
+    out, _ = attn(x_q, x_kv, x_kv)
+    d, lam = attn.head_dim, attn.lambda_full()
+    q, k, v = attn.q_proj(x_q), attn.k_proj(x_kv), attn.v_proj(x_kv)
+    heads = []
+    for i in range(h):  # the formula, one head at a time, no tricks
+        q1, q2 = q[..., (2 * i) * d:(2 * i + 1) * d], q[..., (2 * i + 1) * d:(2 * i + 2) * d]
+        k1, k2 = k[..., (2 * i) * d:(2 * i + 1) * d], k[..., (2 * i + 1) * d:(2 * i + 2) * d]
+        s1, s2 = q1 @ k1.transpose(-1, -2) / math.sqrt(d), q2 @ k2.transpose(-1, -2) / math.sqrt(d)
+        eye = torch.eye(n, dtype=torch.bool)
+        p1, p2 = torch.softmax(s1.masked_fill(eye, -math.inf), -1), torch.softmax(s2.masked_fill(eye, -math.inf), -1)
+        a = p1 - lam[i] * p2
+        y = a @ v[..., i * 2 * d:(i + 1) * 2 * d]
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * attn.head_norm.weight
+        heads.append(y * (1 - attn.lambda_init))
+    torch.testing.assert_close(out, attn.out_proj(torch.cat(heads, -1)))
+
+
+@pytest.mark.parametrize("cls", [DifferentialMultiHeadAttention, SoftmaxMultiHeadAttention])
+def test_fused_attention_equals_explicit_maps(cls):
+    torch.manual_seed(8)
+    attn = cls(16, 2)
+    x = torch.randn(3, 6, 16)
+    fused, none = attn(x, x, x)
+    explicit, weights = attn(x, x, x, need_weights=True)
+    assert none is None and weights.shape == (3, 2, 6, 6)
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+
+
+# ---- Wasserstein imitation -------------------------------------------------------------
+def test_wasserstein_equals_closed_form_and_vanishes_only_at_the_expert():
+    torch.manual_seed(4)
+    mu, sigma, a_e = torch.randn(6, 3), torch.rand(6, 3), torch.randn(6, 3)
+    w2 = wasserstein_imitation(mu, sigma, a_e)
+    # general Gaussian formula with Σ2 = 0: ||μ1 - μ2||² + tr Σ1
+    trace_cov = torch.diag_embed(sigma ** 2).diagonal(dim1=-2, dim2=-1).sum(-1)
+    torch.testing.assert_close(w2, ((mu - a_e) ** 2).sum(-1) + trace_cov)
+    # a Dirac target: W2² = E||X - a_E||², checked by Monte Carlo
+    x = mu[0] + sigma[0] * torch.randn(200_000, 3)
+    assert ((x - a_e[0]) ** 2).sum(-1).mean().item() == pytest.approx(w2[0].item(), rel=0.02)
+    zero = torch.zeros(2, 3)
+    assert torch.all(wasserstein_imitation(a_e[:2], zero, a_e[:2]) == 0)
+    assert torch.all(wasserstein_imitation(a_e[:2] + 0.01, zero, a_e[:2]) > 0)
+    assert torch.all(wasserstein_imitation(a_e[:2], zero + 0.01, a_e[:2]) > 0)
+    torch.testing.assert_close(deterministic_imitation(mu, a_e), wasserstein_imitation(mu, torch.zeros_like(mu), a_e))
+
+
+def test_annealing_schedules():
+    assert anneal("linear", 1.0, 0.1, 0, 100) == 1.0
+    assert anneal("linear", 1.0, 0.1, 50, 100) == pytest.approx(0.55)
+    assert anneal("cosine", 1.0, 0.1, 200, 100) == pytest.approx(0.1)
+    assert anneal("constant", 0.7, 0.1, 50, 100) == 0.7
+    assert anneal("exponential", 1.0, 0.0, 20, 100) < anneal("linear", 1.0, 0.0, 20, 100)
+
+
+# ---- batched actors --------------------------------------------------------------------
+def test_batched_mlp_equals_separate_mlps():
+    torch.manual_seed(5)
+    n, f, out = 4, 3, 2
+    batched = AgentMLP(n, f, out, hidden=(8, 8))
+    separate = []
+    for i in range(n):
+        mlp = nn.Sequential(nn.Linear(f, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, out))
+        with torch.no_grad():
+            for lin, layer in zip(mlp[::2], batched.layers):
+                lin.weight.copy_(layer.weight[i].T)
+                lin.bias.copy_(layer.bias[i])
+        separate.append(mlp)
+    x = torch.randn(6, n, f)
+    expected = torch.stack([separate[i](x[:, i]) for i in range(n)], dim=1)
+    torch.testing.assert_close(batched(x), expected)
+    ids = torch.tensor([2, 0])
+    torch.testing.assert_close(batched(x[:, ids], ids), expected[:, ids])
+
+
+def test_actor_bounds_and_deterministic_imitation():
+    torch.manual_seed(6)
+    for head in ("gaussian", "deterministic"):
+        actor = Actor(3, 5, 6, hidden=(8,), head=head, shared=True)
+        obs = torch.randn(10, 3, 5) * 10
+        act, _ = actor.sample(obs)
+        low, high = torch.tensor(ACTION_LOW), torch.tensor(ACTION_HIGH)
+        assert torch.all(act >= low) and torch.all(act <= high)
+    a_e = actor.mean_action(obs).detach()
+    assert torch.allclose(actor.imitation_loss(obs, a_e), torch.zeros(10, 3), atol=1e-10)
+
+
+# ---- shape errors ----------------------------------------------------------------------
+def test_shape_errors_name_expected_and_actual():
+    critic = AttentionCritic(4, 3, 2, embed_dim=16, n_heads=2)
+    with pytest.raises(ValueError, match=r"obs: expected shape \(\*, 4, 3\), got \(5, 4, 2\)"):
+        critic(torch.randn(5, 4, 2), torch.randn(5, 4, 2))
+    with pytest.raises(ValueError, match=r"act: expected shape \(5, 4, 2\), got \(5, 3, 2\)"):
+        critic(torch.randn(5, 4, 3), torch.randn(5, 3, 2))
+    with pytest.raises(ValueError, match=r"key: expected shape \(2, 3, 16\), got \(2, 4, 16\)"):
+        SoftmaxMultiHeadAttention(16, 2)(torch.randn(2, 3, 16), torch.randn(2, 4, 16), torch.randn(2, 3, 16))
+    with pytest.raises(ValueError, match="embed_dim: expected a multiple of 2\\*n_heads = 8, got 12"):
+        DifferentialMultiHeadAttention(12, 4)
+    with pytest.raises(ValueError, match=r"rew: expected shape \(4,\), got \(3,\)"):
+        ReplayBuffer(10, 4, 3, 2).add(obs=np.zeros((4, 3)), act=np.zeros((4, 2)), rew=np.zeros(3),
+                                      next_obs=np.zeros((4, 3)), done=0.0)
+
+
+# ---- training --------------------------------------------------------------------------
+def test_training_lowers_critic_and_imitation_loss(tmp_path):
+    run_dir = run_toy(toy_config(tmp_path, total_steps=900, imitation_end=1.0))
+    rows = progress(run_dir)
+    critic = [r["critic_loss"] for r in rows if not math.isnan(r["critic_loss"])]
+    imitation = [r["imitation_loss"] for r in rows if not math.isnan(r["imitation_loss"])]
+    assert critic[-1] < 0.5 * critic[0]
+    assert imitation[-1] < 0.5 * imitation[0]
+    assert (run_dir / "config.json").is_file() and (run_dir / "actor.pt").is_file()
+
+
+@pytest.mark.parametrize("algo", sorted(set(ALGORITHMS) - {"imitative_diffattn"}))
+def test_every_algorithm_runs(tmp_path, algo):
+    run_dir = run_toy(toy_config(tmp_path, algo=algo, total_steps=100, learning_starts=40, log_every=100))
+    row = progress(run_dir)[-1]
+    key = "imitation_loss" if algo == "bc" else "critic_loss"
+    assert math.isfinite(row[key]) and math.isfinite(row["actor_loss"])
+
+
+def test_behaviour_cloning_from_demonstrations(tmp_path):
+    env = ToyEnv()
+    obs = np.random.default_rng(0).uniform(-1, 1, (400, env.n_agents, env.obs_dim)).astype(np.float32)
+    np.savez(tmp_path / "demos.npz", obs=obs, actions=env.expert(obs))
+    cfg = toy_config(tmp_path, algo="bc", demos=str(tmp_path / "demos.npz"), total_steps=400, learning_starts=0,
+                     log_every=100, actor_lr=3e-3)
+    run_dir = train(cfg, make_env=lambda c, evaluation: ToyEnv())
+    rows = progress(run_dir)
+    assert rows[-1]["imitation_loss"] < 0.3 * rows[0]["imitation_loss"]
+    np.savez(tmp_path / "bad.npz", obs=obs[:, :2], actions=env.expert(obs)[:, :2])
+    with pytest.raises(ConfigError, match=r"demos.obs: expected shape \(T, 3, 4\), got \(400, 2, 4\)"):
+        Demonstrations(tmp_path / "bad.npz", 3, 4, 2)
+
+
+def test_bad_training_config_fails_before_running(tmp_path):
+    with pytest.raises(ConfigError, match="algo: 'ppo' is not one of"):
+        run_toy(toy_config(tmp_path, algo="ppo"))
+    with pytest.raises(ConfigError, match=r"gamma: 1.5 outside the allowed range \[0.0, 1.0\]"):
+        run_toy(toy_config(tmp_path, gamma=1.5))
+    with pytest.raises(ConfigError, match="imitates an expert"):
+        train(toy_config(tmp_path, algo="bc"), make_env=lambda c, evaluation: ToyEnv())
+    assert not any(tmp_path.iterdir())
+
+
+def test_resume_continues_identically(tmp_path):
+    cfg = dict(total_steps=2000, learning_starts=100, update_every=2, log_every=500)
+    straight = run_toy(toy_config(tmp_path, run_name="straight", **cfg))
+    first = run_toy(toy_config(tmp_path, run_name="split", **{**cfg, "total_steps": 1000}))
+    # 1000 is not a multiple of the 30-step episode: the resume replays the open episode
+    split = run_toy(toy_config(tmp_path, run_name="split", **cfg), resume=first)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["learner"]
+    b = torch.load(split / "checkpoint.pt", weights_only=True)["learner"]
+    for part in ("actor", "critic", "critic_target", "actor_target"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert a["n_updates"] == b["n_updates"] > 0
+
+
+# ---- the co-simulation policy ----------------------------------------------------------
+@pytest.mark.parametrize("shared", [False, True])
+def test_actor_policy_rows_do_not_depend_on_grouping(tmp_path, shared):
+    torch.manual_seed(7)
+    n = 5
+    actor = Actor(n, len(OBS_FIELDS), len(ACTION_FIELDS), hidden=(16,), shared=shared)
+    save_actor(tmp_path / "actor.pt", actor, obs_fields=OBS_FIELDS)
+    policy = resolve_policy("actor")(PolicyContext(specs=[], options={"checkpoint": str(tmp_path)}))
+    obs = np.random.default_rng(1).normal(size=(n, len(OBS_FIELDS)))
+    grouped = policy.act(obs, np.arange(n))
+    single = np.vstack([policy.act(obs[i:i + 1], [i]) for i in range(n)])
+    np.testing.assert_allclose(single, grouped, atol=1e-6)
+    assert grouped.shape == (n, len(ACTION_FIELDS))
+    with pytest.raises(ValueError, match="agent_ids"):
+        policy.act(obs[:1], [n])
+    with pytest.raises(ConfigError, match="checkpoint"):
+        ActorPolicy(PolicyContext(specs=[], options={}))
