@@ -109,6 +109,7 @@ class P2PEnv:
         self.dates = [(d0 + dt.timedelta(days=k)).isoformat() for k in range(self.cfg.episode_days)]
         self.profiles = prosumer_days(self.bank, self.specs, self.assignment, self.dates)
         self.fleet.reset()
+        self.grid.reset()
         self.t = 0
         buy, sell = self.tariff.at(0)
         self.vm_last = np.ones(self.n_bus)

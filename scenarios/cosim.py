@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import json
 import time as wallclock
-from pathlib import Path
 
 import mosaik
 
@@ -22,6 +21,7 @@ from simulators.grid.networks import make_network
 from simulators.market.tariffs import make_tariff
 from simulators.prosumer.generate import generate_specs
 from simulators.prosumer.spec import load_specs
+from simulators.recorder.recorder import new_run_dir
 from simulators.units import STEP_S
 from simulators.validation import ConfigError
 
@@ -68,13 +68,7 @@ def prepare(cfg):
 
 
 def run_dir_for(cfg):
-    name = cfg.run_name or "__".join((cfg.scenario, cfg.policy, str(cfg.seed),
-                                     dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")))
-    path = Path(cfg.results_dir) / name
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"run_name: folder {path} exists and is not empty; choose another name")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, cfg.policy, cfg.seed)
 
 
 def run(cfg, grid_builder=None):

@@ -3,7 +3,6 @@
 import dataclasses
 import warnings
 
-import cvxpy as cp
 import numpy as np
 import pytest
 

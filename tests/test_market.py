@@ -7,6 +7,7 @@ import mosaik
 import mosaik_api_v3
 import numpy as np
 import pytest
+from mosaik_probe import Collector
 from mosaik.starters import PythonStarter
 
 from simulators.market.clearing import MARKETS, clear
@@ -360,24 +361,6 @@ class BidSource(mosaik_api_v3.Simulator):
         q, p = BIDS[self.time]
         return {eid: {attr: (q if attr == "bid_E[kWh]" else p)[int(eid[1:])] for attr in attrs}
                 for eid, attrs in outputs.items()}
-
-
-class Collector(mosaik_api_v3.Simulator):
-    seen = {}
-
-    def __init__(self):
-        super().__init__({"api_version": "3.0", "type": "time-based", "models": {
-            "Collector": {"public": True, "params": [], "attrs": [], "any_inputs": True}}})
-
-    def init(self, sid, time_resolution=1.0):
-        return self.meta
-
-    def create(self, num, model):
-        return [{"eid": "c", "type": model}]
-
-    def step(self, time, inputs, max_advance):
-        Collector.seen[time] = inputs.get("c", {})
-        return time + 900
 
 
 @pytest.mark.parametrize("mechanism", list(MARKETS))

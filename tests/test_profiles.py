@@ -8,6 +8,7 @@ import mosaik
 import mosaik_api_v3
 import numpy as np
 import pytest
+from mosaik_probe import Collector
 from mosaik.starters import PythonStarter
 
 from simulators.profiles import data
@@ -190,25 +191,6 @@ def test_cache_is_written_reused_and_rebuilt_when_stale(bank, tmp_path, monkeypa
 
 
 # ---- mosaik adapter ----------------------------------------------------------------------------
-class Collector(mosaik_api_v3.Simulator):
-    """Records every input it gets, per time step."""
-
-    seen = {}
-
-    def __init__(self):
-        super().__init__({"api_version": "3.0", "type": "time-based",
-                          "models": {"Collector": {"public": True, "params": [], "attrs": [],
-                                                   "any_inputs": True}}})
-
-    def init(self, sid, time_resolution=1.0):
-        return self.meta
-
-    def create(self, num, model):
-        return [{"eid": "c", "type": model}]
-
-    def step(self, time, inputs, max_advance):
-        Collector.seen[time] = inputs.get("c", {})
-        return time + 900
 
 
 @pytest.mark.parametrize("start", ["python", "cmd"])

@@ -16,7 +16,6 @@ only at solver tolerance continues with a warning).
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import random
 import sys
@@ -35,6 +34,7 @@ from agents.marl.checkpoint import load_checkpoint, save_checkpoint
 from agents.marl.losses import SCHEDULES, anneal
 from agents.marl.policy import save_actor
 from simulators.prosumer.interface import OBS_FIELDS
+from simulators.recorder.recorder import new_run_dir as make_run_dir
 from simulators.validation import ConfigError, check_choice, check_range
 
 LOG_COLUMNS = ("step", "episodes", "episode_return", "critic_loss", "q_mean", "actor_loss", "actor_q",
@@ -182,12 +182,7 @@ def make_expert(cfg, env):
 
 # ---- the run folder --------------------------------------------------------------------
 def new_run_dir(cfg):
-    name = cfg.run_name or "__".join((cfg.scenario, cfg.algo, str(cfg.seed),
-                                     dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")))
-    path = Path(cfg.results_dir) / name
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError(f"run_name: folder {path} exists and is not empty; choose another name")
-    path.mkdir(parents=True, exist_ok=True)
+    path = make_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, cfg.algo, cfg.seed)
     (path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     return path
 

@@ -130,6 +130,10 @@ class GridModel(ABC):
             self.n_nonconverged += 1
         return result
 
+    def reset(self):
+        """Forget warm-start state, so the next solve starts as a freshly built model's would
+        (episodes of the training environment then repeat bit for bit)."""
+
     def _check_input(self, field_name, values):
         a = np.asarray(values, dtype=float)
         if a.shape != (self.n_bus,):
@@ -161,6 +165,9 @@ class RunppGrid(GridModel):
         self._inj_rows = self.net.load.index.get_indexer(self.injection_loads)
         self._pq_cols = [self.net.load.columns.get_loc(c) for c in ("p_mw", "q_mvar")]
         self._bus_rows = self.net.bus.index.get_indexer(self.bus_ids)
+
+    def reset(self):
+        self._last_converged = False
 
     def _solve(self, p_mw, q_mvar):
         import pandapower as pp
@@ -289,7 +296,6 @@ class AcGrid(RunppGrid):
         v_start = np.ones(self._ls.total_bus(), dtype=complex)
         ok = self.bus_in_service & np.isfinite(reference.vm_pu)
         v_start[self._ls_pos[ok]] = reference.vm_pu[ok] * np.exp(1j * np.deg2rad(reference.va_deg[ok]))
-        self._v_base = v_start
         self._v = v_start.copy()
         mine = self._solve_lightsim(np.zeros(self.n_bus), np.zeros(self.n_bus))
         if not mine.converged:
@@ -297,7 +303,17 @@ class AcGrid(RunppGrid):
         dv = np.abs(mine.vm_pu - reference.vm_pu)[ok]
         if dv.max(initial=0.0) > self.MATCH_TOL_PU or abs(mine.p_slack_mw - reference.p_slack_mw) > 1e-6:
             return f"base case differs from pandapower by {dv.max():.2e} p.u."
+        self._v_base = self._v.copy()  # restarts (reset, divergence) begin where a fresh model does
         return ""
+
+    def reset(self):
+        if self.backend == "lightsim2grid":
+            # lightsim2grid's solver keeps factorization state that still moves results by
+            # round-off (~1e-20 p.u.), so repeats agree to 1e-12, not bit for bit
+            self._v = self._v_base.copy()
+            self._ls.tell_solver_need_reset()
+        else:  # a fresh model's runpp warm start begins from the base-case solution
+            super()._solve(np.zeros(self.n_bus), np.zeros(self.n_bus))
 
     def _solve(self, p_mw, q_mvar):
         if self.backend == "runpp":

@@ -7,7 +7,7 @@ Powers in kW, energies in kWh, prices in EUR/kWh, generator cost coefficients pe
 """
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from simulators.units import STEPS_PER_DAY

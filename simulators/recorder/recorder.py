@@ -12,6 +12,7 @@ Tables (one row per step and prosumer / step / step and bus):
 """
 
 import csv
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,20 @@ MARKET_COLUMNS = (
 GRID_COLUMNS = ("step", "time", "bus", "vm_pu")
 FEEDER_COLUMNS = ("step", "time", "converged", "losses_mw", "p_slack_mw", "vm_min_pu", "vm_max_pu",
                   "loading_max_percent")
+
+
+def new_run_dir(results_dir, run_name, *name_parts):
+    """Create and return ``results_dir/<run_name>`` or, without a name,
+    ``results_dir/<part1>__<part2>__...__<timestamp>``; an existing non-empty folder is refused
+    so that nothing already written is overwritten."""
+    from simulators.validation import ConfigError
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path = Path(results_dir) / (run_name or "__".join([*map(str, name_parts), stamp]))
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"run_name: folder {path} exists and is not empty; choose another name")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class RunRecorder:
