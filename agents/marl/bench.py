@@ -1,6 +1,10 @@
-"""Time the MARL networks on this CPU: critic forward+backward(+Adam), full update, acting.
+"""Time MARL on this CPU: environment throughput, critic forward+backward(+Adam), update, acting.
 
     python -m agents.marl.bench --agents 32 100 --batch 256 --threads 2
+
+Environment throughput is measured on the scenario with that many prosumers: 32 -> the default
+IEEE 33-bus scenario; more -> the SimBench feeder's generated prosumers (118), random actions,
+exact AC power flow; it counts agent-steps (one prosumer moved by 15 minutes) per second.
 
 Prints the minimum over repeats in ms (the minimum, because these machines are shared and
 other people's jobs only ever add time).  Observation/action widths are the interface's.
@@ -70,6 +74,24 @@ def bench_act(n, repeats):
     return best_ms(lambda: learner.act(obs, explore=False), repeats * 20, warmup=20)
 
 
+def bench_env(n, days=2):
+    """(agents, agent-steps per second) of P2PEnv with random actions for ``days`` episodes."""
+    from agents.env import EnvConfig, P2PEnv
+
+    cfg = EnvConfig() if n <= 32 else EnvConfig(network="simbench_lv_rural3", specs="generate")
+    env = P2PEnv(EnvConfig(**{**cfg.__dict__, "max_prosumers": n}))
+    rng = np.random.default_rng(0)
+    low, high = np.array(env.action_space(None).low), np.array(env.action_space(None).high)
+    steps, t = 0, time.perf_counter()
+    for _ in range(days):
+        env.reset_batch()
+        done = False
+        while not done:
+            _, _, done, _ = env.step_batch(rng.uniform(low, high, (env.n_agents, env.act_dim)))
+            steps += 1
+    return env.n_agents, steps * env.n_agents / (time.perf_counter() - t)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", type=int, nargs="+", default=[32, 100])
@@ -79,6 +101,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for n in args.agents:
+        agents, rate = bench_env(n)
+        print(f"agents={agents} environment {rate:10.0f} agent-steps/s ({rate / agents:.0f} steps/s)")
         for kind in sorted(CRITICS):
             fb, adam = bench_critic(kind, n, args.batch, args.repeats)
             print(f"agents={n} batch={args.batch} critic={kind:13s} fwd+bwd {fb:8.1f} ms   +Adam {adam:8.1f} ms")

@@ -99,11 +99,20 @@ def plot_run(run_dir):
 
     fig, ax = plt.subplots(figsize=(8, 4))
     soc = pros.pivot(index="step", columns="prosumer", values="soc_kwh")
-    soc = soc.loc[:, soc.max() > 0]
+    capacity = _battery_capacity_kwh(run_dir)
+    soc = soc.loc[:, [capacity.get(name, 0.0) > 0 for name in soc.columns]]
     if soc.shape[1]:
-        ax.plot(hours(soc.index), soc.values / soc.max().values, lw=0.8, alpha=0.7)
-    ax.set(xlabel="hour of run", ylabel="SoC / max SoC reached", title=f"Battery SoC ({soc.shape[1]} prosumers)")
+        ax.plot(hours(soc.index), 100 * soc.values / np.array([capacity[c] for c in soc.columns]), lw=0.8, alpha=0.7)
+    ax.set(xlabel="hour of run", ylabel="SoC [% of capacity]", ylim=(0, 100),
+           title=f"Battery SoC ({soc.shape[1]} prosumers with batteries)")
     _save(fig, run_dir / "battery_soc.png")
+
+
+def _battery_capacity_kwh(run_dir):
+    """Prosumer name -> total battery capacity [kWh], from the specs saved in config.json."""
+    config = json.loads((Path(run_dir) / "config.json").read_text())
+    return {s["name"]: float(sum(b["capacity_kwh"] for b in s.get("batteries", [])))
+            for s in config.get("prosumer_specs", [])}
 
 
 def _save(fig, path):
