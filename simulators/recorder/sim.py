@@ -1,4 +1,11 @@
-"""mosaik adapter for the recorder: gathers every simulator's data of a step into RunRecorder."""
+"""mosaik adapter for the recorder: gathers every simulator's data of a step into RunRecorder.
+
+Feeder-level values come from the entities listed in ``layout["feeder"]`` (our Grid entity, or
+e.g. mosaik-pandapower-2's ExternalGrid and Line entities); several sources of one attribute
+are reduced (FEEDER_REDUCE).  What no source gives is derived from the buses when it can be:
+``converged`` = every bus voltage finite, Vm_min / Vm_max over the buses, losses = minus the sum
+of the buses' net demand 'P_bus[MW]' (slack bus included); otherwise it is recorded as NaN.
+"""
 
 import datetime as dt
 
@@ -31,13 +38,16 @@ SOURCES = {
         "tariff_sell[EUR/kWh]": ("tariff_sell_eur_per_kwh", 1.0),
         "supply[kWh]": ("supply_kwh", 1.0), "demand[kWh]": ("demand_kwh", 1.0), "traded[kWh]": ("traded_kwh", 1.0),
     },
-    "bus": {"Vm[pu]": ("vm_pu", 1.0)},
+    "bus": {"Vm[pu]": ("vm_pu", 1.0), "P_bus[MW]": ("p_bus_mw", 1.0)},
     "grid": {
         "converged": ("converged", 1.0), "losses[MW]": ("losses_mw", 1.0), "P_slack[MW]": ("p_slack_mw", 1.0),
         "Vm_min[pu]": ("vm_min_pu", 1.0), "Vm_max[pu]": ("vm_max_pu", 1.0),
         "loading_max[%]": ("loading_max_percent", 1.0),
     },
 }
+FEEDER_REDUCE = {"converged": all, "losses[MW]": sum, "P_slack[MW]": sum, "Vm_min[pu]": min, "Vm_max[pu]": max,
+                 "loading_max[%]": max}
+"""how the values of several feeder sources combine (one source: its value unchanged)"""
 
 META = {
     "api_version": "3.0",
@@ -64,7 +74,7 @@ class RecorderSim(mosaik_api_v3.Simulator):
     def create(self, num, model, run_dir, layout, start):
         """``layout`` maps each connected source's full id to its role:
         {"prosumer": {full_id: name}, "participant": {full_id: name}, "bus": {full_id: bus},
-         "market": full_id, "grid": full_id}; ``start`` is the ISO time of mosaik time 0."""
+         "market": full_id, "feeder": [full_id, ...]}; ``start`` is the ISO time of mosaik time 0."""
         if num != 1 or self.recorder is not None:
             raise ValueError("RecorderSim holds exactly one Recorder")
         self.layout = layout
@@ -72,6 +82,7 @@ class RecorderSim(mosaik_api_v3.Simulator):
         names = list(layout["prosumer"].values())
         self.prosumer_index = {name: i for i, name in enumerate(names)}
         self.bus_index = {fid: i for i, fid in enumerate(layout["bus"])}
+        self.feeder_sources = set(layout["feeder"])
         buses = list(layout["bus"].values())
         specs_bus = layout.get("prosumer_bus", {})
         self.recorder = RunRecorder(run_dir, names, [specs_bus.get(n, -1) for n in names], buses)
@@ -90,14 +101,35 @@ class RecorderSim(mosaik_api_v3.Simulator):
         pros["cost_eur"] = pros["market_cost_eur"] + pros["device_cost_eur"]
         market = self._scalars("market", data)
         market["mechanism"] = data.get("mechanism", {}).get(self.layout["market"], "")
-        feeder = self._scalars("grid", data)
-        vm = np.full(len(self.bus_index), np.nan)
-        for src, value in data.get("Vm[pu]", {}).items():
-            if src in self.bus_index:
-                vm[self.bus_index[src]] = np.nan if value is None else float(value)
+        vm = self._per_bus("Vm[pu]", data)
+        feeder = self._feeder(data, vm)
         stamp = (self.start + dt.timedelta(seconds=time)).strftime("%Y-%m-%d %H:%M")
         self.recorder.record(time // self.step_size, stamp, pros, market, vm, feeder)
         return time + self.step_size
+
+    def _per_bus(self, attr, data):
+        values = np.full(len(self.bus_index), np.nan)
+        for src, value in data.get(attr, {}).items():
+            if src in self.bus_index:
+                values[self.bus_index[src]] = np.nan if value is None else float(value)
+        return values
+
+    def _feeder(self, data, vm):
+        """FEEDER_COLUMNS of one step: reduced over the feeder sources, else derived from the buses."""
+        converged = bool(vm.size) and bool(np.isfinite(vm).all())
+        p_bus = self._per_bus("P_bus[MW]", data)
+        derived = {
+            "converged": converged,
+            "losses[MW]": -float(p_bus.sum()) if converged else np.nan,  # NaN unless every bus gave P_bus
+            "Vm_min[pu]": float(vm.min()) if converged else np.nan,
+            "Vm_max[pu]": float(vm.max()) if converged else np.nan,
+        }
+        feeder = {}
+        for attr, (col, factor) in SOURCES["grid"].items():
+            given = [v for src, v in data.get(attr, {}).items() if src in self.feeder_sources and v is not None]
+            value = FEEDER_REDUCE[attr](given) if given else derived.get(attr, np.nan)
+            feeder[col] = value if isinstance(value, bool) else float(value) * factor
+        return feeder
 
     def _scalars(self, role, data):
         src = self.layout[role]
