@@ -256,7 +256,7 @@ class AcGrid(RunppGrid):
     name = "ac"
     MATCH_TOL_PU = 1e-8
 
-    def __init__(self, net, prosumer_buses=(), tol=1e-10, max_iter=30):
+    def __init__(self, net, prosumer_buses=(), tol=1e-8, max_iter=30):
         super().__init__(net, prosumer_buses, warm_start=True)
         self.tol, self.max_iter = tol, max_iter
         self.backend = "runpp"
@@ -296,7 +296,7 @@ class AcGrid(RunppGrid):
         v_start = np.ones(self._ls.total_bus(), dtype=complex)
         ok = self.bus_in_service & np.isfinite(reference.vm_pu)
         v_start[self._ls_pos[ok]] = reference.vm_pu[ok] * np.exp(1j * np.deg2rad(reference.va_deg[ok]))
-        self._v = v_start.copy()
+        self._v, self._v_base = v_start.copy(), v_start.copy()
         mine = self._solve_lightsim(np.zeros(self.n_bus), np.zeros(self.n_bus))
         if not mine.converged:
             return "lightsim2grid base case did not converge"

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 
 from simulators.units import V_MAX_PU, V_MIN_PU
-from simulators.validation import check_choice
+from simulators.validation import ConfigError, check_choice
 
 KW_PER_MW = 1000.0
 
@@ -32,8 +32,17 @@ def _simbench_lv_rural3():
     return simbench.get_simbench_net("1-LV-rural3--0-sw")
 
 
+def _ieee141():
+    """Khodr et al. 141-bus 12.47 kV Caracas feeder (MATPOWER ``case141``, simulators/grid/case141.py):
+    141 buses (index = MATPOWER bus number), 140 lines, 84 loads, 11.9 MW + 7.4 MVAr."""
+    from simulators.grid.case141 import load_case141
+
+    return load_case141()
+
+
 NETWORKS = {
     "ieee33": _ieee33,
+    "ieee141": _ieee141,
     "simbench_lv_rural3": _simbench_lv_rural3,
 }
 """feeder name -> builder of the raw pandapower net (use make_network, which adds the band)"""
@@ -81,3 +90,13 @@ def nominal_load_kw(net):
     for bus, p in zip(loads["bus"].to_numpy(), p_kw):
         total[int(bus)] = total.get(int(bus), 0.0) + float(p)
     return dict(sorted(total.items()))
+
+
+def largest_load_buses(net, n):
+    """The ``n`` load buses of largest nominal load, sorted by bus index; ties at equal load
+    go to the lower bus index.  ConfigError when the net has fewer than ``n`` load buses."""
+    nominal = nominal_load_kw(net)
+    if not 1 <= n <= len(nominal):
+        raise ConfigError(f"n: {n!r} outside the allowed range [1, {len(nominal)}] (load buses of the net)")
+    ranked = sorted(nominal, key=lambda bus: (-nominal[bus], bus))
+    return sorted(ranked[:n])
