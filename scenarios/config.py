@@ -104,7 +104,7 @@ def validate(cfg):
     return cfg
 
 
-def _field_docs(cls):
+def field_docs(cls):
     """Attribute docstrings of a dataclass (the string right after each field)."""
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
@@ -117,7 +117,7 @@ def _field_docs(cls):
 
 def parse_args(defaults, argv=None, description=None):
     """Build the CLI from ScenarioConfig's fields, starting from the scenario's ``defaults``."""
-    docs = _field_docs(ScenarioConfig)
+    docs = field_docs(ScenarioConfig)
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", help="rerun from a saved config.json (other flags override it)")
     for f in dataclasses.fields(ScenarioConfig):

@@ -109,9 +109,9 @@ def validate(cfg):
 
 def parse_args(argv=None):
     """CLI generated from ExpertRunConfig (field docstrings become the help text)."""
-    from scenarios.config import _field_docs
+    from scenarios.config import field_docs
 
-    docs = _field_docs(ExpertRunConfig)
+    docs = field_docs(ExpertRunConfig)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in dataclasses.fields(ExpertRunConfig):
         flag = "--" + f.name.replace("_", "-")

@@ -92,7 +92,7 @@ class _JointProblem:
         steps_ahead = cp.multiply(prog.param["active"], prog.dur.astype(float))
         self.terms = {"grid": (prog.dt * buy) @ p_b - (prog.dt * sell) @ p_s, "devices": prog.cost,
                       "penalties": prog.penalty,
-                      "voltage": VOLTAGE_PENALTY_EUR_PER_PU * (steps_ahead @ cp.sum(self.s_hi + self.s_lo, axis=1))}
+                      "voltage": expert.voltage_penalty * (steps_ahead @ cp.sum(self.s_hi + self.s_lo, axis=1))}
         self.problem = cp.Problem(cp.Minimize(sum(self.terms.values())), constraints)
 
 
@@ -100,10 +100,13 @@ class JointExpert:
     """Community optimum for ``specs`` on pandapower ``net`` under ``tariff`` (see module docstring).
 
     ``v_margin_pu`` tightens the band to absorb the LinDistFlow error (0.001-0.01 p.u. vs AC);
-    ``fine_hours`` sets how far ahead the plan keeps 15-minute resolution.
+    ``fine_hours`` sets how far ahead the plan keeps 15-minute resolution;
+    ``voltage_penalty_eur_per_pu`` prices the band's slack (0: the economic optimum, network
+    limits ignored -- with perfect foresight the least cost any policy can reach).
     """
 
-    def __init__(self, specs, tariff, net, solver=DEFAULT_SOLVER, v_margin_pu=0.0, fine_hours=3):
+    def __init__(self, specs, tariff, net, solver=DEFAULT_SOLVER, v_margin_pu=0.0, fine_hours=3,
+                 voltage_penalty_eur_per_pu=VOLTAGE_PENALTY_EUR_PER_PU):
         self.specs, self.n = list(specs), len(specs)
         self.solver = check_choice("solver", solver, [s for s in SOLVERS if s in cp.installed_solvers()])
         quadratic = [s.name for s in self.specs for g in s.generators if g.cost_a_eur_per_kw2h > 0]
@@ -112,6 +115,7 @@ class JointExpert:
                               f"{quadratic[:3]} have a quadratic cost (cost_a_eur_per_kw2h > 0); use 'CLARABEL'")
         self.fine_hours = int(check_range("fine_hours", fine_hours, 0, 24))
         check_range("v_margin_pu", v_margin_pu, 0.0, 0.04)
+        self.voltage_penalty = check_range("voltage_penalty_eur_per_pu", voltage_penalty_eur_per_pu, 0.0, 1e9)
         self.tariff = tariff
         self.buy = np.asarray(tariff.buy_eur_per_kwh, float)
         self.sell = np.asarray(tariff.sell_eur_per_kwh, float)

@@ -381,9 +381,9 @@ CLI_CHOICES = {"algo": ALGORITHMS, "imitation_schedule": SCHEDULES}
 
 def parse_args(argv=None):
     """TrainConfig from flags (field docstrings are the help); --resume reads the run's config.json."""
-    from scenarios.config import _field_docs
+    from scenarios.config import field_docs
 
-    docs = _field_docs(TrainConfig)
+    docs = field_docs(TrainConfig)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resume", help="continue the run in this folder (other flags override its config)")
     for fld in dataclasses.fields(TrainConfig):

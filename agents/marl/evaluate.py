@@ -1,0 +1,342 @@
+"""Train every method over several seeds and evaluate all of them through the mosaik co-simulation.
+
+    python -m agents.marl.evaluate                                   # default scenario, 6 algorithms x 3 seeds
+    python -m agents.marl.evaluate --total-steps 20000 --test-days 5
+    python -m agents.marl.evaluate --train-dir results/<earlier eval>/train   # re-evaluate trained actors
+
+One folder results/<scenario>__marl-eval__<seeds>__<timestamp>/ holds:
+- demos.npz: the optimization expert's demonstrations on ``demo_days`` training days (what the
+  imitating algorithms imitate; agents/expert/policy.py:write_demonstrations);
+- train/<algo>__s<seed>/: each training run (config, progress.csv, actor.pt);
+- cosim/<method>__s<seed>__<day>/: each evaluation run, a complete co-simulation run folder;
+- runs.csv: one row per method, seed and held-out test day; table.csv / table.md: per method the
+  mean and standard deviation over seeds of the cost summed over the test days, its gap to the
+  perfect-foresight bound, the voltage violation rate, losses and P2P volume;
+- learning_curves.png, voltage_envelopes.png, config.json.
+
+Trained actors run in the prosumer simulators (policy "actor") exactly like the rule policy and
+the optimization expert (policy "expert"); those two are deterministic, so they are run once and
+their spread is 0.  The bound is the perfect-foresight economic optimum of the joint expert's model per day
+(agents/expert/joint.py, voltage limits left out), which no policy can beat on cost; it is not
+run through the power flow, so its voltage columns are empty.
+Every method sees the same scenario: the profile assignment uses ``scenario_seed``; training seeds
+only change network initialization, exploration and replay.
+"""
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from agents.marl.algorithms import ALGORITHMS
+from simulators.recorder.recorder import new_run_dir
+from simulators.validation import ConfigError, check_choice, check_range
+
+BASELINES = ("rule", "expert")
+BOUND = "perfect_foresight"
+METRICS = ("cost_eur", "voltage_violation_rate", "losses_kwh", "p2p_volume_kwh")
+
+
+@dataclass
+class EvalConfig:
+    scenario: str = "ieee33_day"
+    """scenario module under scenarios/ whose DEFAULTS define feeder, prosumers, market and tariff"""
+    algos: str = ",".join(ALGORITHMS)
+    """comma-separated algorithms (agents.marl.algorithms.ALGORITHMS)"""
+    seeds: str = "0,1,2"
+    """comma-separated training seeds"""
+    total_steps: int = 3000
+    """environment steps per training run (the same budget for every algorithm)"""
+    max_prosumers: int = 0
+    """use only the first N prosumers of the scenario (0 = all)"""
+    test_days: int = 2
+    """held-out test days evaluated: the first N of the test split (0 = all 45)"""
+    demo_days: int = 4
+    """training days of expert demonstrations for the imitating algorithms (0 = label online with the rule policy)"""
+    baselines: str = ",".join(BASELINES)
+    """comma-separated non-learned policies run through the same co-simulation"""
+    train_dir: str = ""
+    """reuse trained actors from this folder (<algo>__s<seed>/actor.pt) instead of training"""
+    scenario_seed: int = 0
+    """profile-assignment seed of the scenario, the same for every method"""
+    results_dir: str = "results"
+    """parent folder of the evaluation folder"""
+    run_name: str = ""
+    """evaluation folder name; empty = <scenario>__marl-eval__<seeds>__<timestamp>"""
+    progress: bool = True
+    """show a progress bar"""
+
+    @property
+    def algo_list(self):
+        return [a for a in self.algos.split(",") if a]
+
+    @property
+    def seed_list(self):
+        return [int(s) for s in self.seeds.split(",") if s.strip()]
+
+    @property
+    def baseline_list(self):
+        return [b for b in self.baselines.split(",") if b]
+
+
+def validate(cfg):
+    for algo in cfg.algo_list:
+        check_choice("algos", algo, ALGORITHMS)
+    for name in cfg.baseline_list:
+        check_choice("baselines", name, BASELINES)
+    try:
+        seeds = cfg.seed_list
+    except ValueError:
+        raise ConfigError(f"seeds: {cfg.seeds!r} is not a comma-separated list of integers") from None
+    if not seeds:
+        raise ConfigError("seeds: at least one seed is required")
+    check_range("total_steps", cfg.total_steps, 10, 10**8)
+    check_range("test_days", cfg.test_days, 0, 366)
+    check_range("demo_days", cfg.demo_days, 0, 366)
+    if cfg.train_dir and not Path(cfg.train_dir).is_dir():
+        raise ConfigError(f"train_dir: {cfg.train_dir!r} is not a folder")
+    scenario_defaults(cfg)
+    return cfg
+
+
+def scenario_defaults(cfg):
+    """The scenario module's ScenarioConfig, with this evaluation's prosumer count and seed."""
+    try:
+        module = importlib.import_module(f"scenarios.{cfg.scenario}")
+    except ModuleNotFoundError:
+        raise ConfigError(f"scenario: no module scenarios/{cfg.scenario}.py") from None
+    base = getattr(module, "DEFAULTS", None)
+    if base is None:
+        raise ConfigError(f"scenario: scenarios/{cfg.scenario}.py has no DEFAULTS ScenarioConfig")
+    return dataclasses.replace(base, max_prosumers=cfg.max_prosumers, seed=cfg.scenario_seed, grouping="grouped",
+                               progress=False, plots=False)
+
+
+def env_config(base):
+    from agents.env import EnvConfig
+
+    return EnvConfig(network=base.network, grid_model=base.grid_model, specs=base.specs,
+                     max_prosumers=base.max_prosumers, market=base.market, tariff=base.tariff, seed=base.seed)
+
+
+# ---- the jobs ----------------------------------------------------------------------------------
+def write_demos(cfg, base, out):
+    from agents.expert.policy import write_demonstrations
+    from simulators.profiles.data import ProfileBank, train_days
+
+    days = train_days(ProfileBank.simbench())
+    pick = np.random.default_rng(cfg.scenario_seed).choice(len(days), cfg.demo_days, replace=False)
+    path = out / "demos.npz"
+    write_demonstrations(path, [str(days[i].date()) for i in sorted(pick)], env_config(base))
+    return path
+
+
+def train_one(cfg, base, algo, seed, out, demos):
+    from agents.marl.train import TrainConfig, train
+
+    env_options = {k: v for k, v in dataclasses.asdict(env_config(base)).items() if k != "days"}
+    tc = TrainConfig(scenario=cfg.scenario, algo=algo, seed=seed, env_options=env_options,
+                     total_steps=cfg.total_steps, demos=str(demos) if demos else "",
+                     expert="" if demos else "policy:rule", learning_starts=min(960, cfg.total_steps // 3),
+                     buffer_size=cfg.total_steps, imitation_anneal_steps=cfg.total_steps,
+                     log_every=max(cfg.total_steps // 30, 1), checkpoint_every=0, eval_episodes=0,
+                     results_dir=str(out / "train"), run_name=f"{algo}__s{seed}", progress=False)
+    return train(tc)
+
+
+def cosim_one(base, policy, options, day, out, name):
+    from scenarios.cosim import run
+
+    cfg = dataclasses.replace(base, policy=policy, policy_options=options, start_date=day, days=1,
+                              results_dir=str(out / "cosim"), run_name=name)
+    run_dir, summary = run(cfg)
+    return {"run_dir": str(run_dir), **{k: summary[k] for k in METRICS}}
+
+
+def bound_one(base, day):
+    """Perfect-foresight cost [EUR] of the whole community on ``day``, network limits ignored.
+
+    The least cost any policy can reach that day: voltage limits are left out, because a policy
+    that violates them (or a feeder whose other loads already do) must not beat its bound.
+    """
+    from agents.env import make_scenario
+    from agents.expert.joint import JointExpert, perfect_foresight
+    from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days
+
+    specs, net, tariff = make_scenario(env_config(base))
+    bank = ProfileBank.simbench()
+    profiles = prosumer_days(bank, specs, assign_profiles(specs, base.seed, bank), day)
+    expert = JointExpert(specs, tariff, net, voltage_penalty_eur_per_pu=0.0)
+    return perfect_foresight(expert, profiles, market=base.market)["cost_eur"]
+
+
+def evaluate(cfg):
+    """Run the whole evaluation; return the evaluation folder."""
+    from simulators.profiles.data import ProfileBank, test_days
+
+    validate(cfg)
+    base = scenario_defaults(cfg)
+    out = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "marl-eval", cfg.seeds.replace(",", "-"))
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    days = [str(d.date()) for d in test_days(ProfileBank.simbench())]
+    days = days[:cfg.test_days] if cfg.test_days else days
+    learned = [(a, s) for a in cfg.algo_list for s in cfg.seed_list]
+    total = len(days) * (1 + len(cfg.baseline_list) + len(learned)) + (0 if cfg.train_dir else len(learned))
+    bar = tqdm(total=total, disable=not cfg.progress, desc="evaluation")
+
+    runs = {}
+    if learned and not cfg.train_dir:
+        demos = write_demos(cfg, base, out) if cfg.demo_days else None
+        for algo, seed in learned:
+            bar.set_postfix_str(f"train {algo} s{seed}")
+            runs[algo, seed] = train_one(cfg, base, algo, seed, out, demos)
+            bar.update()
+    else:
+        runs = {(a, s): Path(cfg.train_dir) / f"{a}__s{s}" for a, s in learned}
+
+    rows = []
+    for day in days:
+        bar.set_postfix_str(f"bound {day}")
+        rows.append({"method": BOUND, "seed": 0, "day": day, "cost_eur": bound_one(base, day)})
+        bar.update()
+        for name in cfg.baseline_list:
+            bar.set_postfix_str(f"{name} {day}")
+            rows.append({"method": name, "seed": 0, "day": day,
+                         **cosim_one(base, name, {}, day, out, f"{name}__s0__{day}")})
+            bar.update()
+        for (algo, seed), run_dir in runs.items():
+            bar.set_postfix_str(f"{algo} s{seed} {day}")
+            rows.append({"method": algo, "seed": seed, "day": day,
+                         **cosim_one(base, "actor", {"checkpoint": str(run_dir)}, day, out,
+                                     f"{algo}__s{seed}__{day}")})
+            bar.update()
+    bar.close()
+    runs_df = pd.DataFrame(rows)
+    runs_df.to_csv(out / "runs.csv", index=False)
+    table = summarize(runs_df)
+    table.to_csv(out / "table.csv", index=False)
+    (out / "table.md").write_text(markdown(table, cfg, days))
+    plot_learning_curves(out / "train" if not cfg.train_dir else Path(cfg.train_dir), out / "learning_curves.png")
+    plot_envelopes(runs_df, days[0], out / "voltage_envelopes.png")
+    return out
+
+
+# ---- the table ---------------------------------------------------------------------------------
+def summarize(runs):
+    """Per method: mean and std over seeds of the per-seed totals (cost) or day means (the rest)."""
+    bound = runs[runs.method == BOUND].set_index("day")["cost_eur"]
+    learned = runs[runs.method != BOUND]
+    per_seed = learned.groupby(["method", "seed"]).agg(
+        cost_eur=("cost_eur", "sum"), voltage_violation_rate=("voltage_violation_rate", "mean"),
+        losses_kwh=("losses_kwh", "mean"), p2p_volume_kwh=("p2p_volume_kwh", "mean"),
+        bound_eur=("day", lambda d: bound.loc[list(d)].sum()), days=("day", "count")).reset_index()
+    per_seed["gap"] = per_seed.cost_eur / per_seed.bound_eur - 1.0
+    order = {m: i for i, m in enumerate(list(ALGORITHMS) + list(BASELINES))}
+    table = []
+    for method, g in sorted(per_seed.groupby("method"), key=lambda kv: order.get(kv[0], 99)):
+        row = {"method": method, "seeds": len(g), "days": int(g.days.iloc[0])}
+        for col in ("cost_eur", "gap", "voltage_violation_rate", "losses_kwh", "p2p_volume_kwh"):
+            row[f"{col}_mean"] = g[col].mean()
+            row[f"{col}_std"] = g[col].std(ddof=0)
+        table.append(row)
+    table.append({"method": BOUND, "seeds": 1, "days": len(bound), "cost_eur_mean": bound.sum(), "cost_eur_std": 0.0,
+                  "gap_mean": 0.0, "gap_std": 0.0})
+    return pd.DataFrame(table)
+
+
+def markdown(table, cfg, days):
+    def pm(row, col, fmt):
+        mean, std = row.get(f"{col}_mean"), row.get(f"{col}_std")
+        return "—" if mean is None or pd.isna(mean) else f"{fmt.format(mean)} ± {fmt.format(std)}"
+
+    lines = [f"Held-out test days: {', '.join(days)}; cost summed over them; mean ± std over seeds "
+             f"{cfg.seeds} (rule and expert are deterministic: std 0); {cfg.total_steps} training steps per run.",
+             "", "| method | cost [EUR] | gap to bound | voltage violation rate | losses [kWh/day] | P2P volume [kWh/day] |",
+             "|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        r = r.to_dict()
+        lines.append(f"| {r['method']} | {pm(r, 'cost_eur', '{:.1f}')} | {pm(r, 'gap', '{:+.1%}')} | "
+                     f"{pm(r, 'voltage_violation_rate', '{:.2%}')} | {pm(r, 'losses_kwh', '{:.1f}')} | "
+                     f"{pm(r, 'p2p_volume_kwh', '{:.0f}')} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- plots -------------------------------------------------------------------------------------
+def plot_learning_curves(train_dir, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for progress in sorted(Path(train_dir).glob("*__s*/progress.csv")):
+        algo = progress.parent.name.rsplit("__s", 1)[0]
+        df = pd.read_csv(progress).dropna(subset=["episode_return"])
+        curves.setdefault(algo, []).append(df.set_index("step")["episode_return"])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for algo, series in curves.items():
+        frame = pd.concat(series, axis=1)
+        ax.plot(frame.index, frame.mean(axis=1), label=algo)
+        ax.fill_between(frame.index, frame.min(axis=1), frame.max(axis=1), alpha=0.2)
+    ax.set(xlabel="environment steps", ylabel="episode return per agent (mean over seeds, min-max band)",
+           title="Learning curves")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_envelopes(runs, day, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from simulators.units import STEP_H, V_MAX_PU, V_MIN_PU
+
+    first = runs[(runs.day == day) & (runs.method != BOUND)].sort_values("seed").groupby("method").head(1)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for _, r in first.iterrows():
+        feeder = pd.read_csv(Path(r.run_dir) / "feeder.csv")
+        hours = feeder["step"] * STEP_H
+        line, = ax.plot(hours, feeder["vm_min_pu"], lw=1, label=r.method)
+        ax.plot(hours, feeder["vm_max_pu"], lw=1, color=line.get_color())
+    for v in (V_MIN_PU, V_MAX_PU):
+        ax.axhline(v, color="red", ls="--", lw=1)
+    ax.set(xlabel="hour", ylabel="feeder min and max Vm [p.u.]", title=f"Voltage envelopes on {day} (first seed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    from scenarios.config import field_docs
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    docs = field_docs(EvalConfig)
+    for f in dataclasses.fields(EvalConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool or f.type == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=docs.get(f.name))
+    cfg = EvalConfig(**vars(parser.parse_args(argv)))
+    try:
+        out = evaluate(cfg)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"results: {out}")
+    sys.stdout.write((out / "table.md").read_text())
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The evaluation command end to end on a tiny budget: training, co-simulation, table, plots."""
+
+import pandas as pd
+import pytest
+
+from agents.marl.evaluate import BOUND, EvalConfig, evaluate
+from simulators.validation import ConfigError
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory):
+    cfg = EvalConfig(algos="imitative_diffattn,iddpg", seeds="0,1", total_steps=120, max_prosumers=3,
+                     test_days=1, demo_days=1, baselines="rule", progress=False,
+                     results_dir=str(tmp_path_factory.mktemp("eval")), run_name="eval")
+    return evaluate(cfg)
+
+
+def test_folder_holds_table_runs_plots_and_every_run(evaluation):
+    for name in ("config.json", "demos.npz", "runs.csv", "table.csv", "table.md", "learning_curves.png",
+                 "voltage_envelopes.png"):
+        assert (evaluation / name).is_file(), name
+    runs = pd.read_csv(evaluation / "runs.csv")
+    assert sorted(runs.method.unique()) == sorted(["imitative_diffattn", "iddpg", "rule", BOUND])
+    assert len(runs) == 1 + 1 + 2 * 2  # bound, rule, two algorithms x two seeds, one day
+    for run_dir in runs.run_dir.dropna():
+        assert (pd.read_csv(f"{run_dir}/prosumers.csv").prosumer.nunique()) == 3
+    for algo in ("imitative_diffattn", "iddpg"):
+        for seed in (0, 1):
+            assert (evaluation / "train" / f"{algo}__s{seed}" / "actor.pt").is_file()
+
+
+def test_table_gap_is_cost_over_bound_and_bound_is_lowest(evaluation):
+    runs = pd.read_csv(evaluation / "runs.csv")
+    table = pd.read_csv(evaluation / "table.csv").set_index("method")
+    bound = runs[runs.method == BOUND].cost_eur.sum()
+    assert table.loc[BOUND, "cost_eur_mean"] == pytest.approx(bound)
+    for method, g in runs[runs.method != BOUND].groupby("method"):
+        assert (g.cost_eur >= bound - 1e-6).all(), f"{method} beat the perfect-foresight bound"
+        gaps = g.groupby("seed").cost_eur.sum() / bound - 1
+        assert table.loc[method, "gap_mean"] == pytest.approx(gaps.mean())
+        assert table.loc[method, "cost_eur_std"] == pytest.approx(g.groupby("seed").cost_eur.sum().std(ddof=0))
+    assert table.loc["rule", "cost_eur_std"] == 0.0 and table.loc["iddpg", "seeds"] == 2
+
+
+def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
+    cfg = EvalConfig(algos="iddpg", seeds="1", max_prosumers=3, test_days=1, baselines="", progress=False,
+                     train_dir=str(evaluation / "train"), results_dir=str(tmp_path), run_name="again")
+    again = evaluate(cfg)
+    first = pd.read_csv(evaluation / "runs.csv").query("method == 'iddpg' and seed == 1").cost_eur.iloc[0]
+    assert pd.read_csv(again / "runs.csv").query("method == 'iddpg'").cost_eur.iloc[0] == pytest.approx(first)
+    assert not (again / "demos.npz").exists()
+
+
+@pytest.mark.parametrize("change, field", [({"algos": "ppo"}, "algos"), ({"seeds": "a,b"}, "seeds"),
+                                           ({"baselines": "oracle"}, "baselines"), ({"scenario": "nowhere"}, "scenario"),
+                                           ({"train_dir": "/no/such/folder"}, "train_dir")])
+def test_bad_config_names_the_field(tmp_path, change, field):
+    with pytest.raises(ConfigError, match=field):
+        evaluate(EvalConfig(results_dir=str(tmp_path), progress=False, **change))
