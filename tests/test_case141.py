@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandapower as pp
 import pytest
+from grid_helpers import random_demand
 
 from scenarios.config import ScenarioConfig
 from scenarios.cosim import run
@@ -15,7 +16,7 @@ from scenarios.ieee141_20 import DEFAULTS, SPECS, make_specs
 from simulators.grid.case141 import LOAD_POWER_FACTOR, case141_path, parse_matpower_m
 from simulators.grid.lindistflow import VM_TOLERANCE_PU
 from simulators.grid.models import AcGrid, RunppGrid, make_grid
-from simulators.grid.networks import largest_load_buses, load_buses, make_network, nominal_load_kw
+from simulators.grid.networks import largest_load_buses, load_buses, make_network
 from simulators.prosumer.spec import load_specs
 
 # base case, every load at its nominal value (pandapower runpp; agrees with the sweep below)
@@ -107,16 +108,6 @@ def test_independent_sweep_agrees_with_pandapower(net, raw):
     assert q_loss == pytest.approx(case.res_line["ql_mvar"].sum(), abs=1e-6)
 
 
-def _random_demand(grid, net, buses, rng, lo, hi):
-    nominal = nominal_load_kw(net)
-    nom_mw = np.array([nominal[b] for b in buses]) / 1000.0
-    p, q = np.zeros(grid.n_bus), np.zeros(grid.n_bus)
-    pos = np.searchsorted(grid.bus_ids, buses)
-    p[pos] = rng.uniform(lo, hi, len(buses)) * nom_mw
-    q[pos] = rng.uniform(-0.3, 0.3, len(buses)) * nom_mw
-    return p, q
-
-
 @pytest.mark.parametrize("n_prosumers", [20, 84])
 def test_ac_fast_path_equals_runpp_and_lindistflow_within_tolerance(net, n_prosumers):
     buses = largest_load_buses(net, 20) if n_prosumers == 20 else load_buses(net)
@@ -126,7 +117,7 @@ def test_ac_fast_path_equals_runpp_and_lindistflow_within_tolerance(net, n_prosu
     rng = np.random.default_rng(5)
     # the tolerance's own conditions (base case; independent demand of -3x..+2x nominal)
     for lo, hi in ((0.0, 0.0), (-3.0, 2.0), (-3.0, 2.0), (-1.0, 1.5), (-3.0, -2.0), (1.5, 2.0)):
-        p, q = _random_demand(ac, net, buses, rng, lo, hi)
+        p, q = random_demand(ac, net, rng, lo, hi, buses)
         a, r, lin_res = ac.solve(p, q), ref.solve(p, q), lin.solve(p, q)
         assert a.converged and r.converged and lin_res.converged
         np.testing.assert_allclose(a.vm_pu, r.vm_pu, atol=1e-6, rtol=0)

@@ -8,6 +8,7 @@ import mosaik_api_v3
 import numpy as np
 import pandapower as pp
 import pytest
+from grid_helpers import random_demand
 from mosaik_probe import Collector
 from mosaik.starters import PythonStarter
 
@@ -24,18 +25,6 @@ def nets():
     return {name: make_network(name) for name in FEEDERS}
 
 
-def _demand(grid, net, rng, lo, hi):
-    """Random prosumer demand (MW, MVar) of lo..hi x the nominal load at every load bus."""
-    nominal = nominal_load_kw(net)
-    buses = np.array(sorted(nominal))
-    nom_mw = np.array([nominal[b] for b in buses]) / 1000.0
-    p, q = np.zeros(grid.n_bus), np.zeros(grid.n_bus)
-    pos = np.searchsorted(grid.bus_ids, buses)
-    p[pos] = rng.uniform(lo, hi, len(buses)) * nom_mw
-    q[pos] = rng.uniform(-0.3, 0.3, len(buses)) * nom_mw
-    return p, q
-
-
 @pytest.mark.parametrize("feeder", FEEDERS)
 def test_ac_fast_path_equals_pandapower(nets, feeder):
     net = nets[feeder]
@@ -44,7 +33,7 @@ def test_ac_fast_path_equals_pandapower(nets, feeder):
     rng = np.random.default_rng(3)
     # mixed demand, heavy PV (reverse flow through the feeder head), heavy load
     for lo, hi in ((-1.0, 1.5), (-3.0, -2.0), (1.5, 2.0)):
-        p, q = _demand(ac, net, rng, lo, hi)
+        p, q = random_demand(ac, net, rng, lo, hi)
         a, r = ac.solve(p, q), ref.solve(p, q)
         assert a.converged and r.converged
         np.testing.assert_allclose(a.vm_pu, r.vm_pu, atol=1e-6, rtol=0)
@@ -67,7 +56,7 @@ def test_lindistflow_within_stated_tolerance(nets):
     base_ac = make_grid("ac", net, []).solve(zero, zero)
     errors = [np.max(np.abs(base_net.vm_pu - base_ac.vm_pu))]
     for _ in range(30):
-        p, q = _demand(ac, net, rng, -3.0, 2.0)
+        p, q = random_demand(ac, net, rng, -3.0, 2.0)
         errors.append(np.max(np.abs(lin.solve(p, q).vm_pu - ac.solve(p, q).vm_pu)))
     assert max(errors) <= VM_TOLERANCE_PU
     assert max(errors) > 1e-4  # the comparison is not vacuous: it is an approximation
@@ -105,7 +94,7 @@ def test_case33bw_golden_base_case(nets, kind):
 def test_power_balance(nets, kind, feeder):
     net = nets[feeder]
     grid = make_grid(kind, net, load_buses(net)[::2])  # half the buses keep their native load
-    p, q = _demand(grid, net, np.random.default_rng(5), -2.0, 1.5)
+    p, q = random_demand(grid, net, np.random.default_rng(5), -2.0, 1.5)
     r = grid.solve(p, q)
     demand = np.sum(p + grid.p_background_mw)
     assert r.p_slack_mw == pytest.approx(demand + r.losses_mw, abs=1e-7)
@@ -116,7 +105,7 @@ def test_power_balance(nets, kind, feeder):
 def test_nonconvergence_is_recorded_not_raised(nets, kind):
     net = nets["ieee33"]
     grid = make_grid(kind, net, load_buses(net))
-    p, q = _demand(grid, net, np.random.default_rng(2), 0.5, 1.0)
+    p, q = random_demand(grid, net, np.random.default_rng(2), 0.5, 1.0)
     good = grid.solve(p, q)
     absurd = p.copy()
     absurd[17] = 1000.0
@@ -135,7 +124,7 @@ def test_reset_makes_a_time_series_repeat(nets, kind):
     net = nets["ieee33"]
     grid = make_grid(kind, net, load_buses(net))
     rng = np.random.default_rng(4)
-    series = [_demand(grid, net, rng, -1.0, 1.5) for _ in range(4)]
+    series = [random_demand(grid, net, rng, -1.0, 1.5) for _ in range(4)]
     first = [grid.solve(p, q).vm_pu for p, q in series]
     grid.reset()
     again = [grid.solve(p, q).vm_pu for p, q in series]
@@ -156,7 +145,7 @@ def test_switches_and_meshes(nets):
     assert extra in buses
     ac, ref, lin = (make_grid(k, net, buses) for k in ("ac", "ac_runpp", "lindistflow"))
     assert ac.backend == "lightsim2grid"
-    p, q = _demand(ac, net, np.random.default_rng(8), -1.0, 1.0)
+    p, q = random_demand(ac, net, np.random.default_rng(8), -1.0, 1.0)
     a, r, li = ac.solve(p, q), ref.solve(p, q), lin.solve(p, q)
     np.testing.assert_allclose(a.vm_pu, r.vm_pu, atol=1e-6)
     assert a.vm_pu[ac.bus_ids == extra] == pytest.approx(a.vm_pu[17], abs=1e-12)

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import mosaik
-import mosaik_api_v3
 import numpy as np
 import pytest
 from mosaik_probe import Collector

@@ -254,7 +254,7 @@ def summarize(runs):
 def markdown(table, cfg, days):
     def pm(row, col, fmt):
         mean, std = row.get(f"{col}_mean"), row.get(f"{col}_std")
-        return "—" if mean is None or pd.isna(mean) else f"{fmt.format(mean)} ± {fmt.format(std)}"
+        return "—" if mean is None or pd.isna(mean) else f"{fmt.format(mean)} ± {fmt.replace('+', '').format(std)}"
 
     lines = [f"Held-out test days: {', '.join(days)}; cost summed over them; mean ± std over seeds "
              f"{cfg.seeds} (rule and expert are deterministic: std 0); {cfg.total_steps} training steps per run.",
