@@ -17,7 +17,7 @@ def evaluation(tmp_path_factory):
 
 def test_folder_holds_table_runs_plots_and_every_run(evaluation):
     for name in ("config.json", "demos.npz", "runs.csv", "table.csv", "table.md", "learning_curves.png",
-                 "voltage_envelopes.png"):
+                 "voltage_envelopes.png", "training.csv"):
         assert (evaluation / name).is_file(), name
     runs = pd.read_csv(evaluation / "runs.csv")
     assert sorted(runs.method.unique()) == sorted(["imitative_diffattn", "iddpg", "rule", BOUND])
@@ -36,10 +36,20 @@ def test_table_gap_is_cost_over_bound_and_bound_is_lowest(evaluation):
     assert table.loc[BOUND, "cost_eur_mean"] == pytest.approx(bound)
     for method, g in runs[runs.method != BOUND].groupby("method"):
         assert (g.cost_eur >= bound - 1e-6).all(), f"{method} beat the perfect-foresight bound"
-        gaps = g.groupby("seed").cost_eur.sum() / bound - 1
+        gaps = (g.groupby("seed").cost_eur.sum() - bound) / abs(bound)  # = cost / bound - 1 when bound > 0
         assert table.loc[method, "gap_mean"] == pytest.approx(gaps.mean())
         assert table.loc[method, "cost_eur_std"] == pytest.approx(g.groupby("seed").cost_eur.sum().std(ddof=0))
     assert table.loc["rule", "cost_eur_std"] == 0.0 and table.loc["iddpg", "seeds"] == 2
+    training = pd.read_csv(evaluation / "training.csv")
+    assert len(training) == 4 and (training.wall_s > 0).all()
+    assert table.loc["iddpg", "train_wall_s_mean"] == pytest.approx(training.query("method == 'iddpg'").wall_s.mean())
+
+
+def test_test_days_spread_over_the_year():
+    from agents.marl.evaluate import spread
+
+    pool = list(range(45))
+    assert spread(pool, 0) == pool and spread(pool, 1) == [22] and spread(pool, 3) == [7, 22, 37]
 
 
 def test_reusing_trained_actors_skips_training(evaluation, tmp_path):

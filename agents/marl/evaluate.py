@@ -11,8 +11,13 @@ One folder results/<scenario>__marl-eval__<seeds>__<timestamp>/ holds:
 - cosim/<method>__s<seed>__<day>/: each evaluation run, a complete co-simulation run folder;
 - runs.csv: one row per method, seed and held-out test day; table.csv / table.md: per method the
   mean and standard deviation over seeds of the cost summed over the test days, its gap to the
-  perfect-foresight bound, the voltage violation rate, losses and P2P volume;
-- learning_curves.png, voltage_envelopes.png, config.json.
+  perfect-foresight bound, the voltage violation rate, losses, P2P volume and training wall time;
+- training.csv: wall time of every training run;
+- learning_curves.png, voltage_envelopes.png (one panel per test day), config.json.
+
+The gap is (cost − bound) / |bound| of the sums over the test days: cost / bound − 1 whenever the
+bound is positive, and still "0 = optimal, larger = worse" on sunny days when the community earns
+money (bound < 0), where cost / bound − 1 would flip its sign.
 
 Trained actors run in the prosumer simulators (policy "actor") exactly like the rule policy and
 the optimization expert (policy "expert"); those two are deterministic, so they are run once and
@@ -28,6 +33,7 @@ import dataclasses
 import importlib
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +63,7 @@ class EvalConfig:
     max_prosumers: int = 0
     """use only the first N prosumers of the scenario (0 = all)"""
     test_days: int = 2
-    """held-out test days evaluated: the first N of the test split (0 = all 45)"""
+    """held-out test days evaluated: N of the 45 of the test split spread evenly over the year (0 = all)"""
     demo_days: int = 4
     """training days of expert demonstrations for the imitating algorithms (0 = label online with the rule policy)"""
     baselines: str = ",".join(BASELINES)
@@ -151,6 +157,12 @@ def train_one(cfg, base, algo, seed, out, demos):
     return train(tc)
 
 
+def _wall_from_progress(path):
+    """Wall time [s] of a finished training run: its last progress.csv row's step / steps per second."""
+    last = pd.read_csv(path).iloc[-1] if Path(path).is_file() else None
+    return float(last["step"] / last["sps"]) if last is not None and last["sps"] > 0 else float("nan")
+
+
 def cosim_one(base, policy, options, day, out, name):
     from scenarios.cosim import run
 
@@ -163,8 +175,9 @@ def cosim_one(base, policy, options, day, out, name):
 def bound_one(base, day):
     """Perfect-foresight cost [EUR] of the whole community on ``day``, network limits ignored.
 
-    The least cost any policy can reach that day: voltage limits are left out, because a policy
-    that violates them (or a feeder whose other loads already do) must not beat its bound.
+    The least cost any policy can reach that day: voltage limits and the prosumers' soft
+    preferences are left out, because a policy that ignores them (or a feeder whose other loads
+    already violate the band) must not beat its bound.
     """
     from agents.env import make_scenario
     from agents.expert.joint import JointExpert, perfect_foresight
@@ -173,8 +186,18 @@ def bound_one(base, day):
     specs, net, tariff = make_scenario(env_config(base))
     bank = ProfileBank.simbench()
     profiles = prosumer_days(bank, specs, assign_profiles(specs, base.seed, bank), day)
-    expert = JointExpert(specs, tariff, net, voltage_penalty_eur_per_pu=0.0)
+    unconstrained = [dataclasses.replace(s, preferences=()) for s in specs]
+    expert = JointExpert(unconstrained, tariff, net, voltage_penalty_eur_per_pu=0.0)
     return perfect_foresight(expert, profiles, market=base.market)["cost_eur"]
+
+
+def spread(pool, n):
+    """``n`` items of ``pool`` at the centres of n equal parts (n = 0: all of them).
+
+    The test split runs through the year (every 8th day); its first days are all in January,
+    with almost no PV, so taking the first N would leave out the midday voltage rise.
+    """
+    return list(pool) if not n else [pool[int((k + 0.5) * len(pool) / n)] for k in range(min(n, len(pool)))]
 
 
 def evaluate(cfg):
@@ -185,21 +208,27 @@ def evaluate(cfg):
     base = scenario_defaults(cfg)
     out = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "marl-eval", cfg.seeds.replace(",", "-"))
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    days = [str(d.date()) for d in test_days(ProfileBank.simbench())]
-    days = days[:cfg.test_days] if cfg.test_days else days
+    days = spread([str(d.date()) for d in test_days(ProfileBank.simbench())], cfg.test_days)
     learned = [(a, s) for a in cfg.algo_list for s in cfg.seed_list]
     total = len(days) * (1 + len(cfg.baseline_list) + len(learned)) + (0 if cfg.train_dir else len(learned))
     bar = tqdm(total=total, disable=not cfg.progress, desc="evaluation")
 
-    runs = {}
+    runs, walls = {}, {}
     if learned and not cfg.train_dir:
         demos = write_demos(cfg, base, out) if cfg.demo_days else None
         for algo, seed in learned:
             bar.set_postfix_str(f"train {algo} s{seed}")
+            t0 = time.perf_counter()
             runs[algo, seed] = train_one(cfg, base, algo, seed, out, demos)
+            walls[algo, seed] = time.perf_counter() - t0
             bar.update()
     else:
         runs = {(a, s): Path(cfg.train_dir) / f"{a}__s{s}" for a, s in learned}
+        walls = {key: _wall_from_progress(run_dir / "progress.csv") for key, run_dir in runs.items()}
+    pd.DataFrame([{"method": a, "seed": s, "total_steps": cfg.total_steps, "wall_s": walls[a, s],
+                   "steps_per_s": cfg.total_steps / walls[a, s], "run_dir": str(runs[a, s])} for a, s in learned],
+                 columns=["method", "seed", "total_steps", "wall_s", "steps_per_s", "run_dir"]
+                 ).to_csv(out / "training.csv", index=False)
 
     rows = []
     for day in days:
@@ -213,7 +242,7 @@ def evaluate(cfg):
             bar.update()
         for (algo, seed), run_dir in runs.items():
             bar.set_postfix_str(f"{algo} s{seed} {day}")
-            rows.append({"method": algo, "seed": seed, "day": day,
+            rows.append({"method": algo, "seed": seed, "day": day, "train_wall_s": walls[algo, seed],
                          **cosim_one(base, "actor", {"checkpoint": str(run_dir)}, day, out,
                                      f"{algo}__s{seed}__{day}")})
             bar.update()
@@ -224,7 +253,7 @@ def evaluate(cfg):
     table.to_csv(out / "table.csv", index=False)
     (out / "table.md").write_text(markdown(table, cfg, days))
     plot_learning_curves(out / "train" if not cfg.train_dir else Path(cfg.train_dir), out / "learning_curves.png")
-    plot_envelopes(runs_df, days[0], out / "voltage_envelopes.png")
+    plot_envelopes(runs_df, days, out / "voltage_envelopes.png")
     return out
 
 
@@ -232,17 +261,19 @@ def evaluate(cfg):
 def summarize(runs):
     """Per method: mean and std over seeds of the per-seed totals (cost) or day means (the rest)."""
     bound = runs[runs.method == BOUND].set_index("day")["cost_eur"]
-    learned = runs[runs.method != BOUND]
+    learned = runs[runs.method != BOUND].reindex(columns=[*runs.columns.drop("train_wall_s", errors="ignore"),
+                                                          "train_wall_s"])  # NaN without trained methods
     per_seed = learned.groupby(["method", "seed"]).agg(
         cost_eur=("cost_eur", "sum"), voltage_violation_rate=("voltage_violation_rate", "mean"),
         losses_kwh=("losses_kwh", "mean"), p2p_volume_kwh=("p2p_volume_kwh", "mean"),
-        bound_eur=("day", lambda d: bound.loc[list(d)].sum()), days=("day", "count")).reset_index()
-    per_seed["gap"] = per_seed.cost_eur / per_seed.bound_eur - 1.0
+        train_wall_s=("train_wall_s", "first"), bound_eur=("day", lambda d: bound.loc[list(d)].sum()),
+        days=("day", "count")).reset_index()
+    per_seed["gap"] = (per_seed.cost_eur - per_seed.bound_eur) / per_seed.bound_eur.abs()
     order = {m: i for i, m in enumerate(list(ALGORITHMS) + list(BASELINES))}
     table = []
     for method, g in sorted(per_seed.groupby("method"), key=lambda kv: order.get(kv[0], 99)):
         row = {"method": method, "seeds": len(g), "days": int(g.days.iloc[0])}
-        for col in ("cost_eur", "gap", "voltage_violation_rate", "losses_kwh", "p2p_volume_kwh"):
+        for col in ("cost_eur", "gap", "voltage_violation_rate", "losses_kwh", "p2p_volume_kwh", "train_wall_s"):
             row[f"{col}_mean"] = g[col].mean()
             row[f"{col}_std"] = g[col].std(ddof=0)
         table.append(row)
@@ -258,13 +289,13 @@ def markdown(table, cfg, days):
 
     lines = [f"Held-out test days: {', '.join(days)}; cost summed over them; mean ± std over seeds "
              f"{cfg.seeds} (rule and expert are deterministic: std 0); {cfg.total_steps} training steps per run.",
-             "", "| method | cost [EUR] | gap to bound | voltage violation rate | losses [kWh/day] | P2P volume [kWh/day] |",
-             "|---|---|---|---|---|---|"]
+             "", "| method | cost [EUR] | gap to bound | voltage violation rate | losses [kWh/day] "
+             "| P2P volume [kWh/day] | training wall [s] |", "|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         r = r.to_dict()
         lines.append(f"| {r['method']} | {pm(r, 'cost_eur', '{:.1f}')} | {pm(r, 'gap', '{:+.1%}')} | "
                      f"{pm(r, 'voltage_violation_rate', '{:.2%}')} | {pm(r, 'losses_kwh', '{:.1f}')} | "
-                     f"{pm(r, 'p2p_volume_kwh', '{:.0f}')} |")
+                     f"{pm(r, 'p2p_volume_kwh', '{:.0f}')} | {pm(r, 'train_wall_s', '{:.0f}')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -293,7 +324,8 @@ def plot_learning_curves(train_dir, path):
     plt.close(fig)
 
 
-def plot_envelopes(runs, day, path):
+def plot_envelopes(runs, days, path):
+    """One panel per test day: each method's per-step lowest and highest bus voltage (its first seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,17 +333,19 @@ def plot_envelopes(runs, day, path):
 
     from simulators.units import STEP_H, V_MAX_PU, V_MIN_PU
 
-    first = runs[(runs.day == day) & (runs.method != BOUND)].sort_values("seed").groupby("method").head(1)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for _, r in first.iterrows():
-        feeder = pd.read_csv(Path(r.run_dir) / "feeder.csv")
-        hours = feeder["step"] * STEP_H
-        line, = ax.plot(hours, feeder["vm_min_pu"], lw=1, label=r.method)
-        ax.plot(hours, feeder["vm_max_pu"], lw=1, color=line.get_color())
-    for v in (V_MIN_PU, V_MAX_PU):
-        ax.axhline(v, color="red", ls="--", lw=1)
-    ax.set(xlabel="hour", ylabel="feeder min and max Vm [p.u.]", title=f"Voltage envelopes on {day} (first seed)")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(days), figsize=(4 + 4 * len(days), 4.5), sharey=True, squeeze=False)
+    for day, ax in zip(days, axes[0]):
+        first = runs[(runs.day == day) & (runs.method != BOUND)].sort_values("seed").groupby("method").head(1)
+        for _, r in first.iterrows():
+            feeder = pd.read_csv(Path(r.run_dir) / "feeder.csv")
+            hours = feeder["step"] * STEP_H
+            line, = ax.plot(hours, feeder["vm_min_pu"], lw=1, label=r.method)
+            ax.plot(hours, feeder["vm_max_pu"], lw=1, color=line.get_color())
+        for v in (V_MIN_PU, V_MAX_PU):
+            ax.axhline(v, color="red", ls="--", lw=1)
+        ax.set(xlabel="hour", title=f"{day} (first seed)")
+    axes[0][0].set_ylabel("feeder min and max Vm [p.u.]")
+    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
