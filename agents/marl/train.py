@@ -56,7 +56,7 @@ class TrainConfig:
     total_steps: int = 20_000
     """environment steps to train for (one step = every agent acts once)"""
     expert: str = ""
-    """online expert labels for every visited state: '' (none) | 'policy:<name>' (POLICIES) | 'env'"""
+    """online expert labels for every visited state: '' (none) | 'policy:<name>' (POLICIES); e.g. policy:expert, policy:rule"""
     demos: str = ""
     """expert demonstrations, .npz with obs (T, N, F) and actions (T, N, A); used when no online expert"""
     warmup_with_expert: bool = True
@@ -147,8 +147,8 @@ def validate(cfg):
     check_range("tau", cfg.tau, 0.0, 1.0, lo_open=True)
     if not isinstance(cfg.env_options, dict):
         raise ConfigError(f"env_options: {cfg.env_options!r} must be a JSON object")
-    if cfg.expert and cfg.expert != "env" and not cfg.expert.startswith("policy:"):
-        raise ConfigError(f"expert: {cfg.expert!r} is not one of '', 'env', 'policy:<name>'")
+    if cfg.expert and not cfg.expert.startswith("policy:"):
+        raise ConfigError(f"expert: {cfg.expert!r} is not one of '', 'policy:<name>'")
     return cfg
 
 
@@ -169,8 +169,6 @@ def make_expert(cfg, env):
     """Online expert ``f(obs (N, F)) -> actions (N, A)`` named by cfg.expert, or None."""
     if not cfg.expert:
         return None
-    if cfg.expert == "env":
-        return lambda obs: env.expert_actions()
     from simulators.prosumer.policies import PolicyContext, make_policy
 
     policy = make_policy(cfg.expert.split(":", 1)[1],
