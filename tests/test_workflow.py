@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agents.expert.llm import ChoiceList, HFBackend, RecordedBackend, prompt_key
-from agents.expert.prompts import edit_model_text
+from agents.expert.prompts import SKELETON_HEAD, edit_model_text
 from agents.expert.report import write_report
 from agents.expert.retrieval import AtomIndex
 from agents.expert.verification import make_test_states, verify
@@ -25,20 +25,7 @@ SPEC = spec_from_dict({
                     "cost_b_eur_per_kwh": 0.2}],
     "controllable_loads": [{"energy_kwh": 6.0, "p_max_kw": 2.0, "earliest_step": 32, "deadline_step": 72}]})
 
-GOOD = '''import cvxpy as cp
-import numpy as np
-
-
-def prosumer(state):
-    T = state["horizon"]
-    dt = state["dt_h"]
-    now = state["time"]
-    load = state["load_kw"]
-    pv_avail = state["pv_avail_kw"]
-    lambda_B = state["tariff_buy"]
-    lambda_S = state["tariff_sell"]
-    constraints = []
-    # RDG1: the only PV unit
+GOOD = SKELETON_HEAD + '''    # RDG1: the only PV unit
     P_RDG1 = cp.Variable(T, nonneg=True)
     constraints += [P_RDG1 <= pv_avail]
     # BESS1: 10 kWh, 5 kW, efficiencies 0.95, SoC 10..90 %, 0.01 EUR/kWh throughput
