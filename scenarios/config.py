@@ -115,26 +115,43 @@ def field_docs(cls):
     return docs
 
 
+_FLAG_TYPES = {int: int, "int": int, float: float, "float": float, dict: json.loads, "dict": json.loads}
+
+
+def add_config_flags(parser, cls, defaults=None, choices=None):
+    """One --flag per field of dataclass ``cls`` (its docstring as help, ``defaults`` shown in it).
+
+    Every flag defaults to None, so ``given_flags(args)`` holds only what the user typed and can
+    override a base config (the dataclass defaults, a saved config.json, a scenario's defaults).
+    """
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        flag, shown = "--" + f.name.replace("_", "-"), getattr(defaults, f.name, None) if defaults else None
+        helptext = docs.get(f.name, "") + (f" (default: {shown!r})" if defaults is not None else "")
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+        else:
+            allowed = sorted((choices or {})[f.name]) if f.name in (choices or {}) else None
+            parser.add_argument(flag, type=_FLAG_TYPES.get(f.type, str), default=None, choices=allowed, help=helptext)
+    return parser
+
+
+def given_flags(args):
+    """The flags of an argparse result that were given on the command line (not None)."""
+    return {k: v for k, v in vars(args).items() if v is not None}
+
+
 def parse_args(defaults, argv=None, description=None):
     """Build the CLI from ScenarioConfig's fields, starting from the scenario's ``defaults``."""
-    docs = field_docs(ScenarioConfig)
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", help="rerun from a saved config.json (other flags override it)")
-    for f in dataclasses.fields(ScenarioConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if f.type is bool or f.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=docs.get(f.name))
-        else:
-            kind = {"int": int, int: int, "dict": json.loads, dict: json.loads}.get(f.type, str)
-            parser.add_argument(flag, type=kind, default=None, help=f"{docs.get(f.name, '')} (default: {default!r})")
-    args = vars(parser.parse_args(argv))
+    args = given_flags(add_config_flags(parser, ScenarioConfig, defaults).parse_args(argv))
     base = dataclasses.asdict(defaults)
-    config_path = args.pop("config")
+    config_path = args.pop("config", None)
     if config_path:
         saved = json.loads(Path(config_path).read_text())
         base.update({k: v for k, v in saved.items() if k in base})
-    base.update({k: v for k, v in args.items() if v is not None})
+    base.update(args)
     return ScenarioConfig(**base)
 
 

@@ -13,13 +13,13 @@ rejected fall back to the reference model (agents/expert/reference.py); the repo
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from simulators.prosumer.spec import load_specs
+from simulators.recorder.recorder import new_run_dir
 from simulators.validation import ConfigError, check_choice, check_range
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -109,19 +109,11 @@ def validate(cfg):
 
 def parse_args(argv=None):
     """CLI generated from ExpertRunConfig (field docstrings become the help text)."""
-    from scenarios.config import field_docs
+    from scenarios.config import add_config_flags, given_flags
 
-    docs = field_docs(ExpertRunConfig)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in dataclasses.fields(ExpertRunConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
-        else:
-            kind = {"int": int, "float": float, int: int, float: float}.get(f.type, str)
-            parser.add_argument(flag, type=kind, default=f.default,
-                                help=f"{docs.get(f.name, '')} (default: {f.default!r})")
-    return ExpertRunConfig(**vars(parser.parse_args(argv)))
+    args = given_flags(add_config_flags(parser, ExpertRunConfig, ExpertRunConfig()).parse_args(argv))
+    return ExpertRunConfig(**args)
 
 
 def run(cfg):
@@ -132,9 +124,7 @@ def run(cfg):
     from agents.expert.workflow import ExpertWorkflow, WorkflowConfig
 
     specs = validate(cfg)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = Path(cfg.results_dir) / (cfg.run_name or f"{cfg.scenario}__expert-workflow__{cfg.seed}__{stamp}")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "expert-workflow", cfg.seed)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     backend = BACKENDS[cfg.backend](cfg)
     workflow = ExpertWorkflow(backend, WorkflowConfig(max_repairs=cfg.max_repairs, max_new_tokens=cfg.max_new_tokens,

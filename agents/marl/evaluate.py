@@ -352,17 +352,10 @@ def plot_envelopes(runs, days, path):
 
 
 def main(argv=None):
-    from scenarios.config import field_docs
+    from scenarios.config import add_config_flags, given_flags
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    docs = field_docs(EvalConfig)
-    for f in dataclasses.fields(EvalConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type is bool or f.type == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=docs.get(f.name))
-    cfg = EvalConfig(**vars(parser.parse_args(argv)))
+    cfg = EvalConfig(**given_flags(add_config_flags(parser, EvalConfig, EvalConfig()).parse_args(argv)))
     try:
         out = evaluate(cfg)
     except ConfigError as exc:

@@ -379,25 +379,16 @@ CLI_CHOICES = {"algo": ALGORITHMS, "imitation_schedule": SCHEDULES}
 
 def parse_args(argv=None):
     """TrainConfig from flags (field docstrings are the help); --resume reads the run's config.json."""
-    from scenarios.config import field_docs
+    from scenarios.config import add_config_flags, given_flags
 
-    docs = field_docs(TrainConfig)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resume", help="continue the run in this folder (other flags override its config)")
-    for fld in dataclasses.fields(TrainConfig):
-        flag = "--" + fld.name.replace("_", "-")
-        if fld.type is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=docs.get(fld.name))
-        else:
-            kind = {int: int, float: float, dict: json.loads}.get(fld.type, str)
-            choices = sorted(CLI_CHOICES[fld.name]) if fld.name in CLI_CHOICES else None
-            parser.add_argument(flag, type=kind, default=None, choices=choices, help=docs.get(fld.name))
-    args = vars(parser.parse_args(argv))
-    resume = args.pop("resume")
+    args = given_flags(add_config_flags(parser, TrainConfig, TrainConfig(), CLI_CHOICES).parse_args(argv))
+    resume = args.pop("resume", None)
     base = dataclasses.asdict(TrainConfig())
     if resume:
         base.update(json.loads((Path(resume) / "config.json").read_text()))
-    base.update({k: v for k, v in args.items() if v is not None})
+    base.update(args)
     return TrainConfig(**base), resume
 
 
