@@ -4,6 +4,7 @@ Tiny sizes throughout; the training tests use ``ToyEnv``, a synthetic multi-agen
 optimal action is a known function of the observation (so an expert is exact).
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -292,6 +293,126 @@ def test_behaviour_cloning_from_demonstrations(tmp_path):
     np.savez(tmp_path / "bad.npz", obs=obs[:, :2], actions=env.expert(obs)[:, :2])
     with pytest.raises(ConfigError, match=r"demos.obs: expected shape \(T, 3, 4\), got \(400, 2, 4\)"):
         Demonstrations(tmp_path / "bad.npz", 3, 4, 2)
+
+
+def toy_demos(path, env, days=4):
+    """Expert episodes of the toy environment saved as write_demonstrations does (obs, actions, reward, day, step)."""
+    rec = {k: [] for k in ("obs", "actions", "reward", "day", "step")}
+    for d in range(days):
+        obs, done, k = env.reset_batch(seed=500 + d), False, 0
+        while not done:
+            act = env.expert(obs).astype(np.float32)
+            rec["obs"].append(obs)
+            rec["actions"].append(act)
+            obs, reward, done, _ = env.step_batch(act)
+            rec["reward"].append(reward)
+            rec["day"].append(d)
+            rec["step"].append(k)
+            k += 1
+    np.savez(path, **{k: np.asarray(v) for k, v in rec.items()})
+    return path
+
+
+def test_demonstration_transitions_chain_within_episodes(tmp_path):
+    env = ToyEnv(horizon=5)
+    demos = Demonstrations(toy_demos(tmp_path / "d.npz", env, days=3), 3, 4, 2)
+    tr = demos.transitions()
+    assert tr["done"].tolist() == [0, 0, 0, 0, 1] * 3
+    np.testing.assert_array_equal(tr["next_obs"][:4], tr["obs"][1:5])  # within an episode: the next row
+    assert not np.array_equal(tr["next_obs"][4], tr["obs"][5])           # never across episodes
+    np.savez(tmp_path / "bare.npz", obs=tr["obs"], actions=tr["act"])
+    with pytest.raises(ConfigError, match=r"demo_replay: .* lacks arrays \['day', 'reward', 'step'\]"):
+        Demonstrations(tmp_path / "bare.npz", 3, 4, 2).transitions()
+
+
+def test_prefilled_transitions_are_never_overwritten():
+    buf = ReplayBuffer(6, 1, 1, 1)
+    row = lambda x: dict(obs=[[x]], act=[[x]], rew=[x], next_obs=[[x]], done=0.0)  # noqa: E731
+    buf.prefill(**{k: np.stack([np.asarray(row(x)[k], np.float32) for x in (-1, -2)]) for k in buf.shapes})
+    for x in range(1, 8):
+        buf.add(**row(x))
+    # slots 0-1 keep the prefill; 2-5 hold the last four added (4 is overwritten by 8 - ... in ring order)
+    assert sorted(buf.data["obs"][:, 0, 0].tolist()) == [-2, -1, 4, 5, 6, 7]
+    assert buf.recent("obs", 4)[:, 0, 0].tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="recent: asked for 5 transitions, buffer holds 4 added ones"):
+        buf.recent("obs", 5)
+    clone = ReplayBuffer(6, 1, 1, 1)
+    clone.load_state_dict(buf.state_dict())
+    clone.add(**row(8))
+    assert sorted(clone.data["obs"][:, 0, 0].tolist()) == [-2, -1, 5, 6, 7, 8]
+
+
+def test_pretraining_on_demonstrations_with_demo_replay(tmp_path):
+    env = ToyEnv()
+    demos = str(toy_demos(tmp_path / "demos.npz", env, days=10))
+    cfg = toy_config(tmp_path, demos=demos, demo_replay=True, pretrain_steps=300, actor_lr=3e-3, total_steps=100,
+                     run_name="pre")
+    run_dir = train(cfg, make_env=lambda c, evaluation: ToyEnv())
+    rows = progress(run_dir)
+    assert rows[0]["step"] == 0 and rows[0]["imitation_loss"] < 0.2  # the pretraining row
+    assert math.isfinite(rows[0]["critic_loss"])
+    cold = train(toy_config(tmp_path, demos=demos, total_steps=100, run_name="cold", actor_lr=3e-3),
+                 make_env=lambda c, evaluation: ToyEnv())
+    # warm-up acts with the pretrained actor (close to the expert), not uniformly at random
+    warm = lambda rows: next(r["episode_return"] for r in rows if math.isfinite(r["episode_return"]))  # noqa: E731
+    assert warm(rows) > 0.5 * warm(progress(cold))
+    with np.load(run_dir / "buffer.npz") as f:
+        assert int(f["kept"]) == 300 and int(f["size"]) == 400  # 10 episodes x 30 steps kept + 100 collected
+    for bad, match in ((dict(algo="matd3"), "demo_replay: algo 'matd3' has a critic that reads the global state"),
+                       (dict(algo="bc"), "demo_replay: algo 'bc' has no critic"),
+                       (dict(demos=""), "demos: pretrain_steps > 0 and demo_replay learn from demonstrations")):
+        with pytest.raises(ConfigError, match=match):
+            train(dataclasses.replace(cfg, run_name="bad", **bad), make_env=lambda c, evaluation: ToyEnv())
+
+
+def test_critic_warmup_keeps_the_q_term_out_of_the_actor_loss(tmp_path):
+    cfg = toy_config(tmp_path, total_steps=300, learning_starts=50, critic_warmup_steps=150, log_every=50)
+    rows = {int(r["step"]): r for r in progress(run_toy(cfg))}
+    for step in (100, 150, 200):  # updates, but the actor only imitates
+        assert math.isfinite(rows[step]["critic_loss"]) and math.isfinite(rows[step]["imitation_loss"])
+        assert math.isnan(rows[step]["actor_q"])
+    assert math.isfinite(rows[300]["actor_q"])
+
+
+def test_keep_best_keeps_the_actor_of_the_best_evaluation(tmp_path):
+    import json
+
+    from agents.marl.train import evaluate
+
+    demos = str(toy_demos(tmp_path / "demos.npz", ToyEnv(), days=10))
+    cfg = toy_config(tmp_path, demos=demos, demo_replay=True, pretrain_steps=300, actor_lr=3e-3, total_steps=300,
+                     log_every=50, keep_best=True, eval_every=50, eval_episodes=2, eval_days="train")
+    run_dir = train(cfg, make_env=lambda c, evaluation: ToyEnv())
+    best = json.loads((run_dir / "best.json").read_text())
+    returns = [r["eval_return"] for r in progress(run_dir) if math.isfinite(r["eval_return"])]
+    assert best["eval_return"] >= max(returns) - 1e-6  # (progress.csv rounds to 6 digits)
+    saved = torch.load(run_dir / "actor.pt", weights_only=True)
+    assert saved["step"] == best["step"] and torch.load(run_dir / "actor_last.pt", weights_only=True)["step"] == 300
+    kept = Actor(**{**saved["spec"], "hidden": tuple(saved["spec"]["hidden"]),
+                    "log_std_bounds": tuple(saved["spec"]["log_std_bounds"])})
+    kept.load_state_dict(saved["state_dict"])
+
+    class Fixed:  # the kept actor, evaluated again, gives the recorded return
+        def act(self, obs, explore):
+            with torch.no_grad():
+                return kept.mean_action(torch.as_tensor(obs).unsqueeze(0)).squeeze(0).numpy()
+
+    assert evaluate(Fixed(), ToyEnv(), 2) == pytest.approx(best["eval_return"], rel=1e-5)
+    with pytest.raises(ConfigError, match="keep_best: .* eval_days other than 'test'"):
+        train(dataclasses.replace(cfg, eval_days="test", run_name="bad"), make_env=lambda c, evaluation: ToyEnv())
+
+
+def test_resume_with_demo_replay_continues_identically(tmp_path):
+    demos = str(toy_demos(tmp_path / "demos.npz", ToyEnv(), days=3))
+    cfg = dict(total_steps=400, learning_starts=50, log_every=100, demos=demos, demo_replay=True, pretrain_steps=20,
+               buffer_size=150)  # the buffer wraps: new transitions cycle around the kept ones
+    straight = run_toy(toy_config(tmp_path, run_name="straight", **cfg))
+    first = run_toy(toy_config(tmp_path, run_name="split", **{**cfg, "total_steps": 215}))
+    split = run_toy(toy_config(tmp_path, run_name="split", **cfg), resume=first)
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["learner"]
+    b = torch.load(split / "checkpoint.pt", weights_only=True)["learner"]
+    for k in a["actor"]:
+        assert torch.equal(a["actor"][k], b["actor"][k]), k
 
 
 def test_bad_training_config_fails_before_running(tmp_path):

@@ -11,6 +11,7 @@ from simulators.validation import ConfigError
 def evaluation(tmp_path_factory):
     cfg = EvalConfig(algos="imitative_diffattn,iddpg", seeds="0,1", total_steps=120, max_prosumers=3,
                      test_days=1, demo_days=1, baselines="rule", progress=False,
+                     train_options={"imitative_diffattn": {"pretrain_steps": 50}, "*": {"batch_size": 64}},
                      results_dir=str(tmp_path_factory.mktemp("eval")), run_name="eval")
     return evaluate(cfg)
 
@@ -27,6 +28,22 @@ def test_folder_holds_table_runs_plots_and_every_run(evaluation):
     for algo in ("imitative_diffattn", "iddpg"):
         for seed in (0, 1):
             assert (evaluation / "train" / f"{algo}__s{seed}" / "actor.pt").is_file()
+
+
+def test_train_options_merge_over_the_method_defaults(evaluation):
+    import json
+
+    proposed = json.loads((evaluation / "train" / "imitative_diffattn__s0" / "config.json").read_text())
+    baseline = json.loads((evaluation / "train" / "iddpg__s0" / "config.json").read_text())
+    assert proposed["demo_replay"] is True and proposed["pretrain_steps"] == 50  # TRAIN_OPTIONS, then ours
+    assert proposed["batch_size"] == baseline["batch_size"] == 64                # "*" reaches every algorithm
+    assert baseline["demo_replay"] is False and baseline["pretrain_steps"] == 0
+    assert proposed["keep_best"] and baseline["keep_best"] and baseline["eval_days"] == "train"  # "*" defaults
+    for run in ("imitative_diffattn__s0", "iddpg__s1"):  # the evaluated actor is the kept one
+        best = json.loads((evaluation / "train" / run / "best.json").read_text())
+        assert pd.read_csv(evaluation / "train" / run / "progress.csv").eval_return.max() <= best["eval_return"] + 1e-4
+    first = pd.read_csv(evaluation / "train" / "imitative_diffattn__s0" / "progress.csv").iloc[0]
+    assert first.step == 0 and first.imitation_loss > 0  # the pretraining row
 
 
 def test_table_gap_is_cost_over_bound_and_bound_is_lowest(evaluation):
@@ -63,7 +80,9 @@ def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
 
 @pytest.mark.parametrize("change, field", [({"algos": "ppo"}, "algos"), ({"seeds": "a,b"}, "seeds"),
                                            ({"baselines": "oracle"}, "baselines"), ({"scenario": "nowhere"}, "scenario"),
-                                           ({"train_dir": "/no/such/folder"}, "train_dir")])
+                                           ({"train_dir": "/no/such/folder"}, "train_dir"),
+                                           ({"train_options": {"ppo": {}}}, "train_options"),
+                                           ({"train_options": {"*": {"learning_rate": 1}}}, r"train_options\.\*")])
 def test_bad_config_names_the_field(tmp_path, change, field):
     with pytest.raises(ConfigError, match=field):
         evaluate(EvalConfig(results_dir=str(tmp_path), progress=False, **change))

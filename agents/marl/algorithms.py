@@ -104,16 +104,30 @@ class Learner:
         return self.actor.scale((self.actor.normalize(action) + noise).clamp(-1.0, 1.0))
 
     # ---- updates -----------------------------------------------------------------------
-    def update(self, batch, imitation, beta):
-        """One gradient step (critic; actor every policy_delay-th call); returns float metrics."""
+    def update(self, batch, imitation, beta, use_q=True):
+        """One gradient step (critic; actor every policy_delay-th call); returns float metrics.
+
+        ``use_q=False`` (critic warm-up) leaves the Q term out of the actor loss of an imitating
+        algorithm: the actor keeps imitating until the critic has learned from its own data.
+        """
         metrics = self._update_critic(batch) if self.critic is not None else {}
         self.n_updates += 1
         if self.n_updates % self.algo.policy_delay == 0:
-            metrics.update(self._update_actor(batch, imitation, beta))
+            metrics.update(self._update_actor(batch, imitation, beta, use_q or not self.algo.imitation))
             if self.critic is not None:
                 _soft_update(self.critic_target, self.critic, self.cfg.tau)
                 _soft_update(self.actor_target, self.actor, self.cfg.tau)
         return metrics
+
+    def pretrain(self, batch, imitation):
+        """One step on demonstrations only: actor by imitation, critic (if batch) by TD; targets follow."""
+        metrics = self._update_critic(batch) if batch is not None and self.critic is not None else {}
+        il = self.actor.imitation_loss(*imitation).mean()
+        _step(self.actor_opt, il, self.actor, self.cfg.max_grad_norm)
+        if self.critic is not None:
+            _soft_update(self.critic_target, self.critic, self.cfg.tau)
+            _soft_update(self.actor_target, self.actor, self.cfg.tau)
+        return {**metrics, "imitation_loss": il.item(), "actor_loss": il.item()}
 
     def _update_critic(self, b):
         cfg = self.cfg
@@ -133,9 +147,9 @@ class Learner:
         _step(self.critic_opt, loss, self.critic, cfg.max_grad_norm)
         return {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
 
-    def _update_actor(self, b, imitation, beta):
+    def _update_actor(self, b, imitation, beta, use_q=True):
         loss, metrics = 0.0, {}
-        if self.algo.rl:
+        if self.algo.rl and use_q:
             act, logp = self.actor.sample(b["obs"])
             self.critic.requires_grad_(False)  # the actor step must not leave gradients in the critic
             q = self.critic.first(b["obs"], b["act"], b.get("state"), act_self=act)
@@ -148,7 +162,7 @@ class Learner:
         if self.algo.imitation:
             obs_e, act_e = imitation
             il = self.actor.imitation_loss(obs_e, act_e).mean()
-            loss = loss + (beta if self.algo.rl else 1.0) * il
+            loss = loss + (beta if self.algo.rl and use_q else 1.0) * il
             metrics["imitation_loss"] = il.item()
         _step(self.actor_opt, loss, self.actor, self.cfg.max_grad_norm)
         metrics["actor_loss"] = loss.item()

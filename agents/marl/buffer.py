@@ -3,7 +3,8 @@
 One transition holds every agent: obs (N, F), act (N, A), rew (N,), next_obs (N, F), done,
 optionally the expert's action (N, A) for the same observation, and the global state (S,)
 before and after.  Sampling uses the buffer's own seeded generator, whose state is saved with
-the contents, so a resumed run draws the same batches.
+the contents, so a resumed run draws the same batches.  ``prefill`` puts transitions (the
+expert's demonstrations, as in DDPGfD) at the front, where new transitions never overwrite them.
 """
 
 import json
@@ -26,7 +27,7 @@ class ReplayBuffer:
             shapes["state"] = shapes["next_state"] = (state_dim,)
         self.shapes = shapes
         self.data = {k: np.zeros((self.capacity, *s), dtype=np.float32) for k, s in shapes.items()}
-        self.ptr = self.size = 0
+        self.ptr = self.size = self.kept = 0
         self.rng = np.random.default_rng(seed)
 
     def __len__(self):
@@ -41,14 +42,33 @@ class ReplayBuffer:
             if v.shape != self.shapes[k]:
                 raise ValueError(f"{k}: expected shape {self.shapes[k]}, got {v.shape}")
             self.data[k][self.ptr] = v
-        self.ptr = (self.ptr + 1) % self.capacity
+        self.ptr = self.ptr + 1 if self.ptr + 1 < self.capacity else self.kept
         self.size = min(self.size + 1, self.capacity)
+
+    def prefill(self, **arrays):
+        """Store K transitions (arrays (K, ...) per field) that ``add`` never overwrites; once, into an empty buffer."""
+        if self.size:
+            raise ValueError("prefill: the buffer must be empty")
+        if set(arrays) != set(self.shapes):
+            raise ValueError(f"prefill: expected fields {sorted(self.shapes)}, got {sorted(arrays)}")
+        k = len(arrays["obs"])
+        if not 0 < k < self.capacity:
+            raise ValueError(f"prefill: {k} transitions do not fit a buffer of capacity {self.capacity} "
+                             f"with room left for new ones")
+        for name, v in arrays.items():
+            v = np.asarray(v, dtype=np.float32)
+            if v.shape != (k, *self.shapes[name]):
+                raise ValueError(f"prefill {name}: expected shape {(k, *self.shapes[name])}, got {v.shape}")
+            self.data[name][:k] = v
+        self.ptr = self.size = self.kept = k
 
     def recent(self, key, n):
         """The last ``n`` stored values of ``key``, oldest first (for replaying an episode)."""
-        if n > self.size:
-            raise ValueError(f"recent: asked for {n} transitions, buffer holds {self.size}")
-        idx = (self.ptr - n + np.arange(n)) % self.capacity
+        if n > self.size - self.kept:
+            raise ValueError(f"recent: asked for {n} transitions, buffer holds {self.size - self.kept} added ones")
+        idx = self.ptr - n + np.arange(n)
+        ring = self.capacity - self.kept  # the slots add() cycles through: kept .. capacity-1
+        idx = np.where(idx < self.kept, idx + ring, idx) if self.kept else idx % self.capacity
         return self.data[key][idx]
 
     def sample(self, batch_size):
@@ -58,23 +78,25 @@ class ReplayBuffer:
 
     def state_dict(self):
         arrays = {k: v[: self.size] for k, v in self.data.items()}
-        return {"arrays": arrays, "ptr": self.ptr, "size": self.size, "rng": self.rng.bit_generator.state}
+        return {"arrays": arrays, "ptr": self.ptr, "size": self.size, "kept": self.kept,
+                "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, sd):
         for k, v in sd["arrays"].items():
             self.data[k][: len(v)] = v
-        self.ptr, self.size = int(sd["ptr"]), int(sd["size"])
+        self.ptr, self.size, self.kept = int(sd["ptr"]), int(sd["size"]), int(sd.get("kept", 0))
         self.rng.bit_generator.state = sd["rng"]
 
     def save(self, path):
         sd = self.state_dict()
-        np.savez(path, ptr=sd["ptr"], size=sd["size"], rng=np.array(json.dumps(sd["rng"])),
+        np.savez(path, ptr=sd["ptr"], size=sd["size"], kept=sd["kept"], rng=np.array(json.dumps(sd["rng"])),
                  **{f"data_{k}": v for k, v in sd["arrays"].items()})
 
     def load(self, path):
         with np.load(path) as f:
             arrays = {k[5:]: f[k] for k in f.files if k.startswith("data_")}
-            sd = {"arrays": arrays, "ptr": int(f["ptr"]), "size": int(f["size"]), "rng": json.loads(str(f["rng"]))}
+            sd = {"arrays": arrays, "ptr": int(f["ptr"]), "size": int(f["size"]), "rng": json.loads(str(f["rng"])),
+                  "kept": int(f["kept"]) if "kept" in f.files else 0}
         self.load_state_dict(sd)
 
 
@@ -98,6 +120,27 @@ class Demonstrations:
                               f"(got T = {len(obs)}, {len(act)})")
         self.obs, self.actions = obs, act
         self.rng = np.random.default_rng(seed)
+        self.path = path
+
+    def transitions(self):
+        """The demonstrations as replay transitions: obs, act, rew, next_obs, done (arrays (T, ...)).
+
+        Needs the reward, day and step arrays write_demonstrations saves; the observation after a
+        day's last step is not stored, so that transition is terminal (done = 1, next_obs unused).
+        """
+        with np.load(self.path) as f:
+            missing = {"reward", "day", "step"} - set(f.files)
+            if missing:
+                raise ConfigError(f"demo_replay: {str(self.path)!r} lacks arrays {sorted(missing)} for replay "
+                                  f"transitions (write it with agents.expert.policy.write_demonstrations)")
+            rew, day = f["reward"].astype(np.float32), f["day"]
+        if rew.shape != self.obs.shape[:2] or day.shape != (len(self.obs),):
+            raise ConfigError(f"demos.reward: expected shape {self.obs.shape[:2]}, got {rew.shape}")
+        last = np.append(day[1:] != day[:-1], True)  # the last step of each episode
+        next_obs = np.concatenate([self.obs[1:], self.obs[-1:]])
+        next_obs[last] = self.obs[last]
+        return {"obs": self.obs, "act": self.actions, "rew": rew, "next_obs": next_obs,
+                "done": last.astype(np.float32)}
 
     def __len__(self):
         return len(self.obs)

@@ -46,6 +46,18 @@ from simulators.recorder.recorder import new_run_dir
 from simulators.validation import ConfigError, check_choice, check_range
 
 BASELINES = ("rule", "expert")
+TRAIN_OPTIONS = {
+    # every algorithm: the actor of the best deterministic evaluation on 4 training-split days
+    # (every 250 steps and at the start) is the one evaluated; the test days stay unseen
+    "*": {"keep_best": True, "eval_every": 250, "eval_episodes": 4, "eval_days": "train"},
+    # the proposed method, guided by the expert from the first step: actor pretrained on the
+    # demonstrations, demonstrations kept in the replay buffer (DDPGfD), the Q term switched on
+    # once the critic has seen 1000 steps of the actors' own data, and a strong imitation weight
+    # (annealing it to 0.1 within 4000 steps let the critic pull the actors away: README, MARL)
+    "imitative_diffattn": {"demo_replay": True, "pretrain_steps": 2000, "critic_warmup_steps": 1000,
+                           "imitation_start": 5.0, "imitation_end": 5.0, "imitation_schedule": "constant"},
+}
+"""TrainConfig overrides per algorithm ("*": every algorithm); EvalConfig.train_options is merged over it."""
 BOUND = "perfect_foresight"
 METRICS = ("cost_eur", "voltage_violation_rate", "losses_kwh", "p2p_volume_kwh")
 
@@ -58,16 +70,18 @@ class EvalConfig:
     """comma-separated algorithms (agents.marl.algorithms.ALGORITHMS)"""
     seeds: str = "0,1,2"
     """comma-separated training seeds"""
-    total_steps: int = 3000
+    total_steps: int = 4000
     """environment steps per training run (the same budget for every algorithm)"""
     max_prosumers: int = 0
     """use only the first N prosumers of the scenario (0 = all)"""
     test_days: int = 2
     """held-out test days evaluated: N of the 45 of the test split spread evenly over the year (0 = all)"""
-    demo_days: int = 4
+    demo_days: int = 12
     """training days of expert demonstrations for the imitating algorithms (0 = label online with the rule policy)"""
     baselines: str = ",".join(BASELINES)
     """comma-separated non-learned policies run through the same co-simulation"""
+    train_options: dict = dataclasses.field(default_factory=dict)
+    """TrainConfig overrides as JSON, per algorithm or "*" for all, merged over TRAIN_OPTIONS, e.g. '{"*": {"update_every": 2}}'"""
     train_dir: str = ""
     """reuse trained actors from this folder (<algo>__s<seed>/actor.pt) instead of training"""
     scenario_seed: int = 0
@@ -106,10 +120,35 @@ def validate(cfg):
     check_range("total_steps", cfg.total_steps, 10, 10**8)
     check_range("test_days", cfg.test_days, 0, 366)
     check_range("demo_days", cfg.demo_days, 0, 366)
+    check_train_options(cfg)
     if cfg.train_dir and not Path(cfg.train_dir).is_dir():
         raise ConfigError(f"train_dir: {cfg.train_dir!r} is not a folder")
     scenario_defaults(cfg)
     return cfg
+
+
+def check_train_options(cfg):
+    """train_options: {"*" | algorithm: {TrainConfig field: value}}; names checked before anything runs."""
+    from agents.marl.train import TrainConfig
+
+    if not isinstance(cfg.train_options, dict):
+        raise ConfigError(f"train_options: {cfg.train_options!r} must be a JSON object")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, options in cfg.train_options.items():
+        if key != "*" and key not in ALGORITHMS:
+            raise ConfigError(f"train_options: key {key!r} is not '*' or one of {sorted(ALGORITHMS)}")
+        unknown = set(options) - fields if isinstance(options, dict) else {"(not an object)"}
+        if unknown:
+            raise ConfigError(f"train_options.{key}: unknown TrainConfig fields {sorted(unknown)}")
+
+
+def train_options(cfg, algo):
+    """TrainConfig overrides of ``algo``: TRAIN_OPTIONS then cfg.train_options, each "*" before the algorithm's own."""
+    merged = {}
+    for table in (TRAIN_OPTIONS, cfg.train_options):
+        merged.update(table.get("*", {}))
+        merged.update(table.get(algo, {}))
+    return merged
 
 
 def scenario_defaults(cfg):
@@ -154,7 +193,10 @@ def train_one(cfg, base, algo, seed, out, demos):
                      buffer_size=cfg.total_steps, imitation_anneal_steps=cfg.total_steps,
                      log_every=max(cfg.total_steps // 30, 1), checkpoint_every=0, eval_episodes=0,
                      results_dir=str(out / "train"), run_name=f"{algo}__s{seed}", progress=False)
-    return train(tc)
+    options = train_options(cfg, algo)
+    if not demos:  # online rule labels: nothing to pretrain on or to replay
+        options = {k: v for k, v in options.items() if k not in ("demo_replay", "pretrain_steps")}
+    return train(dataclasses.replace(tc, **options))
 
 
 def _wall_from_progress(path):
@@ -301,24 +343,31 @@ def markdown(table, cfg, days):
 
 # ---- plots -------------------------------------------------------------------------------------
 def plot_learning_curves(train_dir, path):
+    """Training-episode return and, where the runs evaluated, the validation return, per step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {}
+    panels = {"episode_return": "training episodes", "eval_return": "validation episodes (training-split days)"}
+    curves = {key: {} for key in panels}
     for progress in sorted(Path(train_dir).glob("*__s*/progress.csv")):
         algo = progress.parent.name.rsplit("__s", 1)[0]
-        df = pd.read_csv(progress).dropna(subset=["episode_return"])
-        curves.setdefault(algo, []).append(df.set_index("step")["episode_return"])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for algo, series in curves.items():
-        frame = pd.concat(series, axis=1)
-        ax.plot(frame.index, frame.mean(axis=1), label=algo)
-        ax.fill_between(frame.index, frame.min(axis=1), frame.max(axis=1), alpha=0.2)
-    ax.set(xlabel="environment steps", ylabel="episode return per agent (mean over seeds, min-max band)",
-           title="Learning curves")
-    ax.legend(fontsize=8)
+        df = pd.read_csv(progress)
+        for key in panels:
+            series = df.dropna(subset=[key]).set_index("step")[key] if key in df else pd.Series(dtype=float)
+            if len(series):
+                curves[key].setdefault(algo, []).append(series)
+    shown = [key for key in panels if curves[key]] or ["episode_return"]
+    fig, axes = plt.subplots(1, len(shown), figsize=(8 * len(shown), 4.5), squeeze=False)
+    for key, ax in zip(shown, axes[0]):
+        for algo, series in curves[key].items():
+            frame = pd.concat(series, axis=1)
+            ax.plot(frame.index, frame.mean(axis=1), label=algo)
+            ax.fill_between(frame.index, frame.min(axis=1), frame.max(axis=1), alpha=0.2)
+        ax.set(xlabel="environment steps", ylabel="return per agent (mean over seeds, min-max band)",
+               title=f"Learning curves: {panels[key]}")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

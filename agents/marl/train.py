@@ -5,6 +5,10 @@
     python -m agents.marl.train --resume results/<run> --total-steps 40000   # continue a run
 
 One environment step moves every prosumer by 15 minutes; an episode is a day (96 steps).
+With demonstrations (``--demos``) the proposed method can start from the expert: ``--demo-replay``
+keeps them in the replay buffer for good (DDPGfD), ``--pretrain-steps`` imitates them (and fits the
+critic to them) before the first environment step, and ``--critic-warmup-steps`` keeps the Q term
+out of the actor loss until the critic has learned from the actors' own transitions.
 Everything lands in results/<scenario>__<algo>__<seed>__<timestamp>/: config.json,
 progress.csv, checkpoint.pt + buffer.npz (resume) and actor.pt (for ``--policy actor``).
 A resumed run continues identically to an uninterrupted one: the checkpoint holds networks,
@@ -59,8 +63,14 @@ class TrainConfig:
     """online expert labels for every visited state: '' (none) | 'policy:<name>' (POLICIES); e.g. policy:expert, policy:rule"""
     demos: str = ""
     """expert demonstrations, .npz with obs (T, N, F) and actions (T, N, A); used when no online expert"""
+    demo_replay: bool = False
+    """keep the demonstrations in the replay buffer for good, as DDPGfD (needs demos with rewards, a critic without global state)"""
+    pretrain_steps: int = 0
+    """gradient steps on the demonstrations before the first environment step: actor by imitation, critic by TD on the demonstration replay"""
+    critic_warmup_steps: int = 0
+    """environment steps after learning_starts in which the critic learns but the actor only imitates (Q term off)"""
     warmup_with_expert: bool = True
-    """act with the online expert (else uniformly at random) until learning_starts"""
+    """act with the online expert until learning_starts (without one: the pretrained actor, else uniformly at random)"""
     learning_starts: int = 960
     """environment steps collected before the first update"""
     buffer_size: int = 100_000
@@ -121,6 +131,8 @@ class TrainConfig:
     """environment steps between deterministic evaluation episodes (0 = only at the end)"""
     eval_episodes: int = 1
     """episodes per evaluation (0 = no evaluation)"""
+    keep_best: bool = False
+    """actor.pt is the actor of the best evaluation (pretrained one at step 0 included; the latest: actor_last.pt); needs eval_days other than 'test'"""
     checkpoint_every: int = 5_000
     """environment steps between checkpoints (one is always written at the end)"""
     results_dir: str = "results"
@@ -140,7 +152,8 @@ def validate(cfg):
     for name in ("total_steps", "batch_size", "buffer_size", "update_every", "updates_per_round", "log_every",
                  "actor_hidden", "actor_layers", "critic_hidden", "embed_dim", "n_heads", "threads"):
         check_range(name, getattr(cfg, name), 1, 10**9)
-    for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "attn_depth",
+    for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "attn_depth", "pretrain_steps",
+                 "critic_warmup_steps",
                  "imitation_anneal_steps"):
         check_range(name, getattr(cfg, name), 0, 10**9)
     check_range("gamma", cfg.gamma, 0.0, 1.0)
@@ -149,6 +162,17 @@ def validate(cfg):
         raise ConfigError(f"env_options: {cfg.env_options!r} must be a JSON object")
     if cfg.expert and not cfg.expert.startswith("policy:"):
         raise ConfigError(f"expert: {cfg.expert!r} is not one of '', 'policy:<name>'")
+    if cfg.keep_best and (not cfg.eval_episodes or cfg.eval_days == "test"):
+        raise ConfigError(f"keep_best: selects the actor on evaluation episodes; needs eval_episodes > 0 (got "
+                          f"{cfg.eval_episodes}) and eval_days other than 'test' (got {cfg.eval_days!r}), so that "
+                          f"the held-out test days stay unseen")
+    algo = ALGORITHMS[cfg.algo]
+    if (cfg.pretrain_steps or cfg.demo_replay) and not cfg.demos:
+        raise ConfigError("demos: pretrain_steps > 0 and demo_replay learn from demonstrations; give demos (.npz)")
+    if cfg.demo_replay and (not algo.critic or algo.needs_state):
+        raise ConfigError(f"demo_replay: algo {cfg.algo!r} has {'no critic' if not algo.critic else 'a critic that reads'}"
+                          f"{'' if not algo.critic else ' the global state, which demonstrations do not hold'}; "
+                          f"allowed with: {sorted(k for k, a in ALGORITHMS.items() if a.critic and not a.needs_state)}")
     return cfg
 
 
@@ -211,18 +235,22 @@ def train(cfg, make_env=make_env, expert_fn=None, resume=None):
 
     learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist())
     store_labels = algo.imitation and expert is not None  # else the expert only acts during warm-up
-    buffer = ReplayBuffer(cfg.buffer_size, n, f, a, state_dim, expert=store_labels, seed=cfg.seed)
     demos = Demonstrations(cfg.demos, n, f, a, seed=cfg.seed + 1) if cfg.demos else None
+    kept = len(demos) if cfg.demo_replay else 0
+    buffer = ReplayBuffer(cfg.buffer_size + kept, n, f, a, state_dim, expert=store_labels, seed=cfg.seed)
 
     # ---- fresh run or resume -----------------------------------------------------------
-    step, log = 0, _LogAccumulator()
+    step, log, best = 0, _LogAccumulator(), {"eval_return": -float("inf"), "step": -1}
+    eval_env = make_env(cfg, True) if cfg.eval_episodes else None
     if resume:
         run_dir = Path(resume)
-        step, ep, log = _load(run_dir, learner, buffer, demos, rng)
+        step, ep, log, best = _load(run_dir, learner, buffer, demos, rng)
         obs = _restore_episode(env, ep, buffer)
     else:
         run_dir = new_run_dir(cfg)
-    eval_env = None
+        _pretrain(cfg, learner, buffer, demos, log, run_dir)
+        if cfg.keep_best:  # the starting (pretrained) actor is a candidate too
+            _keep_if_best(run_dir, learner, best, evaluate(learner, eval_env, cfg.eval_episodes), 0, env)
     t_start, step_start = time.perf_counter(), step
 
     # ---- the loop ----------------------------------------------------------------------
@@ -232,7 +260,7 @@ def train(cfg, make_env=make_env, expert_fn=None, resume=None):
         warmup = step < cfg.learning_starts
         need_label = store_labels or (warmup and expert is not None and cfg.warmup_with_expert)
         label = np.asarray(expert(obs), dtype=np.float32) if need_label else None
-        if not warmup:
+        if not warmup or (cfg.pretrain_steps and label is None):
             action = learner.act(obs, explore=True)
         elif label is not None and cfg.warmup_with_expert:
             action = label
@@ -262,24 +290,42 @@ def train(cfg, make_env=make_env, expert_fn=None, resume=None):
         if step > cfg.learning_starts and step % cfg.update_every == 0:
             beta = anneal(cfg.imitation_schedule, cfg.imitation_start, cfg.imitation_end, step,
                           cfg.imitation_anneal_steps)
+            use_q = step > cfg.learning_starts + cfg.critic_warmup_steps
             for _ in range(cfg.updates_per_round):
                 batch = buffer.sample(cfg.batch_size)
                 imitation = _imitation_batch(algo, batch, demos, cfg.batch_size)
-                log.add(beta=beta, **learner.update(batch, imitation, beta))
+                log.add(beta=beta, **learner.update(batch, imitation, beta, use_q=use_q))
 
         # logging, evaluation, checkpoint
         eval_due = cfg.eval_episodes and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps)
         if eval_due:
-            eval_env = eval_env or make_env(cfg, True)
-            log.add(eval_return=evaluate(learner, eval_env, cfg.eval_episodes))
+            eval_return = evaluate(learner, eval_env, cfg.eval_episodes)
+            log.add(eval_return=eval_return)
+            if cfg.keep_best:
+                _keep_if_best(run_dir, learner, best, eval_return, step, env)
         if step % cfg.log_every == 0 or step == cfg.total_steps:
             sps = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
             log.write(run_dir / "progress.csv", step=step, episodes=ep["count"], sps=sps)
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.total_steps:
-            _save(run_dir, learner, buffer, demos, rng, step, ep, log, env)
+            _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best)
         bar.update(1)
     bar.close()
     return run_dir
+
+
+def _pretrain(cfg, learner, buffer, demos, log, run_dir):
+    """Demonstration replay into the buffer, then cfg.pretrain_steps gradient steps on it (row step 0)."""
+    if cfg.demo_replay:
+        replay = demos.transitions()
+        if "expert_act" in buffer.shapes:
+            replay["expert_act"] = replay["act"]
+        buffer.prefill(**replay)
+    if not cfg.pretrain_steps:
+        return
+    for _ in range(cfg.pretrain_steps):
+        batch = buffer.sample(cfg.batch_size) if cfg.demo_replay else None
+        log.add(**learner.pretrain(batch, demos.sample(cfg.batch_size)))
+    log.write(run_dir / "progress.csv", step=0, episodes=0, sps=float("nan"))
 
 
 def _action_bounds(env):
@@ -357,20 +403,35 @@ def _fmt(x):
     return str(int(x)) if isinstance(x, int) else f"{x:.6g}"
 
 
-def _save(run_dir, learner, buffer, demos, rng, step, ep, log, env):
-    """Checkpoint for resuming, plus actor.pt for the co-simulation policy."""
+def _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best):
+    """Checkpoint for resuming, plus the latest actor for the co-simulation policy (actor.pt, or
+    actor_last.pt when keep_best leaves actor.pt to the best evaluation)."""
     loop = {"step": step, "episode": {**ep, "return": torch.as_tensor(ep["return"])},
-            "log": {"sums": log.sums, "counts": log.counts}}
+            "log": {"sums": log.sums, "counts": log.counts}, "best": best}
     save_checkpoint(run_dir, learner, buffer, demos, rng, loop)
+    _write_actor(run_dir / ("actor_last.pt" if learner.cfg.keep_best else "actor.pt"), learner, step, env)
+
+
+def _write_actor(path, learner, step, env):
     fields = getattr(env, "obs_fields", OBS_FIELDS if env.obs_dim == len(OBS_FIELDS) else ())
-    save_actor(run_dir / "actor.pt", learner.actor, algo=learner.cfg.algo, step=step, obs_fields=fields)
+    save_actor(path, learner.actor, algo=learner.cfg.algo, step=step, obs_fields=fields)
+
+
+def _keep_if_best(run_dir, learner, best, eval_return, step, env):
+    """Write actor.pt and best.json when ``eval_return`` beats the best so far (ties keep the earlier)."""
+    if eval_return > best["eval_return"]:
+        best.update(eval_return=float(eval_return), step=int(step))
+        _write_actor(run_dir / "actor.pt", learner, step, env)
+        (run_dir / "best.json").write_text(json.dumps(best))
 
 
 def _load(run_dir, learner, buffer, demos, rng):
-    """(step, episode counters, log accumulator) of the checkpoint in ``run_dir``; restores the rest in place."""
+    """(step, episode counters, log accumulator, best evaluation) of the checkpoint in ``run_dir``;
+    restores the rest in place."""
     loop = load_checkpoint(run_dir, learner, buffer, demos, rng)
     ep = {**loop["episode"], "return": loop["episode"]["return"].numpy().copy()}
-    return loop["step"], ep, _LogAccumulator(loop["log"]["sums"], loop["log"]["counts"])
+    best = loop.get("best", {"eval_return": -float("inf"), "step": -1})
+    return loop["step"], ep, _LogAccumulator(loop["log"]["sums"], loop["log"]["counts"]), best
 
 
 # ---- command line ----------------------------------------------------------------------
