@@ -327,7 +327,7 @@ def test_demonstration_transitions_chain_within_episodes(tmp_path):
 
 def test_prefilled_transitions_are_never_overwritten():
     buf = ReplayBuffer(6, 1, 1, 1)
-    row = lambda x: dict(obs=[[x]], act=[[x]], rew=[x], next_obs=[[x]], done=0.0)  # noqa: E731
+    row = lambda x: dict(obs=[[x]], act=[[x]], rew=[x], next_obs=[[x]], done=0.0)
     buf.prefill(**{k: np.stack([np.asarray(row(x)[k], np.float32) for x in (-1, -2)]) for k in buf.shapes})
     for x in range(1, 8):
         buf.add(**row(x))
@@ -354,7 +354,7 @@ def test_pretraining_on_demonstrations_with_demo_replay(tmp_path):
     cold = train(toy_config(tmp_path, demos=demos, total_steps=100, run_name="cold", actor_lr=3e-3),
                  make_env=lambda c, evaluation: ToyEnv())
     # warm-up acts with the pretrained actor (close to the expert), not uniformly at random
-    warm = lambda rows: next(r["episode_return"] for r in rows if math.isfinite(r["episode_return"]))  # noqa: E731
+    warm = lambda rows: next(r["episode_return"] for r in rows if math.isfinite(r["episode_return"]))
     assert warm(rows) > 0.5 * warm(progress(cold))
     with np.load(run_dir / "buffer.npz") as f:
         assert int(f["kept"]) == 300 and int(f["size"]) == 400  # 10 episodes x 30 steps kept + 100 collected

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from agents.marl.evaluate import BOUND, EvalConfig, evaluate
+from agents.marl.evaluate import BOUND, EvalConfig, evaluate, load_config
 from simulators.validation import ConfigError
 
 
@@ -86,3 +86,40 @@ def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
 def test_bad_config_names_the_field(tmp_path, change, field):
     with pytest.raises(ConfigError, match=field):
         evaluate(EvalConfig(results_dir=str(tmp_path), progress=False, **change))
+
+
+def test_resume_keeps_finished_runs_and_redoes_interrupted_ones(evaluation, tmp_path):
+    import dataclasses
+    import json
+    import shutil
+
+    folder = shutil.copytree(evaluation, tmp_path / "eval")
+    cfg = dataclasses.replace(load_config(folder), results_dir=str(tmp_path))
+    for name in ("runs.csv", "table.csv", "table.md", "training.csv"):
+        (folder / name).unlink()
+    (folder / "train" / "iddpg__s1" / "checkpoint.pt").unlink()       # killed before its end
+    cut = next((folder / "cosim").glob("imitative_diffattn__s0__*"))
+    (cut / "summary.json").write_text(json.dumps({"incomplete": True}))                # killed mid-day
+    kept = {p: p.read_bytes() for p in (folder / "demos.npz", folder / "train" / "iddpg__s0" / "actor.pt")}
+
+    evaluate(dataclasses.replace(cfg, resume=True))
+    for path, content in kept.items():
+        assert path.read_bytes() == content, f"{path} was rewritten"
+    assert len(list((folder / "train").glob("iddpg__s1.interrupted-*"))) == 1       # set aside, not deleted
+    assert len(list((folder / "cosim").glob(f"{cut.name}.interrupted-*"))) == 1
+    again, first = (pd.read_csv(d / "runs.csv").set_index(["method", "seed", "day"]).cost_eur
+                    for d in (folder, evaluation))
+    pd.testing.assert_series_equal(again.sort_index(), first.sort_index(), rtol=1e-9)  # same seeds, same numbers
+    assert (pd.read_csv(folder / "training.csv").wall_s > 0).all()
+
+
+def test_resume_refuses_other_settings_or_a_missing_folder(evaluation):
+    import dataclasses
+
+    cfg = dataclasses.replace(load_config(evaluation), resume=True)
+    with pytest.raises(ConfigError, match=r"resume: settings differ .*\['total_steps'\]"):
+        evaluate(dataclasses.replace(cfg, total_steps=99))
+    with pytest.raises(ConfigError, match=r"resume: settings differ .*\['effective_train_options', 'train_options'\]"):
+        evaluate(dataclasses.replace(cfg, train_options={"*": {"batch_size": 32}}))
+    with pytest.raises(ConfigError, match="resume: needs run_name"):
+        evaluate(dataclasses.replace(cfg, run_name="nothing_here"))

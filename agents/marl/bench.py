@@ -109,7 +109,8 @@ def main(argv=None):
         for algo in ("imitative_diffattn", "matd3"):
             ms = bench_update(algo, n, args.batch, args.repeats)
             print(f"agents={n} batch={args.batch} {algo} update {ms:8.1f} ms")
-        print(f"agents={n} act (all agents, batch 1) {bench_act(n, args.repeats):.3f} ms")
+        act_ms = bench_act(n, args.repeats)
+        print(f"agents={n} act (all agents, batch 1) {act_ms:.3f} ms = {1000 * act_ms / n:.2f} us per agent step")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,28 @@
 """Train every method over several seeds and evaluate all of them through the mosaik co-simulation.
 
-    python -m agents.marl.evaluate                                   # default scenario, 6 algorithms x 3 seeds
-    python -m agents.marl.evaluate --total-steps 20000 --test-days 5
+    python -m agents.marl.evaluate                     # default scenario, 6 algorithms x 3 seeds, 4000 steps each
+    python -m agents.marl.evaluate --scenario simbench_100 --seeds 0,1 --total-steps 2000 --demo-days 2 \
+        --test-days 3 --train-options '{"*": {"update_every": 4}}'          # 118 prosumers
     python -m agents.marl.evaluate --train-dir results/<earlier eval>/train   # re-evaluate trained actors
+    python -m agents.marl.evaluate --run-name <name> --resume          # finish an interrupted evaluation
+
+Training options per algorithm are TRAIN_OPTIONS below (the proposed method's recipe, and the
+actor selection every method shares), overridable with --train-options.
 
 One folder results/<scenario>__marl-eval__<seeds>__<timestamp>/ holds:
 - demos.npz: the optimization expert's demonstrations on ``demo_days`` training days (what the
   imitating algorithms imitate; agents/expert/policy.py:write_demonstrations);
-- train/<algo>__s<seed>/: each training run (config, progress.csv, actor.pt);
+- train/<algo>__s<seed>/: each training run (config, progress.csv, actor.pt = the actor kept by
+  its best validation return on training-split days, best.json, actor_last.pt);
 - cosim/<method>__s<seed>__<day>/: each evaluation run, a complete co-simulation run folder;
 - runs.csv: one row per method, seed and held-out test day; table.csv / table.md: per method the
   mean and standard deviation over seeds of the cost summed over the test days, its gap to the
   perfect-foresight bound, the voltage violation rate, losses, P2P volume and training wall time;
 - training.csv: wall time of every training run;
-- learning_curves.png, voltage_envelopes.png (one panel per test day), config.json.
+- learning_curves.png, voltage_envelopes.png (one panel per test day), config.json (the settings
+  and every algorithm's effective training options; ``load_config(folder)`` reads it back).
+An interrupted evaluation is finished with ``--resume`` and the same settings: finished
+demonstrations, training runs and co-simulation days are kept, unfinished ones set aside and redone.
 
 The gap is (cost − bound) / |bound| of the sums over the test days: cost / bound − 1 whenever the
 bound is positive, and still "0 = optimal, larger = worse" on sunny days when the community earns
@@ -74,7 +83,7 @@ class EvalConfig:
     """environment steps per training run (the same budget for every algorithm)"""
     max_prosumers: int = 0
     """use only the first N prosumers of the scenario (0 = all)"""
-    test_days: int = 2
+    test_days: int = 5
     """held-out test days evaluated: N of the 45 of the test split spread evenly over the year (0 = all)"""
     demo_days: int = 12
     """training days of expert demonstrations for the imitating algorithms (0 = label online with the rule policy)"""
@@ -90,6 +99,8 @@ class EvalConfig:
     """parent folder of the evaluation folder"""
     run_name: str = ""
     """evaluation folder name; empty = <scenario>__marl-eval__<seeds>__<timestamp>"""
+    resume: bool = False
+    """finish the interrupted evaluation in results_dir/run_name (same settings): keep its demonstrations, finished training and co-simulation runs; unfinished ones are renamed *.interrupted-<time> and redone"""
     progress: bool = True
     """show a progress bar"""
 
@@ -123,8 +134,34 @@ def validate(cfg):
     check_train_options(cfg)
     if cfg.train_dir and not Path(cfg.train_dir).is_dir():
         raise ConfigError(f"train_dir: {cfg.train_dir!r} is not a folder")
+    if cfg.resume:
+        check_resumable(cfg)
     scenario_defaults(cfg)
     return cfg
+
+
+def recorded_config(cfg):
+    """config.json: the settings plus what every algorithm was trained with (TRAIN_OPTIONS merged)."""
+    return {**dataclasses.asdict(cfg), "effective_train_options": {a: train_options(cfg, a) for a in cfg.algo_list}}
+
+
+def load_config(folder):
+    """The EvalConfig an evaluation folder was started with (its config.json, recorded-only keys dropped)."""
+    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    return EvalConfig(**{k: v for k, v in json.loads((Path(folder) / "config.json").read_text()).items() if k in fields})
+
+
+def check_resumable(cfg):
+    """resume: the named folder exists and was started with the same settings."""
+    out = Path(cfg.results_dir) / cfg.run_name
+    if not cfg.run_name or not (out / "config.json").is_file():
+        raise ConfigError(f"resume: needs run_name of an evaluation folder with a config.json; {str(out)!r} has none")
+    before = json.loads((out / "config.json").read_text())
+    now = json.loads(json.dumps(recorded_config(cfg)))
+    differ = sorted(k for k in now if k not in ("resume", "progress", "results_dir") and before.get(k) != now[k])
+    if differ:
+        raise ConfigError(f"resume: settings differ from {out / 'config.json'} in {differ}; "
+                          f"resume with the same settings or start a new run_name")
 
 
 def check_train_options(cfg):
@@ -176,16 +213,44 @@ def write_demos(cfg, base, out):
     from agents.expert.policy import write_demonstrations
     from simulators.profiles.data import ProfileBank, train_days
 
+    path = out / "demos.npz"
+    if path.is_file():  # resumed evaluation: written in full before (the write is atomic)
+        return path
     days = train_days(ProfileBank.simbench())
     pick = np.random.default_rng(cfg.scenario_seed).choice(len(days), cfg.demo_days, replace=False)
-    path = out / "demos.npz"
     write_demonstrations(path, [str(days[i].date()) for i in sorted(pick)], env_config(base))
     return path
 
 
+def finished(run_dir, total_steps=None):
+    """Whether ``run_dir`` holds a finished training run (final checkpoint at total_steps) or, without
+    total_steps, a finished co-simulation run (summary.json not marked incomplete)."""
+    run_dir = Path(run_dir)
+    if total_steps is None:
+        summary = run_dir / "summary.json"
+        return summary.is_file() and json.loads(summary.read_text()).get("incomplete") is False
+    if not (run_dir / "checkpoint.pt").is_file():
+        return False
+    import torch
+
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["loop"]["step"] >= total_steps
+
+
+def set_aside(run_dir):
+    """Rename an unfinished run folder to <name>.interrupted-<time> (kept, out of the way)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.interrupted-{time.strftime('%Y%m%d-%H%M%S')}"))
+
+
 def train_one(cfg, base, algo, seed, out, demos):
+    """Train ``algo`` with ``seed`` into out/train/<algo>__s<seed> (a finished one is kept as it is)."""
     from agents.marl.train import TrainConfig, train
 
+    run_dir = out / "train" / f"{algo}__s{seed}"
+    if finished(run_dir, cfg.total_steps):
+        return run_dir
+    set_aside(run_dir)
     env_options = {k: v for k, v in dataclasses.asdict(env_config(base)).items() if k != "days"}
     tc = TrainConfig(scenario=cfg.scenario, algo=algo, seed=seed, env_options=env_options,
                      total_steps=cfg.total_steps, demos=str(demos) if demos else "",
@@ -200,17 +265,28 @@ def train_one(cfg, base, algo, seed, out, demos):
 
 
 def _wall_from_progress(path):
-    """Wall time [s] of a finished training run: its last progress.csv row's step / steps per second."""
+    """Wall time [s] of a finished training run, pretraining and evaluations included: the last
+    progress.csv row's wall_s (older runs without it: step / steps per second of the loop)."""
     last = pd.read_csv(path).iloc[-1] if Path(path).is_file() else None
-    return float(last["step"] / last["sps"]) if last is not None and last["sps"] > 0 else float("nan")
+    if last is None:
+        return float("nan")
+    if "wall_s" in last and pd.notna(last["wall_s"]):
+        return float(last["wall_s"])
+    return float(last["step"] / last["sps"]) if last["sps"] > 0 else float("nan")
 
 
 def cosim_one(base, policy, options, day, out, name):
+    """One day of the co-simulation into out/cosim/<name> (a finished one is read back, not rerun)."""
     from scenarios.cosim import run
 
-    cfg = dataclasses.replace(base, policy=policy, policy_options=options, start_date=day, days=1,
-                              results_dir=str(out / "cosim"), run_name=name)
-    run_dir, summary = run(cfg)
+    run_dir = out / "cosim" / name
+    if finished(run_dir):
+        summary = json.loads((run_dir / "summary.json").read_text())
+    else:
+        set_aside(run_dir)
+        cfg = dataclasses.replace(base, policy=policy, policy_options=options, start_date=day, days=1,
+                                  results_dir=str(out / "cosim"), run_name=name)
+        run_dir, summary = run(cfg)
     return {"run_dir": str(run_dir), **{k: summary[k] for k in METRICS}}
 
 
@@ -248,8 +324,11 @@ def evaluate(cfg):
 
     validate(cfg)
     base = scenario_defaults(cfg)
-    out = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "marl-eval", cfg.seeds.replace(",", "-"))
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    if cfg.resume:
+        out = Path(cfg.results_dir) / cfg.run_name
+    else:
+        out = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "marl-eval", cfg.seeds.replace(",", "-"))
+        (out / "config.json").write_text(json.dumps(recorded_config(cfg), indent=1))
     days = spread([str(d.date()) for d in test_days(ProfileBank.simbench())], cfg.test_days)
     learned = [(a, s) for a in cfg.algo_list for s in cfg.seed_list]
     total = len(days) * (1 + len(cfg.baseline_list) + len(learned)) + (0 if cfg.train_dir else len(learned))
@@ -260,9 +339,8 @@ def evaluate(cfg):
         demos = write_demos(cfg, base, out) if cfg.demo_days else None
         for algo, seed in learned:
             bar.set_postfix_str(f"train {algo} s{seed}")
-            t0 = time.perf_counter()
             runs[algo, seed] = train_one(cfg, base, algo, seed, out, demos)
-            walls[algo, seed] = time.perf_counter() - t0
+            walls[algo, seed] = _wall_from_progress(runs[algo, seed] / "progress.csv")
             bar.update()
     else:
         runs = {(a, s): Path(cfg.train_dir) / f"{a}__s{s}" for a, s in learned}

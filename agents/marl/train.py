@@ -10,7 +10,8 @@ keeps them in the replay buffer for good (DDPGfD), ``--pretrain-steps`` imitates
 critic to them) before the first environment step, and ``--critic-warmup-steps`` keeps the Q term
 out of the actor loss until the critic has learned from the actors' own transitions.
 Everything lands in results/<scenario>__<algo>__<seed>__<timestamp>/: config.json,
-progress.csv, checkpoint.pt + buffer.npz (resume) and actor.pt (for ``--policy actor``).
+progress.csv (means per ``log_every`` steps; ``wall_s``: seconds of the run so far, pretraining
+and resumes included), checkpoint.pt + buffer.npz (resume) and actor.pt (for ``--policy actor``).
 A resumed run continues identically to an uninterrupted one: the checkpoint holds networks,
 targets, optimizers, buffer, every RNG state and the step counter; the current episode is
 restored by resetting the environment with its seed and replaying its actions from the buffer
@@ -42,7 +43,7 @@ from simulators.recorder.recorder import new_run_dir as make_run_dir
 from simulators.validation import ConfigError, check_choice, check_range
 
 LOG_COLUMNS = ("step", "episodes", "episode_return", "critic_loss", "q_mean", "actor_loss", "actor_q",
-               "imitation_loss", "beta", "eval_return", "sps")
+               "imitation_loss", "beta", "eval_return", "sps", "wall_s")
 
 
 @dataclass
@@ -217,6 +218,7 @@ def train(cfg, make_env=make_env, expert_fn=None, resume=None):
     """
     # ---- config, seeding, environment ---------------------------------------------------
     validate(cfg)
+    clock = _Clock()
     algo = ALGORITHMS[cfg.algo]
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -244,11 +246,11 @@ def train(cfg, make_env=make_env, expert_fn=None, resume=None):
     eval_env = make_env(cfg, True) if cfg.eval_episodes else None
     if resume:
         run_dir = Path(resume)
-        step, ep, log, best = _load(run_dir, learner, buffer, demos, rng)
+        step, ep, log, best, clock.before = _load(run_dir, learner, buffer, demos, rng)
         obs = _restore_episode(env, ep, buffer)
     else:
         run_dir = new_run_dir(cfg)
-        _pretrain(cfg, learner, buffer, demos, log, run_dir)
+        _pretrain(cfg, learner, buffer, demos, log, run_dir, clock)
         if cfg.keep_best:  # the starting (pretrained) actor is a candidate too
             _keep_if_best(run_dir, learner, best, evaluate(learner, eval_env, cfg.eval_episodes), 0, env)
     t_start, step_start = time.perf_counter(), step
@@ -305,15 +307,15 @@ def train(cfg, make_env=make_env, expert_fn=None, resume=None):
                 _keep_if_best(run_dir, learner, best, eval_return, step, env)
         if step % cfg.log_every == 0 or step == cfg.total_steps:
             sps = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
-            log.write(run_dir / "progress.csv", step=step, episodes=ep["count"], sps=sps)
+            log.write(run_dir / "progress.csv", step=step, episodes=ep["count"], sps=sps, wall_s=clock())
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.total_steps:
-            _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best)
+            _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best, clock())
         bar.update(1)
     bar.close()
     return run_dir
 
 
-def _pretrain(cfg, learner, buffer, demos, log, run_dir):
+def _pretrain(cfg, learner, buffer, demos, log, run_dir, clock):
     """Demonstration replay into the buffer, then cfg.pretrain_steps gradient steps on it (row step 0)."""
     if cfg.demo_replay:
         replay = demos.transitions()
@@ -325,7 +327,7 @@ def _pretrain(cfg, learner, buffer, demos, log, run_dir):
     for _ in range(cfg.pretrain_steps):
         batch = buffer.sample(cfg.batch_size) if cfg.demo_replay else None
         log.add(**learner.pretrain(batch, demos.sample(cfg.batch_size)))
-    log.write(run_dir / "progress.csv", step=0, episodes=0, sps=float("nan"))
+    log.write(run_dir / "progress.csv", step=0, episodes=0, sps=float("nan"), wall_s=clock())
 
 
 def _action_bounds(env):
@@ -377,6 +379,17 @@ def _restore_episode(env, ep, buffer):
     return obs
 
 
+class _Clock:
+    """Wall seconds of a run so far (progress.csv's wall_s): since train() began, plus ``before``, the
+    seconds a resumed run had spent up to its checkpoint."""
+
+    def __init__(self):
+        self.before, self.start = 0.0, time.perf_counter()
+
+    def __call__(self):
+        return self.before + time.perf_counter() - self.start
+
+
 class _LogAccumulator:
     """Means of the metrics since the last progress.csv row."""
 
@@ -392,10 +405,15 @@ class _LogAccumulator:
         row = {k: self.sums[k] / self.counts[k] for k in self.sums}
         row.update(fixed)
         new = not path.exists()
+        if new:
+            columns = LOG_COLUMNS
+        else:  # a resumed run keeps its file's header (an older run may lack newer columns)
+            with path.open() as fh:
+                columns = fh.readline().strip().split(",")
         with path.open("a") as fh:
             if new:
-                fh.write(",".join(LOG_COLUMNS) + "\n")
-            fh.write(",".join(_fmt(row.get(c, float("nan"))) for c in LOG_COLUMNS) + "\n")
+                fh.write(",".join(columns) + "\n")
+            fh.write(",".join(_fmt(row.get(c, float("nan"))) for c in columns) + "\n")
         self.sums, self.counts = {}, {}
 
 
@@ -403,11 +421,11 @@ def _fmt(x):
     return str(int(x)) if isinstance(x, int) else f"{x:.6g}"
 
 
-def _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best):
+def _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best, wall_s):
     """Checkpoint for resuming, plus the latest actor for the co-simulation policy (actor.pt, or
     actor_last.pt when keep_best leaves actor.pt to the best evaluation)."""
     loop = {"step": step, "episode": {**ep, "return": torch.as_tensor(ep["return"])},
-            "log": {"sums": log.sums, "counts": log.counts}, "best": best}
+            "log": {"sums": log.sums, "counts": log.counts}, "best": best, "wall_s": float(wall_s)}
     save_checkpoint(run_dir, learner, buffer, demos, rng, loop)
     _write_actor(run_dir / ("actor_last.pt" if learner.cfg.keep_best else "actor.pt"), learner, step, env)
 
@@ -426,12 +444,13 @@ def _keep_if_best(run_dir, learner, best, eval_return, step, env):
 
 
 def _load(run_dir, learner, buffer, demos, rng):
-    """(step, episode counters, log accumulator, best evaluation) of the checkpoint in ``run_dir``;
-    restores the rest in place."""
+    """(step, episode counters, log accumulator, best evaluation, wall seconds so far) of the checkpoint
+    in ``run_dir``; restores the rest in place."""
     loop = load_checkpoint(run_dir, learner, buffer, demos, rng)
     ep = {**loop["episode"], "return": loop["episode"]["return"].numpy().copy()}
     best = loop.get("best", {"eval_return": -float("inf"), "step": -1})
-    return loop["step"], ep, _LogAccumulator(loop["log"]["sums"], loop["log"]["counts"]), best
+    return (loop["step"], ep, _LogAccumulator(loop["log"]["sums"], loop["log"]["counts"]), best,
+            float(loop.get("wall_s", float("nan"))))
 
 
 # ---- command line ----------------------------------------------------------------------

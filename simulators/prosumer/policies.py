@@ -62,7 +62,7 @@ class RuleBasedPolicy(Policy):
     name = "rule"
 
     def act(self, obs, agent_ids):
-        o = lambda name: obs[:, OBS[name]]  # noqa: E731 - a column accessor reads better here
+        o = lambda name: obs[:, OBS[name]]
         a = np.zeros((obs.shape[0], len(ACTION_FIELDS)))
         vm = o("vm_dev")
         surplus = o("pv_avail") - o("load")

@@ -73,7 +73,7 @@ def plot_run(run_dir):
     grid = pd.read_csv(run_dir / "grid.csv")
     market = pd.read_csv(run_dir / "market.csv")
     pros = pd.read_csv(run_dir / "prosumers.csv")
-    hours = lambda steps: np.asarray(steps) * STEP_H  # noqa: E731
+    hours = lambda steps: np.asarray(steps) * STEP_H
 
     env = grid.groupby("step")["vm_pu"].agg(["min", "mean", "max"])
     fig, ax = plt.subplots(figsize=(8, 4))
