@@ -222,18 +222,20 @@ def write_demos(cfg, base, out):
     return path
 
 
-def finished(run_dir, total_steps=None):
-    """Whether ``run_dir`` holds a finished training run (final checkpoint at total_steps) or, without
-    total_steps, a finished co-simulation run (summary.json not marked incomplete)."""
-    run_dir = Path(run_dir)
-    if total_steps is None:
-        summary = run_dir / "summary.json"
-        return summary.is_file() and json.loads(summary.read_text()).get("incomplete") is False
-    if not (run_dir / "checkpoint.pt").is_file():
+def training_finished(run_dir, total_steps):
+    """Whether ``run_dir`` holds a finished training run: its final checkpoint is at total_steps."""
+    checkpoint = Path(run_dir) / "checkpoint.pt"
+    if not checkpoint.is_file():
         return False
     import torch
 
-    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["loop"]["step"] >= total_steps
+    return torch.load(checkpoint, weights_only=True)["loop"]["step"] >= total_steps
+
+
+def cosim_finished(run_dir):
+    """Whether ``run_dir`` holds a finished co-simulation run: summary.json not marked incomplete."""
+    summary = Path(run_dir) / "summary.json"
+    return summary.is_file() and json.loads(summary.read_text()).get("incomplete") is False
 
 
 def set_aside(run_dir):
@@ -248,7 +250,7 @@ def train_one(cfg, base, algo, seed, out, demos):
     from agents.marl.train import TrainConfig, train
 
     run_dir = out / "train" / f"{algo}__s{seed}"
-    if finished(run_dir, cfg.total_steps):
+    if training_finished(run_dir, cfg.total_steps):
         return run_dir
     set_aside(run_dir)
     env_options = {k: v for k, v in dataclasses.asdict(env_config(base)).items() if k != "days"}
@@ -280,7 +282,7 @@ def cosim_one(base, policy, options, day, out, name):
     from scenarios.cosim import run
 
     run_dir = out / "cosim" / name
-    if finished(run_dir):
+    if cosim_finished(run_dir):
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
         set_aside(run_dir)

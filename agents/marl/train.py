@@ -395,6 +395,7 @@ class _LogAccumulator:
 
     def __init__(self, sums=None, counts=None):
         self.sums, self.counts = dict(sums or {}), dict(counts or {})
+        self.columns = None  # progress.csv's header, read or written once
 
     def add(self, **values):
         for k, v in values.items():
@@ -405,15 +406,15 @@ class _LogAccumulator:
         row = {k: self.sums[k] / self.counts[k] for k in self.sums}
         row.update(fixed)
         new = not path.exists()
-        if new:
-            columns = LOG_COLUMNS
-        else:  # a resumed run keeps its file's header (an older run may lack newer columns)
+        if self.columns is None and new:
+            self.columns = LOG_COLUMNS
+        elif self.columns is None:  # a resumed run keeps its file's header (an older run may lack newer columns)
             with path.open() as fh:
-                columns = fh.readline().strip().split(",")
+                self.columns = tuple(fh.readline().strip().split(","))
         with path.open("a") as fh:
             if new:
-                fh.write(",".join(columns) + "\n")
-            fh.write(",".join(_fmt(row.get(c, float("nan"))) for c in columns) + "\n")
+                fh.write(",".join(self.columns) + "\n")
+            fh.write(",".join(_fmt(row.get(c, float("nan"))) for c in self.columns) + "\n")
         self.sums, self.counts = {}, {}
 
 
