@@ -1,6 +1,6 @@
 """Multi-agent training environment over the very modules the mosaik co-simulation uses.
 
-One step is exactly the co-simulation's step (scenarios/cosim.py): profiles of step t ->
+One step is exactly the co-simulation's step (simulators/cosim.py): profiles of step t ->
 Fleet.observe/apply with the voltage and prices of step t-1 -> market clear() -> grid solve()
 -> reward.  Nothing is re-implemented here, so a policy produces the same trajectory in both
 (tests/test_env.py checks it).
@@ -57,8 +57,7 @@ class EnvConfig:
 
 def make_scenario(cfg):
     """Specs, network and tariff exactly as the co-simulation builds them for the same names."""
-    from scenarios.config import ScenarioConfig
-    from scenarios.cosim import prepare
+    from simulators.scenario import ScenarioConfig, prepare
 
     sc = ScenarioConfig(network=cfg.network, grid_model=cfg.grid_model, market=cfg.market,
                         tariff=cfg.tariff, max_prosumers=cfg.max_prosumers, seed=cfg.seed,

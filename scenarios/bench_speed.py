@@ -3,7 +3,7 @@
     python -m scenarios.bench_speed                     # both scenarios, both groupings, 3 repeats
     python -m scenarios.bench_speed --repeats 5 --scenarios ieee33_day
 
-For each scenario and grouping mode it runs the real co-simulation (scenarios.cosim.run, rule
+For each scenario and grouping mode it runs the real co-simulation (simulators.cosim.run, rule
 policy, plots off) and, in the same process, the same day through the training environment
 (agents.env.P2PEnv), which calls the very modules the simulators wrap.  The environment run is
 timed piece by piece, so per simulated step:
@@ -19,6 +19,7 @@ power flow) is reported apart from the day.  No assertions: these shared machine
 """
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -27,13 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from agents.env import EnvConfig, P2PEnv, record_step
-from scenarios import ieee33_day, simbench_100
-from scenarios.config import GROUPINGS, validate
-from scenarios.cosim import replace, run
+from simulators.cosim import run
 from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.recorder.recorder import RunRecorder
+from simulators.scenario import GROUPINGS, PRESETS, validate
 
-SCENARIOS = {"ieee33_day": ieee33_day.DEFAULTS, "simbench_100": simbench_100.DEFAULTS}
+SCENARIOS = {name: PRESETS[name] for name in ("ieee33_day", "simbench_100")}
 
 
 class Stopwatch:
@@ -72,11 +72,11 @@ def env_split(cfg, out_dir):
 
 
 def bench(name, grouping, repeats):
-    cfg = validate(replace(SCENARIOS[name], grouping=grouping, progress=False, plots=False))
+    cfg = validate(dataclasses.replace(SCENARIOS[name], grouping=grouping, progress=False, plots=False))
     setups, days, splits = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
-            _, summary = run(replace(cfg, results_dir=tmp, run_name=f"cosim{r}"))
+            _, summary = run(dataclasses.replace(cfg, results_dir=tmp, run_name=f"cosim{r}"))
             setups.append(summary["wall_setup_s"])
             days.append(summary["wall_run_s"])
             splits.append(env_split(cfg, Path(tmp) / f"env{r}"))

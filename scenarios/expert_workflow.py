@@ -20,9 +20,8 @@ from pathlib import Path
 
 from simulators.prosumer.spec import load_specs
 from simulators.recorder.recorder import new_run_dir
+from simulators.scenario import DATA_DIR
 from simulators.validation import ConfigError, check_choice, check_range
-
-DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 @dataclass
@@ -66,13 +65,13 @@ class ExpertRunConfig:
 
 
 def _hf(cfg):
-    from agents.expert.llm import HFBackend
+    from agents.llm.llm import HFBackend
 
     return HFBackend(cfg.model or None, device=cfg.device, seed=cfg.seed, threads=cfg.threads)
 
 
 def _recorded(cfg):
-    from agents.expert.llm import RecordedBackend
+    from agents.llm.llm import RecordedBackend
 
     return RecordedBackend(cfg.recorded)
 
@@ -109,7 +108,7 @@ def validate(cfg):
 
 def parse_args(argv=None):
     """CLI generated from ExpertRunConfig (field docstrings become the help text)."""
-    from scenarios.config import add_config_flags, given_flags
+    from simulators.cli import add_config_flags, given_flags
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args = given_flags(add_config_flags(parser, ExpertRunConfig, ExpertRunConfig()).parse_args(argv))
@@ -118,10 +117,10 @@ def parse_args(argv=None):
 
 def run(cfg):
     """Run the workflow for the configured prosumers; returns (run folder, summary)."""
-    from agents.expert.report import write_report
-    from agents.expert.retrieval import AtomIndex
-    from agents.expert.verification import make_test_states
-    from agents.expert.workflow import ExpertWorkflow, WorkflowConfig
+    from agents.llm.report import write_report
+    from agents.llm.retrieval import AtomIndex
+    from agents.llm.verification import make_test_states
+    from agents.llm.workflow import ExpertWorkflow, WorkflowConfig
 
     specs = validate(cfg)
     folder = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "expert-workflow", cfg.seed)

@@ -25,14 +25,15 @@ mismatch near 1e-9, which is why AcGrid's tolerance is 1e-8 (pandapower's own de
     python -m scenarios.ieee141_20 --market mmr --policy idle --seed 3
 """
 
-from scenarios.config import DATA_DIR, ScenarioConfig
-from scenarios.cosim import main_for
+from pathlib import Path
+
+from scenarios.cli import main_for
+from simulators.scenario import PRESETS
 
 N_PROSUMERS = 20
 SPEC_SEED = 7
-SPECS = DATA_DIR / "ieee141_prosumers.json"
-
-DEFAULTS = ScenarioConfig(scenario="ieee141_20", network="ieee141", specs=str(SPECS), grouping="grouped")
+DEFAULTS = PRESETS["ieee141_20"]
+SPECS = Path(DEFAULTS.specs)
 
 
 def make_specs(n=N_PROSUMERS, seed=SPEC_SEED):

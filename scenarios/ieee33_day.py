@@ -9,10 +9,10 @@ one mosaik simulator per prosumer.
     python -m scenarios.ieee33_day --help                 # every flag
 """
 
-from scenarios.config import ScenarioConfig
-from scenarios.cosim import main_for
+from scenarios.cli import main_for
+from simulators.scenario import PRESETS
 
-DEFAULTS = ScenarioConfig()
+DEFAULTS = PRESETS["ieee33_day"]
 
 
 def main(argv=None):

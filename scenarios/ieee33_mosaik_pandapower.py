@@ -25,8 +25,9 @@ summary.json marked incomplete.  ``--grid-model`` does not apply (pandapower's A
 
 import copy
 
-from scenarios.config import ScenarioConfig
-from scenarios.cosim import GridWiring, main_for
+from scenarios.cli import main_for
+from simulators.cosim import GridWiring
+from simulators.scenario import ScenarioConfig
 from simulators.units import STEP_S
 from simulators.validation import ConfigError
 

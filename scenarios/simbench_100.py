@@ -7,11 +7,10 @@ controllable loads drawn like the default scenario's), all in one grouped prosum
     python -m scenarios.simbench_100 --grouping per_prosumer     # one simulator per prosumer
 """
 
-from scenarios.config import ScenarioConfig
-from scenarios.cosim import main_for
+from scenarios.cli import main_for
+from simulators.scenario import PRESETS
 
-DEFAULTS = ScenarioConfig(scenario="simbench_100", network="simbench_lv_rural3", specs="generate",
-                          grouping="grouped")
+DEFAULTS = PRESETS["simbench_100"]
 
 
 def main(argv=None):

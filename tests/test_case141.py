@@ -10,14 +10,14 @@ import pandapower as pp
 import pytest
 from grid_helpers import random_demand
 
-from scenarios.config import ScenarioConfig
-from scenarios.cosim import run
 from scenarios.ieee141_20 import DEFAULTS, SPECS, make_specs
+from simulators.cosim import run
 from simulators.grid.case141 import LOAD_POWER_FACTOR, case141_path, parse_matpower_m
 from simulators.grid.lindistflow import VM_TOLERANCE_PU
 from simulators.grid.models import AcGrid, RunppGrid, make_grid
 from simulators.grid.networks import largest_load_buses, load_buses, make_network
 from simulators.prosumer.spec import load_specs
+from simulators.scenario import ScenarioConfig
 
 # base case, every load at its nominal value (pandapower runpp; agrees with the sweep below)
 GOLDEN_LOSSES_MW = 0.6326956

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from agents.env import EnvConfig, P2PEnv, record_step
-from scenarios.config import ScenarioConfig
-from scenarios.cosim import run
+from simulators.cosim import run
 from simulators.prosumer.interface import ACTION_FIELDS
 from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.recorder.recorder import RunRecorder
+from simulators.scenario import ScenarioConfig, validate
 
 
 def _env_run(env, policy, day, out_dir):
@@ -32,7 +32,7 @@ def test_env_and_cosimulation_give_the_same_trajectory(tmp_path, market):
     cosim_dir, _ = run(cfg)
     env = P2PEnv(EnvConfig(market=market, seed=3))
     policy = make_policy("rule", PolicyContext(env.specs, tariff=env.tariff))
-    steps = _env_run(env, policy, cfg.start_date, tmp_path / "env")
+    steps = _env_run(env, policy, validate(cfg).start_date, tmp_path / "env")
     assert steps == 96
     for table, drop in (("prosumers", ["time"]), ("market", ["time"]), ("grid", ["time"]), ("feeder", ["time"])):
         a = pd.read_csv(cosim_dir / f"{table}.csv").drop(columns=drop)

@@ -11,7 +11,6 @@ from agents.expert.joint import (JointExpert, RecedingHorizon, couple, day_start
 from agents.expert.policy import ExpertPolicy, load_demonstrations, write_demonstrations
 from agents.expert.preferences import NIGHT, parse_preference, parse_preferences
 from agents.expert.reference import ACTION_KEYS, build_reference, make_state
-from scenarios.config import DATA_DIR
 from simulators.grid.networks import make_network
 from simulators.market.tariffs import make_tariff
 from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank, assign_profiles, prosumer_days
@@ -19,6 +18,7 @@ from simulators.prosumer.fleet import Fleet
 from simulators.prosumer.interface import ACTION_HIGH, ACTION_LOW
 from simulators.prosumer.policies import PolicyContext
 from simulators.prosumer.spec import load_specs
+from simulators.scenario import DATA_DIR
 from simulators.validation import ConfigError
 
 SPECS = load_specs(DATA_DIR / "ieee33_prosumers.json")
@@ -156,7 +156,7 @@ def test_multiple_units_get_their_own_variables(day):
     _check_solution(spec, st, sol)  # each unit keeps its own SoC bounds
     assert sol["actions"]["P_BESS1"][0] >= -TOL  # the empty unit cannot discharge ...
     assert np.abs(sol["actions"]["P_BESS1"] - sol["actions"]["P_BESS2"]).max() > 1.0  # ... the units act apart
-    prompts = pytest.importorskip("agents.expert.prompts")
+    prompts = pytest.importorskip("agents.llm.prompts")
     assert prompts.ACTION_KEYS == ACTION_KEYS and set(prompts.action_keys(spec)) == set(expected)
 
 

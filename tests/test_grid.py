@@ -9,8 +9,8 @@ import numpy as np
 import pandapower as pp
 import pytest
 from grid_helpers import random_demand
-from mosaik_probe import Collector
 from mosaik.starters import PythonStarter
+from mosaik_probe import Collector
 
 from simulators.grid.lindistflow import VM_TOLERANCE_PU
 from simulators.grid.models import GRIDS, make_grid

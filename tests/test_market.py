@@ -7,8 +7,8 @@ import mosaik
 import mosaik_api_v3
 import numpy as np
 import pytest
-from mosaik_probe import Collector
 from mosaik.starters import PythonStarter
+from mosaik_probe import Collector
 
 from simulators.market.clearing import MARKETS, clear
 from simulators.market.sim import MarketSim

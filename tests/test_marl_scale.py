@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from agents.marl.train import TrainConfig, make_env, train
-from scenarios.cosim import prepare
-from scenarios.simbench_100 import DEFAULTS as SIMBENCH_100
+from simulators.scenario import PRESETS, prepare
 
 SIMBENCH_100_ENV = {"network": "simbench_lv_rural3", "specs": "generate"}
 """--env-options that give the training environment the prosumers of scenarios/simbench_100"""
@@ -20,10 +19,10 @@ def env():
 
 
 def test_env_options_give_the_simbench_100_prosumers(env):
-    _, specs, _, _ = prepare(SIMBENCH_100)  # same seed (0) as the TrainConfig default
+    _, specs, _, _ = prepare(PRESETS["simbench_100"])  # same seed (0) as the TrainConfig default
     assert env.n_agents == len(specs) == 118
     assert [s.to_dict() for s in env.specs] == [s.to_dict() for s in specs]
-    assert env.cfg.grid_model == SIMBENCH_100.grid_model and env.grid.backend == "lightsim2grid"
+    assert env.cfg.grid_model == PRESETS["simbench_100"].grid_model and env.grid.backend == "lightsim2grid"
 
 
 @pytest.mark.parametrize("algo", ["imitative_diffattn", "maddpg", "matd3"])

@@ -6,15 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scenarios.config import ScenarioConfig
-from scenarios.cosim import run
 from scenarios.ieee33_mosaik_pandapower import DEFAULTS, main, mosaik_pandapower_grid
-from simulators.recorder.recorder import (
-    FEEDER_COLUMNS,
-    GRID_COLUMNS,
-    MARKET_COLUMNS,
-    PROSUMER_COLUMNS,
-)
+from simulators.cosim import run
+from simulators.recorder.recorder import FEEDER_COLUMNS, GRID_COLUMNS, MARKET_COLUMNS, PROSUMER_COLUMNS
+from simulators.scenario import ScenarioConfig
 from simulators.validation import ConfigError
 
 TABLES = {"prosumers": PROSUMER_COLUMNS, "market": MARKET_COLUMNS, "grid": GRID_COLUMNS, "feeder": FEEDER_COLUMNS}

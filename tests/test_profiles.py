@@ -7,13 +7,12 @@ from pathlib import Path
 import mosaik
 import numpy as np
 import pytest
-from mosaik_probe import Collector
 from mosaik.starters import PythonStarter
+from mosaik_probe import Collector
 
 from simulators.profiles import data
-from simulators.profiles.data import (
-    DEFAULT_TEST_DAY, ProfileAssignment, ProfileBank, assign_profiles, is_test_day, prosumer_days,
-)
+from simulators.profiles.data import (DEFAULT_TEST_DAY, ProfileAssignment, ProfileBank, assign_profiles, is_test_day,
+                                      prosumer_days)
 from simulators.prosumer.spec import spec_from_dict
 from simulators.validation import ConfigError
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from scenarios.config import DATA_DIR
 from simulators.prosumer.fleet import Fleet
 from simulators.prosumer.interface import ACT, ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, OBS
 from simulators.prosumer.policies import POLICIES, PolicyContext, make_policy
 from simulators.prosumer.spec import load_specs, spec_from_dict
+from simulators.scenario import DATA_DIR
 from simulators.units import STEP_H
 from simulators.validation import ConfigError
 

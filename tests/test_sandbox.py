@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from agents.expert.sandbox import Limits, run_prosumer, static_check
+from agents.llm.sandbox import Limits, run_prosumer, static_check
 
 GOOD = textwrap.dedent('''
     import cvxpy as cp

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scenarios.config import ScenarioConfig, parse_args
-from scenarios.cosim import run
+from scenarios.cli import parse_args
+from simulators.cosim import run
 from simulators.prosumer import policies
 from simulators.recorder.recorder import FEEDER_COLUMNS, GRID_COLUMNS, MARKET_COLUMNS, PROSUMER_COLUMNS
+from simulators.scenario import ScenarioConfig
 from simulators.validation import ConfigError
 
 SUMMARY_KEYS = {"cost_eur", "cost_per_prosumer_eur", "voltage_violation_rate", "steps_with_violation", "vm_min_pu",

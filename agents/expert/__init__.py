@@ -1,1 +1,1 @@
-"""LLM expert layer: expert workflow (prompts, sandbox, retrieval, LLM backends), reference models, expert policy."""
+"""Optimization experts: the paper's prosumer(state) reference models, preferences, the joint receding-horizon expert with voltage limits, the expert policy and demonstrations."""

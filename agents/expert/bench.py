@@ -26,11 +26,11 @@ import numpy as np
 from agents.expert.joint import JointExpert, RecedingHorizon, evaluate, perfect_foresight
 from agents.expert.policy import write_demonstrations
 from agents.expert.reference import build_reference, make_state
-from scenarios.config import DATA_DIR
 from simulators.grid.networks import make_network
 from simulators.market.tariffs import make_tariff
 from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank, assign_profiles, prosumer_days
 from simulators.prosumer.spec import load_specs
+from simulators.scenario import DATA_DIR
 
 
 def richest(specs):

@@ -30,8 +30,8 @@ relaxed model.  ``couple`` builds the same coupling from any prosumers' contract
 import time as wallclock
 from dataclasses import dataclass, field
 
-import numpy as np
 import cvxpy as cp
+import numpy as np
 
 from agents.expert.program import DeviceProgram
 from agents.expert.reference import DEFAULT_SOLVER

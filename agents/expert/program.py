@@ -16,9 +16,9 @@ are concerned.  ``set(time, ...)`` masks the rows before ``time`` (*inactive*): 
 bounds are 0 and their slacks cost nothing, so one compiled problem serves several steps.
 """
 
+import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
-import cvxpy as cp
 
 from agents.expert.preferences import PREFERENCE_PENALTY_EUR, parse_preferences
 from simulators.units import STEP_H, STEPS_PER_DAY

@@ -28,7 +28,7 @@ returns:
     stand-alone.  P2P payments are not in the objective: with one internal price they cancel
     in the community's sum.
 
-Basic model per unit (the same as agents/expert/prompts.py describes to the LLM):
+Basic model per unit (the same as agents/llm/prompts.py describes to the LLM):
   PV: 0 <= P_RDG <= share x pv_avail (share = kWp / total kWp); P_RDG² + Q_RDG² <= S² (exact
     second-order cone per step, Clarabel solves it natively).
   Battery: separate P_ch, P_dis in [0, p_max]; E_t = E_{t-1} + Δt (η_c P_ch − P_dis/η_d),
@@ -58,8 +58,8 @@ re-solve a cached one; the alternative, one 96-row program with the past steps m
 compiles once but re-solves in 9 ms at every step, since it always carries the whole day.
 """
 
-import numpy as np
 import cvxpy as cp
+import numpy as np
 
 from agents.expert.preferences import parse_preferences
 from agents.expert.program import STATE_LISTS, DeviceProgram

@@ -1,8 +1,8 @@
 """LinDistFlow voltages as linear cvxpy constraints, sparse on the feeder's radial tree."""
 
+import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
-import cvxpy as cp
 
 from simulators.grid.models import make_grid
 

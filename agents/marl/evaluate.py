@@ -39,7 +39,6 @@ only change network initialization, exploration and replay.
 
 import argparse
 import dataclasses
-import importlib
 import json
 import sys
 import time
@@ -74,7 +73,7 @@ METRICS = ("cost_eur", "voltage_violation_rate", "losses_kwh", "p2p_volume_kwh")
 @dataclass
 class EvalConfig:
     scenario: str = "ieee33_day"
-    """scenario module under scenarios/ whose DEFAULTS define feeder, prosumers, market and tariff"""
+    """named scenario (simulators.scenario.PRESETS) that defines feeder, prosumers, market and tariff"""
     algos: str = ",".join(ALGORITHMS)
     """comma-separated algorithms (agents.marl.algorithms.ALGORITHMS)"""
     seeds: str = "0,1,2"
@@ -189,14 +188,10 @@ def train_options(cfg, algo):
 
 
 def scenario_defaults(cfg):
-    """The scenario module's ScenarioConfig, with this evaluation's prosumer count and seed."""
-    try:
-        module = importlib.import_module(f"scenarios.{cfg.scenario}")
-    except ModuleNotFoundError:
-        raise ConfigError(f"scenario: no module scenarios/{cfg.scenario}.py") from None
-    base = getattr(module, "DEFAULTS", None)
-    if base is None:
-        raise ConfigError(f"scenario: scenarios/{cfg.scenario}.py has no DEFAULTS ScenarioConfig")
+    """The named scenario's ScenarioConfig, with this evaluation's prosumer count and seed."""
+    from simulators.scenario import PRESETS
+
+    base = PRESETS[check_choice("scenario", cfg.scenario, PRESETS)]
     return dataclasses.replace(base, max_prosumers=cfg.max_prosumers, seed=cfg.scenario_seed, grouping="grouped",
                                progress=False, plots=False)
 
@@ -279,7 +274,7 @@ def _wall_from_progress(path):
 
 def cosim_one(base, policy, options, day, out, name):
     """One day of the co-simulation into out/cosim/<name> (a finished one is read back, not rerun)."""
-    from scenarios.cosim import run
+    from simulators.cosim import run
 
     run_dir = out / "cosim" / name
     if cosim_finished(run_dir):
@@ -481,7 +476,7 @@ def plot_envelopes(runs, days, path):
 
 
 def main(argv=None):
-    from scenarios.config import add_config_flags, given_flags
+    from simulators.cli import add_config_flags, given_flags
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cfg = EvalConfig(**given_flags(add_config_flags(parser, EvalConfig, EvalConfig()).parse_args(argv)))

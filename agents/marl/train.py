@@ -460,7 +460,7 @@ CLI_CHOICES = {"algo": ALGORITHMS, "imitation_schedule": SCHEDULES}
 
 def parse_args(argv=None):
     """TrainConfig from flags (field docstrings are the help); --resume reads the run's config.json."""
-    from scenarios.config import add_config_flags, given_flags
+    from simulators.cli import add_config_flags, given_flags
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resume", help="continue the run in this folder (other flags override its config)")

@@ -26,10 +26,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agents.expert import prompts as P
-from agents.expert.llm import ChoiceList, cache_root
-from agents.expert.sandbox import Limits, run_prosumer, static_check
-from agents.expert.verification import check_limits, reference_objectives, verify
+from agents.llm import prompts as P
+from agents.llm.llm import ChoiceList, cache_root
+from agents.llm.sandbox import Limits, run_prosumer, static_check
+from agents.llm.verification import check_limits, reference_objectives, verify
 
 STAGES = ("edit", "retrieve", "code", "execute", "review", "verify")
 
@@ -176,7 +176,7 @@ class ExpertWorkflow:
     """Runs the five stages for one prosumer at a time with one LLM backend."""
 
     def __init__(self, backend, config=None, index=None):
-        from agents.expert.retrieval import AtomIndex
+        from agents.llm.retrieval import AtomIndex
 
         self.backend = backend
         self.config = config or WorkflowConfig()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.expert.llm import cache_root
+from agents.llm.llm import cache_root
 
 ATOMS = (
     "sum", "multiply", "maximum", "minimum", "pos", "neg", "abs", "square", "sum_squares", "power",

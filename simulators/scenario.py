@@ -1,22 +1,26 @@
-"""ScenarioConfig: every knob of a co-simulation run, validated before anything starts.
+"""ScenarioConfig: every knob of a co-simulation run, validated before anything starts, and
+``prepare``, which builds what a run needs (specs, network, tariff) from it.
 
+No mosaik here: the co-simulation (simulators/cosim.py) and the training environment
+(agents/env.py) both build their scenario through ``prepare``, so they cannot drift apart.
 The CLI of every scenario script is generated from this dataclass (field docstrings become
 the --help text), and the whole config is saved as config.json beside the results, so a run
 can be repeated exactly with ``--config results/<run>/config.json``.
 """
 
-import argparse
-import ast
 import dataclasses
 import datetime as dt
-import inspect
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simulators.grid.networks import make_network, nominal_load_kw
+from simulators.market.tariffs import make_tariff
+from simulators.prosumer.generate import generate_specs
+from simulators.prosumer.spec import load_specs
 from simulators.validation import ConfigError, check_choice, check_range
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "data"
+"""the shipped prosumer spec files"""
 GROUPINGS = ("per_prosumer", "grouped")
 START_MODES = ("python", "cmd")
 
@@ -76,8 +80,8 @@ def validate(cfg):
     from simulators.grid.networks import NETWORKS
     from simulators.market.clearing import MARKETS
     from simulators.market.tariffs import TARIFFS
-    from simulators.prosumer.policies import POLICIES
     from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank
+    from simulators.prosumer.policies import POLICIES
 
     check_choice("network", cfg.network, NETWORKS)
     check_choice("grid_model", cfg.grid_model, GRIDS)
@@ -91,7 +95,7 @@ def validate(cfg):
     if not isinstance(cfg.policy_options, dict):
         raise ConfigError(f"policy_options: {cfg.policy_options!r} must be a JSON object")
     if not cfg.start_date:
-        cfg.start_date = str(DEFAULT_TEST_DAY)
+        cfg = dataclasses.replace(cfg, start_date=str(DEFAULT_TEST_DAY))
     try:
         dt.date.fromisoformat(cfg.start_date)
     except ValueError:
@@ -104,56 +108,33 @@ def validate(cfg):
     return cfg
 
 
-def field_docs(cls):
-    """Attribute docstrings of a dataclass (the string right after each field)."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)
-    return docs
-
-
-_FLAG_TYPES = {int: int, "int": int, float: float, "float": float, dict: json.loads, "dict": json.loads}
-
-
-def add_config_flags(parser, cls, defaults=None, choices=None):
-    """One --flag per field of dataclass ``cls`` (its docstring as help, ``defaults`` shown in it).
-
-    Every flag defaults to None, so ``given_flags(args)`` holds only what the user typed and can
-    override a base config (the dataclass defaults, a saved config.json, a scenario's defaults).
-    """
-    docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        flag, shown = "--" + f.name.replace("_", "-"), getattr(defaults, f.name, None) if defaults else None
-        helptext = docs.get(f.name, "") + (f" (default: {shown!r})" if defaults is not None else "")
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
-        else:
-            allowed = sorted((choices or {})[f.name]) if f.name in (choices or {}) else None
-            parser.add_argument(flag, type=_FLAG_TYPES.get(f.type, str), default=None, choices=allowed, help=helptext)
-    return parser
-
-
-def given_flags(args):
-    """The flags of an argparse result that were given on the command line (not None)."""
-    return {k: v for k, v in vars(args).items() if v is not None}
-
-
-def parse_args(defaults, argv=None, description=None):
-    """Build the CLI from ScenarioConfig's fields, starting from the scenario's ``defaults``."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", help="rerun from a saved config.json (other flags override it)")
-    args = given_flags(add_config_flags(parser, ScenarioConfig, defaults).parse_args(argv))
-    base = dataclasses.asdict(defaults)
-    config_path = args.pop("config", None)
-    if config_path:
-        saved = json.loads(Path(config_path).read_text())
-        base.update({k: v for k, v in saved.items() if k in base})
-    base.update(args)
-    return ScenarioConfig(**base)
-
-
 def to_dict(cfg):
     return dataclasses.asdict(cfg)
+
+
+def prepare(cfg):
+    """Validate the config and build what the run needs: specs, network, tariff."""
+    cfg = validate(cfg)
+    net = make_network(cfg.network)
+    if cfg.specs == "generate":
+        specs = generate_specs(nominal_load_kw(net), cfg.seed)
+    else:
+        specs = load_specs(cfg.specs)
+    if cfg.max_prosumers:
+        specs = specs[: cfg.max_prosumers]
+    buses = set(int(b) for b in net.bus.index)
+    for s in specs:
+        if s.bus not in buses:
+            raise ConfigError(f"prosumer {s.name!r}.bus: {s.bus} is not a bus of network {cfg.network!r} "
+                              f"(allowed: {min(buses)}..{max(buses)})")
+    return cfg, specs, net, make_tariff(cfg.tariff)
+
+
+PRESETS = {
+    "ieee33_day": ScenarioConfig(),
+    "simbench_100": ScenarioConfig(scenario="simbench_100", network="simbench_lv_rural3", specs="generate",
+                                   grouping="grouped"),
+    "ieee141_20": ScenarioConfig(scenario="ieee141_20", network="ieee141",
+                                 specs=str(DATA_DIR / "ieee141_prosumers.json"), grouping="grouped"),
+}
+"""the named scenarios (scenarios/<name>.py runs each; agents.marl.evaluate takes them by name)"""

@@ -1,6 +1,6 @@
 """Child side of the sandbox: run untrusted prosumer code on test states, print plain JSON.
 
-Started by agents/expert/sandbox.py as ``python -I sandbox_child.py`` (isolated mode: no
+Started by agents/llm/sandbox.py as ``python -I sandbox_child.py`` (isolated mode: no
 user site, no PYTHON* variables, no script folder on sys.path) in an empty temporary folder.
 It reads one JSON job from stdin, confines itself, executes the code, and writes one JSON
 line, prefixed by RESULT_MARK, to the stdout file descriptor it saved before confining.

@@ -9,7 +9,6 @@ Per step t (15 minutes; mosaik time in seconds):
 No same-step loop: prosumers act on the voltage and prices of the last step.
 """
 
-import dataclasses
 import datetime as dt
 import json
 import time as wallclock
@@ -17,14 +16,10 @@ from dataclasses import dataclass, field
 
 import mosaik
 
-from scenarios.config import to_dict, validate
-from simulators.grid.networks import make_network
 from simulators.market.tariffs import make_tariff
-from simulators.prosumer.generate import generate_specs
-from simulators.prosumer.spec import load_specs
 from simulators.recorder.recorder import new_run_dir
+from simulators.scenario import prepare, to_dict
 from simulators.units import STEP_S
-from simulators.validation import ConfigError
 
 PROSUMER_OUTPUTS_TO_RECORD = (
     "P[MW]", "Q[MVar]", "bid_E[kWh]", "bid_price[EUR/kWh]", "P_load_served[MW]", "P_pv[MW]", "Q_pv[MVar]",
@@ -73,26 +68,6 @@ def sim_config(prosumer_start="python"):
         "PandapowerGrid": {"python": "mosaik_components.pandapower:Simulator"},
         "Recorder": {"python": "simulators.recorder.sim:RecorderSim"},
     }
-
-
-def prepare(cfg):
-    """Validate the config and build what the run needs: specs, network, tariff."""
-    cfg = validate(cfg)
-    net = make_network(cfg.network)
-    if cfg.specs == "generate":
-        from simulators.grid.networks import nominal_load_kw
-
-        specs = generate_specs(nominal_load_kw(net), cfg.seed)
-    else:
-        specs = load_specs(cfg.specs)
-    if cfg.max_prosumers:
-        specs = specs[: cfg.max_prosumers]
-    buses = set(int(b) for b in net.bus.index)
-    for s in specs:
-        if s.bus not in buses:
-            raise ConfigError(f"prosumer {s.name!r}.bus: {s.bus} is not a bus of network {cfg.network!r} "
-                              f"(allowed: {min(buses)}..{max(buses)})")
-    return cfg, specs, net, make_tariff(cfg.tariff)
 
 
 def run_dir_for(cfg):
@@ -196,24 +171,3 @@ def our_grid(world, cfg, net, specs):
     grid = grid_sim.Grid.create(1)[0]
     bus_list = grid_sim.Bus.create(len(net.bus), bus=[int(b) for b in net.bus.index])
     return GridWiring(buses={int(b): e for b, e in zip(net.bus.index, bus_list)}, feeder=[(grid, GRID_OUTPUTS)])
-
-
-def main_for(defaults, argv=None, description=None, grid_builder=None):
-    """Shared ``main()`` of the scenario scripts: parse flags, run, print where results are."""
-    from scenarios.config import parse_args
-
-    cfg = parse_args(defaults, argv, description)
-    try:
-        run_dir, summary = run(cfg, grid_builder)
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    keys = ("cost_eur", "voltage_violation_rate", "steps_with_violation", "vm_min_pu", "vm_max_pu",
-            "losses_kwh", "p2p_volume_kwh", "self_sufficiency", "nonconverged_steps", "wall_run_s")
-    print(f"results: {run_dir}")
-    for k in keys:
-        print(f"  {k:24s} {summary[k]}")
-    return run_dir, summary
-
-
-def replace(cfg, **changes):
-    return dataclasses.replace(cfg, **changes)

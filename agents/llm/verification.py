@@ -13,8 +13,8 @@ P2P partner, both problems fix p_p2p = 0.
 
 import numpy as np
 
-from agents.expert.prompts import ACTION_KEYS
-from agents.expert.sandbox import Limits, run_prosumer, static_check
+from agents.llm.prompts import ACTION_KEYS
+from agents.llm.sandbox import Limits, run_prosumer, static_check
 
 KW_TOL = 1e-3
 """absolute tolerance on powers [kW] (on top of 1e-4 x the rating) for solver round-off"""

@@ -15,7 +15,9 @@ the coordinator adds the P2P coupling, so p_p2p is a free Variable here.
 
 import json
 
-from agents.expert.reference import ACTION_KEYS  # actions key per unit, e.g. "P_BESS{i}" (one source)
+from agents.expert.reference import (
+    ACTION_KEYS,  # actions key per unit, e.g. "P_BESS{i}" (one source)
+)
 
 PROMPT_VERSION = "p2p-expert-prompts-2"
 DEVICE_TAGS = {"pv": "RDG", "batteries": "BESS", "generators": "CDG", "controllable_loads": "CL"}

@@ -1,0 +1,1 @@
+"""The LLM expert workflow (model editing, retrieval, code generation, repair, review, verification) and the sandbox that runs generated code."""
