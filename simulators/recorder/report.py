@@ -83,7 +83,7 @@ def plot_run(run_dir):
         ax.axhline(v, color="red", ls="--", lw=1)
     ax.set(xlabel="hour of run", ylabel="Vm [p.u.]", title="Voltage envelope")
     ax.legend(loc="best")
-    _save(fig, run_dir / "voltage_envelope.png")
+    save_figure(fig, run_dir / "voltage_envelope.png")
 
     fig, ax = plt.subplots(figsize=(8, 4))
     t = hours(market["step"])
@@ -95,27 +95,26 @@ def plot_run(run_dir):
     ax2.bar(t, market["traded_kwh"], width=STEP_H, alpha=0.25, color="gray", align="edge", label="traded")
     ax2.set_ylabel("traded [kWh]")
     ax.legend(loc="upper left", fontsize=8)
-    _save(fig, run_dir / "prices_volume.png")
+    save_figure(fig, run_dir / "prices_volume.png")
 
     fig, ax = plt.subplots(figsize=(8, 4))
     soc = pros.pivot(index="step", columns="prosumer", values="soc_kwh")
-    capacity = _battery_capacity_kwh(run_dir)
+    capacity = battery_capacity_kwh(json.loads((run_dir / "config.json").read_text()))
     soc = soc.loc[:, [capacity.get(name, 0.0) > 0 for name in soc.columns]]
     if soc.shape[1]:
         ax.plot(hours(soc.index), 100 * soc.values / np.array([capacity[c] for c in soc.columns]), lw=0.8, alpha=0.7)
     ax.set(xlabel="hour of run", ylabel="SoC [% of capacity]", ylim=(0, 100),
            title=f"Battery SoC ({soc.shape[1]} prosumers with batteries)")
-    _save(fig, run_dir / "battery_soc.png")
+    save_figure(fig, run_dir / "battery_soc.png")
 
 
-def _battery_capacity_kwh(run_dir):
-    """Prosumer name -> total battery capacity [kWh], from the specs saved in config.json."""
-    config = json.loads((Path(run_dir) / "config.json").read_text())
+def battery_capacity_kwh(config):
+    """Prosumer name -> total battery capacity [kWh], from the specs saved in a run's config.json."""
     return {s["name"]: float(sum(b["capacity_kwh"] for b in s.get("batteries", [])))
             for s in config.get("prosumer_specs", [])}
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
