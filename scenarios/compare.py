@@ -60,7 +60,7 @@ def grouping(runs, by=None):
         if name not in known:
             raise ConfigError(f"by: {name!r} is not a config field of these runs (differing: {runs.fields}; "
                               f"all: {known})")
-    return list(by)
+    return list(dict.fromkeys(by))
 
 
 def configurations(runs, by):
@@ -101,8 +101,8 @@ def _seeds(runs, ids, by):
 def markdown(table, runs, by, notes):
     """table.md: the configuration fields, run counts and TABLE_METRICS as 'median [min, max]'."""
     metrics = [m for m in TABLE_METRICS if f"{m}_median" in table]
-    marked = table["incomplete_runs"].any()
-    head = [*by, "runs", *(["seeds"] if runs.seed_fields else []), *(["incomplete"] if marked else []),
+    marked, seeds = table["incomplete_runs"].any(), table["seeds"].astype(bool).any()
+    head = [*by, "runs", *(["seeds"] if seeds else []), *(["incomplete"] if marked else []),
             *(TABLE_METRICS[m][0] for m in metrics)]
     lines = [f"# Comparison of {len(runs.runs)} runs", "",
              f"Differing config fields: {', '.join(runs.fields) or 'none'}; configurations by: "
@@ -110,8 +110,8 @@ def markdown(table, runs, by, notes):
              "runs of a configuration.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
-        cells = [str(row[f]) for f in by] + [str(row["runs"])]
-        cells += [row["seeds"]] if runs.seed_fields else []
+        cells = [str(row[f]).replace("|", "\\|") for f in by] + [str(row["runs"])]
+        cells += [row["seeds"]] if seeds else []
         cells += [f"{row['incomplete_runs']} of {row['runs']}" if row["incomplete_runs"] else ""] if marked else []
         cells += [_spread(row, m, TABLE_METRICS[m][1]) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")

@@ -123,3 +123,16 @@ def test_resume_refuses_other_settings_or_a_missing_folder(evaluation):
         evaluate(dataclasses.replace(cfg, train_options={"*": {"batch_size": 32}}))
     with pytest.raises(ConfigError, match="resume: needs run_name"):
         evaluate(dataclasses.replace(cfg, run_name="nothing_here"))
+
+
+def test_compare_reads_the_evaluation_runs_by_method_and_seed(evaluation):
+    """load_runs (scenarios.compare) on the evaluation's co-simulation runs: method and training seed as columns."""
+    from simulators.recorder.runs import load_runs
+
+    runs = load_runs(str(evaluation / "cosim" / "*"))
+    assert runs.fields == ["method", "train_seed"]
+    mine = runs.summaries.set_index("run")
+    for _, row in pd.read_csv(evaluation / "runs.csv").dropna(subset=["run_dir"]).iterrows():
+        run = mine.loc[row.run_dir.rsplit("/", 1)[-1]]
+        assert run.method == row.method and run.cost_eur == pytest.approx(row.cost_eur)
+        assert pd.isna(run.train_seed) if row.method == "rule" else run.train_seed == row.seed
