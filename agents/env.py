@@ -26,7 +26,6 @@ from simulators.grid.models import make_grid
 from simulators.market.clearing import clear
 from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days, test_days, train_days
 from simulators.prosumer.fleet import Fleet
-from simulators.prosumer.interface import ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, OBS_FIELDS
 from simulators.recorder.recorder import PROSUMER_COLUMNS
 from simulators.units import STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
 
@@ -77,8 +76,9 @@ class P2PEnv:
         self.bank = ProfileBank.simbench()
         self.assignment = assign_profiles(self.specs, cfg.seed, self.bank)
         self.n_agents = self.fleet.n
-        self.obs_dim = len(OBS_FIELDS)
-        self.act_dim = len(ACTION_FIELDS)
+        self.obs_fields = self.fleet.obs_fields  # interface.py's layout of every registered device type
+        self.obs_dim = len(self.obs_fields)
+        self.act_dim = len(self.fleet.action_fields)
         pos = {int(b): i for i, b in enumerate(self.grid.bus_ids)}
         self.bus_pos = np.array([pos[s.bus] for s in self.specs])
         self.n_bus = len(self.grid.bus_ids)
@@ -163,7 +163,7 @@ class P2PEnv:
     def action_space(self, agent):
         from gymnasium.spaces import Box
 
-        return Box(np.array(ACTION_LOW), np.array(ACTION_HIGH), dtype=np.float64)
+        return Box(self.fleet.action_low, self.fleet.action_high, dtype=np.float64)
 
     def reset(self, seed=None, options=None):
         obs = self.reset_batch(seed=seed, day=(options or {}).get("day"))

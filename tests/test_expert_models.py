@@ -186,7 +186,7 @@ def test_joint_expert_equals_coupled_reference_models(day):
     state = {"soc_kwh": [0.4 * b.capacity_kwh for s in specs for b in s.batteries],
              "gen_last_kw": [0.3 * g.p_max_kw for s in specs for g in s.generators],
              "cl_remaining_kwh": [0.5 * c.energy_kwh for s in specs for c in s.controllable_loads]}
-    plan = expert.plan(t, day.load_kw[t:96, cols], day.load_kvar[t:96, cols], day.pv_avail_kw[t:96, cols], **state,
+    plan = expert.plan(t, day.load_kw[t:96, cols], day.load_kvar[t:96, cols], day.pv_avail_kw[t:96, cols], state,
                        full=True)
     tuples, k = [], {"soc_kwh": 0, "gen_last_kw": 0, "cl_remaining_kwh": 0}
     for s, j in zip(specs, cols):
@@ -211,7 +211,7 @@ def test_highs_solves_the_linear_variant_and_refuses_quadratic_costs(day):
     for solver in ("CLARABEL", "HIGHS"):
         expert = JointExpert(specs, TARIFF, make_network("ieee33"), solver=solver)
         values.append(expert.plan(t, day.load_kw[t:96, cols], day.load_kvar[t:96, cols], day.pv_avail_kw[t:96, cols],
-                                  **state).objective_eur)
+                                  state).objective_eur)
     assert values[1] == pytest.approx(values[0], rel=1e-5, abs=1e-4)
     with pytest.raises(ConfigError, match="quadratic"):
         JointExpert([BY_NAME["p006"]], TARIFF, make_network("ieee33"), solver="HIGHS")

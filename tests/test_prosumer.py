@@ -22,20 +22,20 @@ def _random_run(fleet, steps, seed):
     for t in range(steps):
         a = rng.uniform(ACTION_LOW, ACTION_HIGH, size=(fleet.n, len(ACTION_FIELDS)))
         load = fleet.load_peak_kw * rng.uniform(0.2, 1.0, fleet.n)
-        pv = fleet.pv_kwp * rng.uniform(0.0, 1.0, fleet.n)
-        soc_before = fleet.soc_kwh.copy()
-        gen_before = fleet.gen_last_kw.copy()
+        pv = fleet.devices["pv"].kwp_total * rng.uniform(0.0, 1.0, fleet.n)
+        soc_before = fleet.devices["batteries"].soc_kwh.copy()
+        gen_before = fleet.devices["generators"].gen_last_kw.copy()
         res = fleet.apply(t % 96, a, load, 0.3 * load, pv, 0.3, 0.08)
-        out.append((a, load, pv, soc_before, gen_before, fleet.soc_kwh.copy(), fleet.gen_last_kw.copy(), res))
+        out.append((a, load, pv, soc_before, gen_before, fleet.devices["batteries"].soc_kwh.copy(), fleet.devices["generators"].gen_last_kw.copy(), res))
     return out
 
 
 def test_battery_soc_bounds_power_limits_and_energy_book():
     fleet = Fleet(SPECS)
-    b = fleet.bat
+    b = fleet.devices["batteries"]
     for _, _, _, soc0, _, soc1, _, res in _random_run(fleet, 200, seed=1):
         assert np.all(soc1 >= b.soc_lo_kwh - 1e-9) and np.all(soc1 <= b.soc_hi_kwh + 1e-9)
-        assert np.all(np.abs(res.battery_kw) <= fleet.bat_p_max + 1e-9)
+        assert np.all(np.abs(res.battery_kw) <= fleet.devices["batteries"].p_max + 1e-9)
         # per prosumer: stored energy change matches charge/discharge with efficiencies
         d_soc = b.total(soc1 - soc0)
         assert np.all(np.sign(d_soc[np.abs(res.battery_kw) > 1e-9]) == np.sign(res.battery_kw[np.abs(res.battery_kw) > 1e-9]))
@@ -46,12 +46,12 @@ def test_battery_soc_bounds_power_limits_and_energy_book():
     a[0, ACT["battery"]] = 0.5
     f1.apply(0, a, [0.0], [0.0], [0.0], 0.3, 0.08)
     expected = bat.soc_init * bat.capacity_kwh + bat.eta_charge * 0.5 * bat.p_max_kw * STEP_H
-    assert f1.soc_kwh[0] == pytest.approx(expected, rel=1e-12)
+    assert f1.devices["batteries"].soc_kwh[0] == pytest.approx(expected, rel=1e-12)
 
 
 def test_generator_limits_ramp_and_cost():
     fleet = Fleet(SPECS)
-    g = fleet.gen
+    g = fleet.devices["generators"]
     for _, _, _, _, last, _, now, res in _random_run(fleet, 200, seed=2):
         on = now > 0
         assert np.all(now[on] >= g.p_min_kw[on] - 1e-9) and np.all(now <= g.p_max_kw + 1e-9)
@@ -96,7 +96,7 @@ def test_pv_curtailment_reactive_capability_and_net_balance():
     fleet = Fleet(SPECS)
     for a, load, pv, _, _, _, _, res in _random_run(fleet, 50, seed=3):
         assert np.all(res.pv_kw <= pv + 1e-12) and np.all(res.pv_kw >= -1e-12)
-        assert np.all(res.pv_q_kvar ** 2 + res.pv_kw ** 2 <= fleet.pv_s_kva ** 2 + 1e-6)
+        assert np.all(res.pv_q_kvar ** 2 + res.pv_kw ** 2 <= fleet.devices["pv"].s_kva_total ** 2 + 1e-6)
         net = res.load_kw + res.cl_kw + res.battery_kw - res.pv_kw - res.gen_kw
         np.testing.assert_allclose(res.net_kw, net, atol=1e-12)
         np.testing.assert_allclose(res.bid_kwh, res.net_kw * STEP_H)
@@ -120,11 +120,12 @@ def test_actions_from_setpoints_inverts_apply():
     a[:, ACT["battery"]] *= 0.1  # small enough to be feasible from the initial SoC
     a[:, ACT["generator"]] *= 0.1
     load = fleet.load_peak_kw * 0.5
-    pv = fleet.pv_kwp * 0.5
+    pv = fleet.devices["pv"].kwp_total * 0.5
     res = fleet.apply(30, a, load, 0.1 * load, pv, 0.3, 0.08)
-    back = fleet.actions_from_setpoints(res.battery_kw, res.gen_kw, res.cl_kw, res.curtailed_kw, res.pv_q_kvar,
-                                        a[:, ACT["bid_price"]], pv)
-    has = {"battery": fleet.bat_p_max > 0, "generator": fleet.gen_p_max > 0, "pv_curtail": pv > 0, "pv_q": pv > 0}
+    setpoints = {"battery_kw": res.battery_kw, "gen_kw": res.gen_kw, "cl_kw": res.cl_kw,
+                 "curtail_kw": res.curtailed_kw, "pv_q_kvar": res.pv_q_kvar}
+    back = fleet.actions_from_setpoints(setpoints, a[:, ACT["bid_price"]], pv)
+    has = {"battery": fleet.devices["batteries"].p_max > 0, "generator": fleet.devices["generators"].p_max > 0, "pv_curtail": pv > 0, "pv_q": pv > 0}
     for name, mask in has.items():
         np.testing.assert_allclose(back[mask, ACT[name]], a[mask, ACT[name]], atol=1e-9)
 
@@ -161,7 +162,7 @@ def test_builtin_policies_stay_in_bounds(name):
     policy = make_policy(name, PolicyContext(SPECS))
     rng = np.random.default_rng(6)
     for t in range(0, 96, 7):
-        obs = fleet.observe(t, fleet.load_peak_kw * rng.uniform(0, 1, fleet.n), fleet.pv_kwp * rng.uniform(0, 1, fleet.n),
+        obs = fleet.observe(t, fleet.load_peak_kw * rng.uniform(0, 1, fleet.n), fleet.devices["pv"].kwp_total * rng.uniform(0, 1, fleet.n),
                             rng.uniform(0.9, 1.1, fleet.n), 0.2, 0.1, 0.3, 0.08)
         assert np.all(np.isfinite(obs))
         a = policy.act(obs, np.arange(fleet.n))
@@ -172,11 +173,11 @@ def test_builtin_policies_stay_in_bounds(name):
 def test_rule_policy_stores_surplus_and_supports_voltage():
     fleet = Fleet(SPECS)
     policy = make_policy("rule", PolicyContext(SPECS))
-    has_bat = fleet.bat_p_max > 0
-    obs = fleet.observe(48, fleet.load_peak_kw * 0.1, fleet.pv_kwp, np.ones(fleet.n), 0.2, 0.1, 0.3, 0.08)
+    has_bat = fleet.devices["batteries"].p_max > 0
+    obs = fleet.observe(48, fleet.load_peak_kw * 0.1, fleet.devices["pv"].kwp_total, np.ones(fleet.n), 0.2, 0.1, 0.3, 0.08)
     surplus = obs[:, OBS["pv_avail"]] > obs[:, OBS["load"]]
     a = policy.act(obs, np.arange(fleet.n))
     assert np.all(a[has_bat & surplus, ACT["battery"]] > 0)
-    high = fleet.observe(48, fleet.load_peak_kw * 0.1, fleet.pv_kwp, np.full(fleet.n, 1.06), 0.2, 0.1, 0.3, 0.08)
+    high = fleet.observe(48, fleet.load_peak_kw * 0.1, fleet.devices["pv"].kwp_total, np.full(fleet.n, 1.06), 0.2, 0.1, 0.3, 0.08)
     a = policy.act(high, np.arange(fleet.n))
     assert np.all(a[:, ACT["pv_curtail"]] == 1.0) and np.all(a[:, ACT["pv_q"]] < 0)

@@ -35,7 +35,7 @@ from simulators.scenario import DATA_DIR
 
 def richest(specs):
     """Index of the spec with the most device units (ties: first)."""
-    units = [len(s.pv) + len(s.batteries) + len(s.generators) + len(s.controllable_loads) for s in specs]
+    units = [sum(len(u) for _, u in s.devices) for s in specs]
     return int(np.argmax(units))
 
 

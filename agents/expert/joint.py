@@ -63,7 +63,8 @@ class Plan:
     net_kw: np.ndarray
     """(R, N) planned meter power per row, load convention [kW]"""
     setpoints: dict
-    """step-``time`` totals per prosumer (N,): battery_kw, gen_kw, cl_kw, curtail_kw, pv_q_kvar"""
+    """step-``time`` totals per prosumer (N,): battery_kw, gen_kw, cl_kw, pv_kw, curtail_kw, pv_q_kvar
+    (every expert block's totals, agents/expert/blocks.py)"""
     terms: dict = field(default_factory=dict)
     """objective parts [EUR]: grid, devices, penalties (unserved CL + preferences), voltage"""
     vm_pu: np.ndarray = None
@@ -139,13 +140,14 @@ class JointExpert:
             self._problems[rows] = _JointProblem(self, rows)
         return self._problems[rows]
 
-    def plan(self, time, load_kw, load_kvar, pv_avail_kw, soc_kwh, gen_last_kw, cl_remaining_kwh, full=False):
-        """Solve steps time..95; profiles are (96 - time, N) arrays (row 0 the truth of step ``time``)."""
+    def plan(self, time, load_kw, load_kvar, pv_avail_kw, state, full=False):
+        """Solve steps time..95; profiles are (96 - time, N) arrays (row 0 the truth of step ``time``);
+        ``state``: per-unit device state {soc_kwh, gen_last_kw, cl_remaining_kwh, ...: values}."""
         rows = self.layout(time, full)
         t0 = wallclock.perf_counter()
         new = rows not in self._problems
         jp = self._problem(rows)
-        jp.prog.set(time, load_kw, pv_avail_kw, soc_kwh, gen_last_kw, cl_remaining_kwh, load_kvar=load_kvar)
+        jp.prog.set(time, load_kw, pv_avail_kw, state, load_kvar=load_kvar)
         jp.problem.solve(solver=self.solver, **SOLVER_OPTIONS.get(self.solver, {}))
         solve_s = wallclock.perf_counter() - t0
         if new:
@@ -157,9 +159,7 @@ class JointExpert:
     def _extract(self, jp, time, solve_s, pv_avail_now):
         prog = jp.prog
         r0 = int(np.flatnonzero(prog.start == time)[0])
-        totals = prog.totals(r0)
-        setpoints = {k: totals[k] for k in ("battery_kw", "gen_kw", "cl_kw", "pv_q_kvar")}
-        setpoints["curtail_kw"] = np.clip(pv_avail_now - totals["pv_kw"], 0.0, None)
+        setpoints = prog.setpoints(r0, pv_avail_now)
         slack = (jp.s_hi.value + jp.s_lo.value)[r0:]
         return Plan(time=time, status=jp.problem.status, objective_eur=float(jp.problem.value), solve_s=solve_s,
                     rows=prog.dur[r0:].copy(), net_kw=np.asarray(jp.net.value)[r0:].copy(), setpoints=setpoints,
@@ -168,29 +168,14 @@ class JointExpert:
 
     def device_cost_per_prosumer(self, full=True, time=0):
         """Relaxed device cost + unserved penalty per prosumer (N,) [EUR] of the last solution of a layout."""
-        prog = self._problem(self.layout(time, full)).prog
-        v, out = prog.var, np.zeros(self.n)
-        if "charge_kw" in v:
-            units = prog.units["batteries"]
-            thr = prog.dt @ (v["charge_kw"].value + v["discharge_kw"].value)
-            out += (thr * [u.cost_eur_per_kwh for u in units]) @ prog.owner["batteries"]
-        if "gen_kw" in v:
-            units, g = prog.units["generators"], v["gen_kw"].value
-            a = np.array([u.cost_a_eur_per_kw2h for u in units])
-            b = np.array([u.cost_b_eur_per_kwh + u.cost_c_eur_per_h / u.p_max_kw for u in units])
-            out += (prog.dt @ (a * g ** 2 + b * g)) @ prog.owner["generators"]
-        if "cl_unserved_kwh" in v:
-            units = prog.units["controllable_loads"]
-            out += (v["cl_unserved_kwh"].value * [u.unserved_penalty_eur_per_kwh for u in units]) @ prog.owner[
-                "controllable_loads"]
-        return out
+        return self._problem(self.layout(time, full)).prog.device_cost()
 
 
 def day_start_state(specs):
-    """Device state at the start of a run (what Fleet.reset() gives): dict of per-unit lists."""
-    return {"soc_kwh": [b.soc_init * b.capacity_kwh for s in specs for b in s.batteries],
-            "gen_last_kw": [0.0 for s in specs for _ in s.generators],
-            "cl_remaining_kwh": [c.energy_kwh for s in specs for c in s.controllable_loads]}
+    """Device state at the start of a run (what Fleet.reset() gives): dict of per-unit arrays."""
+    from simulators.prosumer.fleet import Fleet
+
+    return Fleet(specs).planning_state(0)
 
 
 def perfect_foresight(expert, profiles, state=None, market="sdr"):
@@ -204,7 +189,7 @@ def perfect_foresight(expert, profiles, state=None, market="sdr"):
     """
     state = state or day_start_state(expert.specs)
     p = profiles
-    plan = expert.plan(0, p.load_kw[:96], p.load_kvar[:96], p.pv_avail_kw[:96], **state, full=True)
+    plan = expert.plan(0, p.load_kw[:96], p.load_kvar[:96], p.pv_avail_kw[:96], state, full=True)
     device = expert.device_cost_per_prosumer(full=True)
     market_cost = per_prosumer_cost(plan.net_kw, expert.tariff, market)
     return {"plan": plan, "total_eur": plan.objective_eur, "cost_eur": float(market_cost.sum() + device.sum()),
@@ -308,13 +293,9 @@ class RecedingHorizon:
             out[0] = getattr(tr, field)[g]
             return out
 
-        fresh_day = step <= fleet.state_dict()["prev_step"] or g == 0
-        cl_left = fleet.cl.energy_kwh if fresh_day else fleet.cl_remaining_kwh
         plan = self.expert.plan(step, ahead("load_kw"), ahead("load_kvar"), ahead("pv_avail_kw"),
-                                fleet.soc_kwh, fleet.gen_last_kw, cl_left)
-        s = plan.setpoints
-        a = fleet.actions_from_setpoints(s["battery_kw"], s["gen_kw"], s["cl_kw"], s["curtail_kw"], s["pv_q_kvar"],
-                                         0.5, tr.pv_avail_kw[g])
+                                fleet.planning_state(step))
+        a = fleet.actions_from_setpoints(plan.setpoints, 0.5, tr.pv_avail_kw[g])
         buy, sell = self.expert.tariff.at(step)
         res = fleet.apply(step, a, tr.load_kw[g], tr.load_kvar[g], tr.pv_avail_kw[g], buy, sell)
         self.actions.append(a)

@@ -61,13 +61,21 @@ compiles once but re-solves in 9 ms at every step, since it always carries the w
 import cvxpy as cp
 import numpy as np
 
+from agents.expert.blocks import BLOCKS
 from agents.expert.preferences import parse_preferences
-from agents.expert.program import STATE_LISTS, DeviceProgram
+from agents.expert.program import DeviceProgram, state_lists
+from simulators.prosumer.devices import DEVICES
 from simulators.units import STEP_H, STEPS_PER_DAY
 from simulators.validation import ConfigError, check_finite
 
-ACTION_KEYS = {"pv": "P_RDG{i}", "batteries": "P_BESS{i}", "generators": "P_CDG{i}", "controllable_loads": "P_CL{i}"}
-"""actions key per unit and device list of ProsumerSpec (units numbered from 1)"""
+
+def action_keys():
+    """Contract action key per unit of each device list of ProsumerSpec: 'P_<tag>{i}' (units from 1)."""
+    return {key: f"P_{DEVICES[key].tag}{{i}}" for key in BLOCKS}
+
+
+ACTION_KEYS = action_keys()
+"""the action keys of the built-in device types"""
 STATE_ARRAYS = ("load_kw", "pv_avail_kw", "tariff_buy", "tariff_sell")
 DEFAULT_SOLVER = "CLARABEL"
 
@@ -90,8 +98,7 @@ class ReferenceModel:
     def __call__(self, state):
         m = self._model(self._check_state(state))
         prog = m["program"]
-        prog.set(state["time"], state["load_kw"], state["pv_avail_kw"], state.get("soc_kwh", ()),
-                 state.get("gen_last_kw", ()), state.get("cl_remaining_kwh", ()))
+        prog.set(state["time"], state["load_kw"], state["pv_avail_kw"], {k: state.get(k, ()) for k in state_lists()})
         m["buy"].value = check_finite("tariff_buy", state["tariff_buy"])
         m["sell"].value = check_finite("tariff_sell", state["tariff_sell"])
         return m["tuple"]
@@ -105,7 +112,7 @@ class ReferenceModel:
         for key in STATE_ARRAYS:
             if np.shape(state[key]) != (horizon,):
                 raise ConfigError(f"state[{key!r}]: expected shape ({horizon},), got {np.shape(state[key])}")
-        for key, attr in STATE_LISTS.items():
+        for key, attr in state_lists().items():
             if len(np.atleast_1d(state.get(key, ()))) != len(getattr(self.spec, attr)):
                 raise ConfigError(f"state[{key!r}]: expected {len(getattr(self.spec, attr))} values (one per unit "
                                   f"of {attr}) for prosumer {self.spec.name!r}")
@@ -127,17 +134,9 @@ class ReferenceModel:
         constraints = prog.constraints + [net - p_b + p_s - p2p == 0]
         objective = dt * (buy @ p_b - sell @ p_s) + prog.cost + prog.penalty
         actions = {"P_B": p_b, "P_S": p_s}
-        v = prog.var
-        for attr, key in ACTION_KEYS.items():
-            for k in range(len(getattr(self.spec, attr))):
-                name = key.format(i=k + 1)
-                if attr == "pv":
-                    actions[name] = v["pv_kw"][:, k]
-                    actions[f"Q_RDG{k + 1}"] = v["pv_q_kvar"][:, k]
-                elif attr == "batteries":
-                    actions[name] = v["charge_kw"][:, k] - v["discharge_kw"][:, k]
-                else:
-                    actions[name] = v["gen_kw" if attr == "generators" else "cl_kw"][:, k]
+        for key, block in BLOCKS.items():
+            for k in range(len(getattr(self.spec, key))):
+                actions.update(block.contract_actions(prog, k))
         p_ex = p_s - p_b - p2p
         q_ex = prog.q_inj[:, 0]
         return {"program": prog, "buy": buy, "sell": sell,
@@ -163,14 +162,18 @@ def build_reference(spec):
     return ReferenceModel(spec)
 
 
-def make_state(spec, time, load_kw, pv_avail_kw, tariff_buy, tariff_sell, soc_kwh=None, gen_last_kw=None,
-               cl_remaining_kwh=None):
-    """A contract state at step ``time`` from whole-day (96,) arrays; device states default to a day start."""
+def make_state(spec, time, load_kw, pv_avail_kw, tariff_buy, tariff_sell, **state):
+    """A contract state at step ``time`` from whole-day (96,) arrays; device states (soc_kwh,
+    gen_last_kw, cl_remaining_kwh, ...: state_lists()) default to the start of a run."""
+    unknown = sorted(set(state) - set(state_lists()))
+    if unknown:
+        raise ConfigError(f"state: unknown entries {unknown}; allowed: {sorted(state_lists())}")
     sl = slice(int(time), STEPS_PER_DAY)
-    return {"time": int(time), "horizon": STEPS_PER_DAY - int(time), "dt_h": STEP_H,
-            "load_kw": np.asarray(load_kw, float)[sl], "pv_avail_kw": np.asarray(pv_avail_kw, float)[sl],
-            "tariff_buy": np.asarray(tariff_buy, float)[sl], "tariff_sell": np.asarray(tariff_sell, float)[sl],
-            "soc_kwh": list(soc_kwh if soc_kwh is not None else [b.soc_init * b.capacity_kwh for b in spec.batteries]),
-            "gen_last_kw": list(gen_last_kw if gen_last_kw is not None else [0.0] * len(spec.generators)),
-            "cl_remaining_kwh": list(cl_remaining_kwh if cl_remaining_kwh is not None
-                                     else [c.energy_kwh for c in spec.controllable_loads])}
+    out = {"time": int(time), "horizon": STEPS_PER_DAY - int(time), "dt_h": STEP_H,
+           "load_kw": np.asarray(load_kw, float)[sl], "pv_avail_kw": np.asarray(pv_avail_kw, float)[sl],
+           "tariff_buy": np.asarray(tariff_buy, float)[sl], "tariff_sell": np.asarray(tariff_sell, float)[sl]}
+    for name, key in state_lists().items():
+        given = state.get(name)
+        units = [(0, u) for u in getattr(spec, key)]
+        out[name] = list(given if given is not None else DEVICES[key](units, 1).initial_state())
+    return out

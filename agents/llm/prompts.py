@@ -15,12 +15,27 @@ the coordinator adds the P2P coupling, so p_p2p is a free Variable here.
 
 import json
 
+from agents.expert.blocks import BLOCKS
 from agents.expert.reference import (
-    ACTION_KEYS,  # actions key per unit, e.g. "P_BESS{i}" (one source)
+    ACTION_KEYS,  # noqa: F401  re-exported: actions key per unit, e.g. "P_BESS{i}"
+    action_keys as _action_keys,
 )
+from simulators.prosumer.devices import DEVICES
 
 PROMPT_VERSION = "p2p-expert-prompts-2"
-DEVICE_TAGS = {"pv": "RDG", "batteries": "BESS", "generators": "CDG", "controllable_loads": "CL"}
+
+
+def device_tags():
+    """Unit tag per device type with an expert block (the device registry's ``tag``)."""
+    return {key: DEVICES[key].tag for key in BLOCKS}
+
+
+def device_blocks():
+    """Model text per device type: each expert block's ``prompt`` (agents/expert/blocks.py)."""
+    return {key: block.prompt for key, block in BLOCKS.items()}
+
+
+DEVICE_TAGS = device_tags()
 PREFERENCE_PENALTY = 1000.0
 """EUR per kWh (per kW and step, times Δt) of preference violation (the paper's 1000)"""
 
@@ -35,41 +50,8 @@ GRID_BLOCK = {
                     "reactive exchange: Q_EX[t] = sum_i Q_RDG{i}[t] (zero if no PV)"],
     "objective": ["C_EX = dt * sum_t(lambda_B[t] * P_B[t] - lambda_S[t] * P_S[t])"],
 }
-DEVICE_BLOCKS = {
-    "pv": {
-        "variables": ["P_RDG{i}[t] >= 0: PV power fed in after curtailment [kW]",
-                      "Q_RDG{i}[t]: PV inverter reactive power [kVar] (optional, no cost)"],
-        "constraints": ["P_RDG{i}[t] <= share{i} * pv_avail[t], share{i} = kwp{i} / total kWp",
-                        "P_RDG{i}[t]^2 + Q_RDG{i}[t]^2 <= S{i}^2 (inverter rating)"],
-        "objective": [],
-    },
-    "batteries": {
-        "variables": ["P_ch{i}[t], P_dis{i}[t] >= 0: charging and discharging power [kW]",
-                      "E{i}[t]: stored energy at the end of step t [kWh]",
-                      "P_BESS{i}[t] = P_ch{i}[t] - P_dis{i}[t] (> 0 charges)"],
-        "constraints": ["P_ch{i}[t] <= p_max{i}, P_dis{i}[t] <= p_max{i}",
-                        "E{i}[t] = E{i}[t-1] + dt * (eta_c{i} * P_ch{i}[t] - P_dis{i}[t] / eta_d{i}),"
-                        " E{i}[-1] = state['soc_kwh'][{i0}]",
-                        "soc_min{i} * capacity{i} <= E{i}[t] <= soc_max{i} * capacity{i}"],
-        "objective": ["C_BESS{i} = dt * cost{i} * sum_t(P_ch{i}[t] + P_dis{i}[t])"],
-    },
-    "generators": {
-        "variables": ["P_CDG{i}[t] >= 0: generator output [kW]"],
-        "constraints": ["P_CDG{i}[t] <= p_max{i} (on/off with p_min relaxed to 0..p_max)",
-                        "|P_CDG{i}[t] - P_CDG{i}[t-1]| <= ramp{i} + p_min{i} if ramp{i} > 0,"
-                        " P_CDG{i}[-1] = state['gen_last_kw'][{i0}]"],
-        "objective": ["C_CDG{i} = dt * sum_t(a{i} * P_CDG{i}[t]^2 + (b{i} + c{i} / p_max{i}) * P_CDG{i}[t])"
-                      " (c{i} / p_max{i} * P: convex envelope of the no-load cost)"],
-    },
-    "controllable_loads": {
-        "variables": ["P_CL{i}[t] >= 0: controllable-load power [kW]",
-                      "U{i} >= 0: energy still unserved at the deadline [kWh]"],
-        "constraints": ["P_CL{i}[t] <= p_max{i} for earliest{i} <= time + t < deadline{i}, else P_CL{i}[t] == 0",
-                        "U{i} >= state['cl_remaining_kwh'][{i0}] - dt * sum_t P_CL{i}[t]",
-                        "dt * sum_t P_CL{i}[t] <= state['cl_remaining_kwh'][{i0}]"],
-        "objective": ["C_CL{i} = penalty{i} * U{i}"],
-    },
-}
+DEVICE_BLOCKS = device_blocks()
+"""the built-in device types' model text"""
 SECTIONS = ("variables", "constraints", "objective")
 
 
@@ -89,7 +71,8 @@ def _unit_block(block, i):
 
 def basic_model_text():
     """The basic model with one unit of every device (the paper's 'basic model')."""
-    blocks = [("GRID", GRID_BLOCK)] + [(DEVICE_TAGS[k] + "1", _unit_block(b, 1)) for k, b in DEVICE_BLOCKS.items()]
+    tags = device_tags()
+    blocks = [("GRID", GRID_BLOCK)] + [(tags[k] + "1", _unit_block(b, 1)) for k, b in device_blocks().items()]
     return _render(blocks)
 
 
@@ -99,10 +82,10 @@ def edit_model_text(spec):
     Deletes device types the prosumer lacks, repeats a block per unit (BESS1, BESS2, ...) and
     adds one soft constraint per preference. Used to check the LLM's edit and as its fallback.
     """
-    blocks = [("GRID", GRID_BLOCK)]
-    for kind, block in DEVICE_BLOCKS.items():
+    blocks, tags = [("GRID", GRID_BLOCK)], device_tags()
+    for kind, block in device_blocks().items():
         for i in range(1, len(getattr(spec, kind)) + 1):
-            blocks.append((DEVICE_TAGS[kind] + str(i), _unit_block(block, i)))
+            blocks.append((tags[kind] + str(i), _unit_block(block, i)))
     for k, pref in enumerate(spec.preferences, 1):
         blocks.append((f"PREF{k}", preference_block(pref, k, spec)))
     return _render(blocks)
@@ -154,7 +137,7 @@ def _ranges(steps):
 # ---- facts about one prosumer ------------------------------------------------------------------
 def device_list(spec):
     """'RDG x1, BESS x2' style list of the devices a prosumer owns."""
-    parts = [f"{DEVICE_TAGS[k]} x{len(getattr(spec, k))}" for k in DEVICE_TAGS if getattr(spec, k)]
+    parts = [f"{tag} x{len(getattr(spec, k))}" for k, tag in device_tags().items() if getattr(spec, k)]
     return ", ".join(parts) or "no controllable devices (load only)"
 
 
@@ -162,7 +145,7 @@ def device_params(spec):
     """Device parameters as JSON, units in the names, one entry per unit (BESS1, BESS2, ...)."""
     out = {"load_peak_kw": spec.load_peak_kw}
     total_kwp = sum(p.kwp for p in spec.pv)
-    for kind, tag in DEVICE_TAGS.items():
+    for kind, tag in device_tags().items():
         for i, unit in enumerate(getattr(spec, kind), 1):
             entry = dict(vars(unit))
             if kind == "pv":
@@ -172,7 +155,8 @@ def device_params(spec):
 
 
 def action_keys(spec):
-    return [ACTION_KEYS[k].format(i=i) for k in ACTION_KEYS for i in range(1, len(getattr(spec, k)) + 1)]
+    keys = _action_keys()
+    return [keys[k].format(i=i) for k in keys for i in range(1, len(getattr(spec, k)) + 1)]
 
 
 STATE_DOC = """state (dict, read only):

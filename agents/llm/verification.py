@@ -13,11 +13,11 @@ P2P partner, both problems fix p_p2p = 0.
 
 import numpy as np
 
-from agents.llm.prompts import ACTION_KEYS
+from agents.expert.blocks import BLOCKS, KW_TOL, CheckContext
+from agents.expert.program import state_lists
+from agents.expert.reference import action_keys
 from agents.llm.sandbox import Limits, run_prosumer, static_check
-
-KW_TOL = 1e-3
-"""absolute tolerance on powers [kW] (on top of 1e-4 x the rating) for solver round-off"""
+from simulators.prosumer.devices import DEVICES
 
 
 # ---- test states -------------------------------------------------------------------------------
@@ -38,14 +38,10 @@ def make_test_states(specs, n=3, seed=0, date=None):
 
 
 def _state(spec, t, k, n, load, pv, buy, sell):
-    frac = 0.0 if k == 0 else 0.25 + 0.5 * k / n  # SoC position between the bounds, varied per state
-    soc = [b.capacity_kwh * (b.soc_init if k == 0 else b.soc_min + frac * (b.soc_max - b.soc_min))
-           for b in spec.batteries]
-    gen = [0.0 if k == 0 else 0.5 * g.p_max_kw for g in spec.generators]
-    cl = [0.0 if t >= c.deadline_step else c.energy_kwh * (1.0 if k == 0 else 0.6) for c in spec.controllable_loads]
+    devices = {name: [BLOCKS[key].test_state(u, k, n, t) for u in getattr(spec, key)]
+               for name, key in state_lists().items()}  # device states varied per state k (blocks.py)
     return {"time": t, "horizon": 96 - t, "load_kw": load[t:].copy(), "pv_avail_kw": pv[t:].copy(),
-            "tariff_buy": buy[t:].copy(), "tariff_sell": sell[t:].copy(), "soc_kwh": soc, "gen_last_kw": gen,
-            "cl_remaining_kwh": cl, "dt_h": 0.25}
+            "tariff_buy": buy[t:].copy(), "tariff_sell": sell[t:].copy(), **devices, "dt_h": 0.25}
 
 
 def _profiles(specs, seed, date):
@@ -78,7 +74,7 @@ def _tariffs():
 
 # ---- checks --------------------------------------------------------------------------------------
 def _keys(spec, kind):
-    return [ACTION_KEYS[kind].format(i=i) for i in range(1, len(getattr(spec, kind)) + 1)]
+    return [action_keys()[kind].format(i=i) for i in range(1, len(getattr(spec, kind)) + 1)]
 
 
 def _series(rec, key, horizon):
@@ -92,61 +88,29 @@ def _series(rec, key, horizon):
 def check_limits(spec, state, rec):
     """Reasons why the solution ``rec`` (a sandbox state record) breaks a device limit or the balance."""
     horizon, dt, t0 = int(state["horizon"]), float(state["dt_h"]), int(state["time"])
-    missing = [k for kind in ACTION_KEYS for k in _keys(spec, kind) if k not in rec["actions"]]
+    missing = [k for kind in BLOCKS for k in _keys(spec, kind) if k not in rec["actions"]]
     if missing:
         return [f"actions lack the keys {missing}"]
-    s = {kind: [_series(rec, k, horizon) for k in _keys(spec, kind)] for kind in ACTION_KEYS}
+    s = {kind: [_series(rec, k, horizon) for k in _keys(spec, kind)] for kind in BLOCKS}
     reasons = []
     total_kwp = sum(p.kwp for p in spec.pv) or 1.0
     pv_avail = np.asarray(state["pv_avail_kw"], dtype=float)
-    for i, (unit, p) in enumerate(zip(spec.pv, s["pv"]), 1):
-        cap = pv_avail * unit.kwp / total_kwp
-        _bound(reasons, f"P_RDG{i}", p, 0.0, cap, unit.kwp)
-    for i, (b, p) in enumerate(zip(spec.batteries, s["batteries"]), 1):
-        _bound(reasons, f"P_BESS{i}", p, -b.p_max_kw, b.p_max_kw, b.p_max_kw)
-        soc = state["soc_kwh"][i - 1] + np.cumsum(np.where(p > 0, b.eta_charge * p, p / b.eta_discharge) * dt)
-        tol = KW_TOL * dt + 1e-4 * b.capacity_kwh
-        if soc.min() < b.soc_min * b.capacity_kwh - tol or soc.max() > b.soc_max * b.capacity_kwh + tol:
-            reasons.append(f"BESS{i}: stored energy replayed with the efficiencies leaves "
-                           f"[{b.soc_min * b.capacity_kwh:.3f}, {b.soc_max * b.capacity_kwh:.3f}] kWh "
-                           f"(range {soc.min():.3f}..{soc.max():.3f})")
-    for i, (g, p) in enumerate(zip(spec.generators, s["generators"]), 1):
-        _bound(reasons, f"P_CDG{i}", p, 0.0, g.p_max_kw, g.p_max_kw)
-        if g.ramp_kw_per_step > 0:  # the fleet lets a unit start at / stop from p_min: ramp + p_min
-            steps = np.abs(np.diff(np.concatenate([[state["gen_last_kw"][i - 1]], p])))
-            lim = g.ramp_kw_per_step + g.p_min_kw
-            if steps.max() > lim + KW_TOL + 1e-4 * g.p_max_kw:
-                reasons.append(f"P_CDG{i}: ramp {steps.max():.3f} kW per step exceeds {lim:g} kW")
-    steps_of_day = t0 + np.arange(horizon)
-    for i, (c, p) in enumerate(zip(spec.controllable_loads, s["controllable_loads"]), 1):
-        window = (steps_of_day >= c.earliest_step) & (steps_of_day < c.deadline_step)
-        _bound(reasons, f"P_CL{i}", p, 0.0, np.where(window, c.p_max_kw, 0.0), c.p_max_kw)
-        served = float(p.sum() * dt)
-        if served > state["cl_remaining_kwh"][i - 1] + KW_TOL * dt * horizon:
-            reasons.append(f"P_CL{i}: serves {served:.3f} kWh, more than the "
-                           f"{state['cl_remaining_kwh'][i - 1]:.3f} kWh still needed")
+    for kind, block in BLOCKS.items():  # each device type's limits (agents/expert/blocks.py)
+        values = state.get(DEVICES[kind].state, [None] * len(s[kind])) if DEVICES[kind].state else None
+        for i, (unit, p) in enumerate(zip(getattr(spec, kind), s[kind]), 1):
+            ctx = CheckContext(dt, t0 + np.arange(horizon), total_kwp, pv_avail)
+            block.check(reasons, i, unit, p, None if values is None else values[i - 1], ctx)
     if not reasons:
         reasons += _balance(spec, state, rec, s)
     return reasons
 
 
-def _bound(reasons, name, p, lo, hi, rating):
-    tol = KW_TOL + 1e-4 * rating
-    lo_bad = p < np.asarray(lo) - tol
-    hi_bad = p > np.asarray(hi) + tol
-    if lo_bad.any() or hi_bad.any():
-        t = int(np.argmax(lo_bad | hi_bad))
-        bound = np.broadcast_to(lo if lo_bad[t] else hi, p.shape)[t]
-        reasons.append(f"{name}: {p[t]:.3f} kW at step {t} beyond its limit {bound:.3f} kW "
-                       f"({int((lo_bad | hi_bad).sum())} steps out of bounds)")
-
-
 def _balance(spec, state, rec, s):
     """The meter power implied by the devices must equal -p_ex (export positive) with no P2P."""
     net = np.asarray(state["load_kw"], dtype=float).copy()
-    for kind, sign in (("batteries", 1), ("controllable_loads", 1), ("pv", -1), ("generators", -1)):
+    for kind in BLOCKS:
         for p in s[kind]:
-            net += sign * p
+            net += DEVICES[kind].sign * p
     p_ex = np.asarray(rec.get("p_ex") or [], dtype=float)
     if p_ex.shape != net.shape:
         return [f"p_ex has {p_ex.size} values, expected {net.size}"]

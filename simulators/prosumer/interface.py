@@ -1,8 +1,8 @@
 """The policy interface: what a prosumer observes and what it decides, as fixed-width vectors.
 
 Every policy (rule-based, optimization expert, trained actor) maps an observation matrix
-``obs`` shaped (n_prosumers, len(OBS_FIELDS)) to an action matrix shaped
-(n_prosumers, len(ACTION_FIELDS)).  Observations are local: the prosumer's own profiles,
+``obs`` shaped (n_prosumers, len(obs_fields())) to an action matrix shaped
+(n_prosumers, len(action_fields())).  Observations are local: the prosumer's own profiles,
 own device states, own bus voltage from the last step, last market prices, tariffs and time.
 Powers and energies are divided by the prosumer's scale (``Fleet.scale_kw``, its largest
 device or load rating) so one network can serve prosumers of very different size.
@@ -10,40 +10,69 @@ device or load rating) so one network can serve prosumers of very different size
 Actions are normalized set-points; the fleet turns them into device set-points and clips them
 to what the devices can physically do (``Fleet.apply``).  All units of one device type within a
 prosumer receive the same fraction of their own rating.
+
+The layout comes from the device registry (simulators/prosumer/devices.py): the core columns
+below, each built-in device type's columns in registry order, and the columns of device types
+registered later appended at the very end, so the index of an existing column never moves
+(trained actors, demonstrations and the rule policy keep their meaning).  OBS_FIELDS,
+ACTION_FIELDS, ACTION_LOW and ACTION_HIGH are the built-in layout; ``layout()`` gives the
+layout of every device type registered now.
 """
 
-OBS_FIELDS = (
-    "time_sin",          # sin(2π step/96)
-    "time_cos",          # cos(2π step/96)
-    "step_frac",         # step/96 in [0, 1)
-    "load",              # household load now [kW / scale]
-    "pv_avail",          # available PV power now [kW / scale]
-    "soc",               # battery energy above the lower bound, fraction of usable capacity [0, 1]
-    "battery_p_max",     # battery power rating [kW / scale]
-    "battery_energy",    # usable battery capacity [kWh / (scale * 1 h)]
-    "gen_last",          # generator output at the last step [kW / scale]
-    "gen_p_max",         # generator rating [kW / scale]
-    "gen_cost",          # generator marginal cost at half load [EUR/kWh]
-    "cl_remaining",      # controllable-load energy still to serve today [kWh / (scale * 1 h)]
-    "cl_p_max",          # controllable-load rating [kW / scale]
-    "cl_steps_left",     # steps left before the controllable-load deadline, / 96
-    "vm_dev",            # own bus voltage at the last step: (Vm - 1) / 0.05, so the band is [-1, 1]
-    "price_buy_last",    # P2P buy price at the last step [EUR/kWh]
-    "price_sell_last",   # P2P sell price at the last step [EUR/kWh]
-    "tariff_buy",        # grid retail tariff now [EUR/kWh]
-    "tariff_sell",       # grid feed-in tariff now [EUR/kWh]
+import numpy as np
+
+from simulators.prosumer.devices import BUILTIN, DEVICES, Action
+
+HEAD = (
+    ("time_sin", "sin(2π step/96)"),
+    ("time_cos", "cos(2π step/96)"),
+    ("step_frac", "step/96 in [0, 1)"),
+    ("load", "household load now [kW / scale]"),
+    ("pv_avail", "available PV power now [kW / scale] (the PV profile, 0 without PV)"),
 )
+FEEDBACK = (
+    ("vm_dev", "own bus voltage at the last step: (Vm - 1) / 0.05, so the band is [-1, 1]"),
+    ("price_buy_last", "buyers' average price at the last step [EUR/kWh]"),
+    ("price_sell_last", "sellers' average price at the last step [EUR/kWh]"),
+    ("tariff_buy", "grid retail tariff now [EUR/kWh]"),
+    ("tariff_sell", "grid feed-in tariff now [EUR/kWh]"),
+)
+BID = Action("bid_price", 0.0, 1.0, "limit price = feed-in + bid_price * (retail - feed-in)")
+
+
+def layout(keys=None):
+    """(obs columns [(name, doc)], action columns [Action]) of the device types ``keys``
+    (default: every registered one): built-in types first, later ones appended at the end."""
+    types = [DEVICES[k] for k in (DEVICES if keys is None else keys)]
+    builtin = [d for d in types if d.key in BUILTIN]
+    added = [d for d in types if d.key not in BUILTIN]
+    obs = [*HEAD, *(o for d in builtin for o in d.obs), *FEEDBACK, *(o for d in added for o in d.obs)]
+    actions = [*(a for d in builtin for a in d.actions), BID, *(a for d in added for a in d.actions)]
+    return obs, actions
+
+
+def idle_actions(n):
+    """(n, A) actions in the current layout: 0 for the built-in columns, and for device types
+    registered later their ``idle_action``; rule-like policies fill in the columns they know."""
+    _, actions = layout()
+    idle = {a.name: d.idle_action for d in DEVICES.values() if d.key not in BUILTIN for a in d.actions}
+    return np.tile([idle.get(a.name, 0.0) for a in actions], (n, 1))
+
+
+def obs_fields():
+    """Names of the observation columns of every registered device type."""
+    return tuple(name for name, _ in layout()[0])
+
+
+def action_fields():
+    """Names of the action columns of every registered device type."""
+    return tuple(a.name for a in layout()[1])
+
+
+_OBS, _ACTIONS = layout(BUILTIN)
+OBS_FIELDS = tuple(name for name, _ in _OBS)
 OBS = {name: i for i, name in enumerate(OBS_FIELDS)}
-
-ACTION_FIELDS = (
-    "battery",            # [-1, 1]: fraction of battery power rating, > 0 charges
-    "generator",          # [0, 1]: fraction of generator rating (below p_min means off)
-    "controllable_load",  # [0, 1]: fraction of controllable-load rating
-    "pv_curtail",         # [0, 1]: fraction of available PV power curtailed
-    "pv_q",               # [-1, 1]: fraction of the inverter's spare reactive capability, > 0 injects
-    "bid_price",          # [0, 1]: limit price = feed-in + bid_price * (retail - feed-in)
-)
+ACTION_FIELDS = tuple(a.name for a in _ACTIONS)
 ACT = {name: i for i, name in enumerate(ACTION_FIELDS)}
-
-ACTION_LOW = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
-ACTION_HIGH = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+ACTION_LOW = tuple(a.low for a in _ACTIONS)
+ACTION_HIGH = tuple(a.high for a in _ACTIONS)

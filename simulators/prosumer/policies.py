@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulators.prosumer.interface import ACT, ACTION_FIELDS, OBS
+from simulators.prosumer.interface import ACT, OBS, idle_actions
 from simulators.validation import check_choice
 
 
@@ -63,7 +63,7 @@ class RuleBasedPolicy(Policy):
 
     def act(self, obs, agent_ids):
         o = lambda name: obs[:, OBS[name]]
-        a = np.zeros((obs.shape[0], len(ACTION_FIELDS)))
+        a = idle_actions(obs.shape[0])
         vm = o("vm_dev")
         surplus = o("pv_avail") - o("load")
 
@@ -99,7 +99,7 @@ class IdlePolicy(Policy):
     name = "idle"
 
     def act(self, obs, agent_ids):
-        a = np.zeros((obs.shape[0], len(ACTION_FIELDS)))
+        a = idle_actions(obs.shape[0])
         steps_left = obs[:, OBS["cl_steps_left"]] * 96.0
         must_run = obs[:, OBS["cl_remaining"]] >= obs[:, OBS["cl_p_max"]] * 0.25 * (steps_left - 1.0)
         a[:, ACT["controllable_load"]] = np.where(must_run & (obs[:, OBS["cl_remaining"]] > 0), 1.0, 0.0)
