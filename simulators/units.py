@@ -15,6 +15,8 @@ STEP_H = STEP_S / 3600.0
 """hours per market interval (0.25 h), the Δt of every energy and cost formula"""
 STEPS_PER_DAY = 96
 """market intervals per day"""
+KW_PER_MW = 1000.0
+"""the models compute in kW / kWh, mosaik attributes carry MW / MVar"""
 
 V_MIN_PU = 0.95
 """lower bound of the voltage band [p.u.]"""

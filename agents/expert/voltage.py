@@ -5,8 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from simulators.grid.models import make_grid
-
-KW_PER_MW = 1000.0
+from simulators.units import KW_PER_MW
 
 
 class VoltageModel:

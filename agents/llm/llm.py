@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from simulators.paths import cache_root
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -38,11 +40,6 @@ class LLMBackend(Protocol):
 
     def generate(self, prompt: str, *, max_new_tokens: int, stop=None, grammar=None, system=None,
                  prefill: str = "", tag=None) -> str: ...
-
-
-def cache_root():
-    """Root of the on-disk caches (converted models, atom index, accepted experts)."""
-    return Path(os.environ.get("P2P_COSIM_CACHE") or Path.home() / ".cache" / "p2p-cosim")
 
 
 # ---- constrained output --------------------------------------------------------------------
@@ -299,20 +296,3 @@ class RecordedBackend:
         i = self.used.get(tag, 0)
         self.used[tag] = i + 1
         return replies[min(i, len(replies) - 1)]
-
-
-class RecordingBackend:
-    """Wraps a backend and records its replies per stage tag, for replay by RecordedBackend."""
-
-    def __init__(self, inner):
-        self.inner, self.name, self.model_id = inner, inner.name, inner.model_id
-        self.by_stage, self.by_prompt = {}, {}
-
-    def generate(self, prompt, **kw):
-        reply = self.inner.generate(prompt, **kw)
-        self.by_stage.setdefault(kw.get("tag"), []).append(reply)
-        self.by_prompt[prompt_key(prompt, kw.get("system"), kw.get("prefill", ""))] = reply
-        return reply
-
-    def save(self, path):
-        Path(path).write_text(json.dumps({"by_prompt": self.by_prompt, "by_stage": self.by_stage}, indent=1))

@@ -11,10 +11,8 @@ import functools
 
 import numpy as np
 
-from simulators.units import V_MAX_PU, V_MIN_PU
+from simulators.units import KW_PER_MW, V_MAX_PU, V_MIN_PU
 from simulators.validation import ConfigError, check_choice
-
-KW_PER_MW = 1000.0
 
 
 def _ieee33():

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simulators.paths import cache_root
 from simulators.units import STEPS_PER_DAY
 from simulators.validation import ConfigError, check_choice, check_finite
 
@@ -269,8 +270,7 @@ def simbench_folder():
 
 
 def cache_path():
-    root = Path(os.environ.get("P2P_COSIM_CACHE") or Path.home() / ".cache" / "p2p-cosim")
-    return root / f"simbench_profiles_{simbench_version()}_f{CACHE_FORMAT}.npz"
+    return cache_root() / f"simbench_profiles_{simbench_version()}_f{CACHE_FORMAT}.npz"
 
 
 def read_simbench(folder=None):
