@@ -26,7 +26,7 @@ from simulators.grid.models import make_grid
 from simulators.market.clearing import clear
 from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days, test_days, train_days
 from simulators.prosumer.fleet import Fleet
-from simulators.recorder.recorder import PROSUMER_COLUMNS
+from simulators.tables import MARKET, PARTICIPANT
 from simulators.units import STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
 
 
@@ -154,16 +154,26 @@ class P2PEnv:
         vm = np.nan_to_num(self.vm_last, nan=1.0)
         return np.concatenate([self._obs.ravel(), (vm - 1.0) / 0.05])
 
-    # ---- PettingZoo ParallelEnv-style API ----------------------------------------------
-    def observation_space(self, agent):
-        from gymnasium.spaces import Box
+    # ---- PettingZoo ParallelEnv API (tests/test_env.py runs pettingzoo's parallel_api_test) ---
+    @property
+    def unwrapped(self):
+        return self
 
-        return Box(-np.inf, np.inf, shape=(self.obs_dim,), dtype=np.float64)
+    def observation_space(self, agent):
+        return self._spaces(agent)[0]
 
     def action_space(self, agent):
-        from gymnasium.spaces import Box
+        return self._spaces(agent)[1]
 
-        return Box(self.fleet.action_low, self.fleet.action_high, dtype=np.float64)
+    def _spaces(self, agent):
+        """(observation, action) gymnasium Boxes of ``agent``, the same objects on every call."""
+        if not hasattr(self, "_space_cache"):
+            from gymnasium.spaces import Box
+
+            self._space_cache = {a: (Box(-np.inf, np.inf, shape=(self.obs_dim,), dtype=np.float64),
+                                     Box(self.fleet.action_low, self.fleet.action_high, dtype=np.float64))
+                                 for a in self.possible_agents}
+        return self._space_cache[agent]
 
     def reset(self, seed=None, options=None):
         obs = self.reset_batch(seed=seed, day=(options or {}).get("day"))
@@ -193,21 +203,17 @@ def _violation_pu(vm_pu):
 
 
 def record_step(recorder, env, info, step_index, time):
-    """Write one env step into a RunRecorder (same tables as the co-simulation's)."""
+    """Write one env step into a RunRecorder (same tables, columns from simulators/tables.py)."""
     res, mk, pf = info["step"], info["market"], info["power_flow"]
-    pros = {c: getattr(res, c) for c in PROSUMER_COLUMNS[4:] if hasattr(res, c)}
-    pros.update(p2p_buy_kwh=mk.p2p_buy_kwh, p2p_sell_kwh=mk.p2p_sell_kwh, grid_buy_kwh=mk.grid_buy_kwh,
-                grid_sell_kwh=mk.grid_sell_kwh, market_cost_eur=mk.cost_eur, cost_eur=info["cost_eur"])
-    step = step_index % STEPS_PER_DAY
-    buy, sell = env.tariff.at(step)
-    market = {"mechanism": mk.mechanism, "price_buy_eur_per_kwh": mk.price_buy_eur_per_kwh,
-              "price_sell_eur_per_kwh": mk.price_sell_eur_per_kwh, "tariff_buy_eur_per_kwh": buy,
-              "tariff_sell_eur_per_kwh": sell, "supply_kwh": mk.supply_kwh, "demand_kwh": mk.demand_kwh,
-              "traded_kwh": mk.traded_kwh}
+    buy, sell = env.tariff.at(step_index % STEPS_PER_DAY)
+    pros = {f: getattr(res, f) for f in res.fields}
+    pros.update({a.recorder_column: getattr(mk, a.field) for a in PARTICIPANT.recorded()})
+    pros.update(cost_eur=info["cost_eur"], inputs_clipped=np.zeros(env.n_agents))
+    values = {**vars(mk), "tariff_buy_eur_per_kwh": buy, "tariff_sell_eur_per_kwh": sell}
+    market = {a.recorder_column: values[a.field] for a in MARKET.recorded()}
     vm = pf.vm_pu
     feeder = {"converged": pf.converged, "losses_mw": pf.losses_mw, "p_slack_mw": pf.p_slack_mw,
               "vm_min_pu": np.nanmin(vm) if pf.converged else np.nan,
               "vm_max_pu": np.nanmax(vm) if pf.converged else np.nan,
               "loading_max_percent": np.nanmax(pf.line_loading_percent) if pf.converged else np.nan}
     recorder.record(step_index, time, pros, market, vm, feeder)
-

@@ -335,7 +335,7 @@ def test_tariff_arrays_are_read_only():
 
 # ---- mosaik adapter ----------------------------------------------------------------------------------
 BIDS = {  # mosaik time -> (quantities, limit prices) of the five bid sources
-    0: ([2.0, -1.0, 0.5, -0.5, -1.0], [0.30, 0.10, 0.20, 0.09, 0.15]),
+    0: ([2.0, -1.0, 0.5, -0.5, -1.0], [0.24, 0.10, 0.20, 0.09, 0.15]),
     900: ([-1.0, 1.5, 1.0, 0.25, 0.5], [0.12, 0.33, 0.28, 0.20, 0.30]),
 }
 
@@ -371,20 +371,20 @@ def test_mosaik_market_equals_direct_clearing(mechanism):
     # start_step 67 = 16:45, so the two steps straddle the 17:00 shoulder -> peak change
     sim = world.start("Market", step_size=900, mechanism=mechanism, tariff=tariff.to_dict(), start_step=67)
     market = sim.Market.create(1)[0]
-    parts = sim.Participant.create(5)
+    parts = sim.Participant.create(4)
     sources = world.start("Bids").Bids.create(5)
     collector = world.start("Collector").Collector.create(1)[0]
     bid_attrs = ("bid_E[kWh]", "bid_price[EUR/kWh]")
     for src, part in zip(sources[:3], parts[:3]):
         world.connect(src, part, *bid_attrs)
     world.connect(sources[3], parts[3], *bid_attrs)  # two sources into participant 3 ...
-    world.connect(sources[4], parts[3], *bid_attrs)  # ... and none into participant 4 (bids 0)
+    world.connect(sources[4], parts[3], *bid_attrs)  # ... add up (quantities) and average (prices)
     out = ("E_p2p_buy[kWh]", "E_p2p_sell[kWh]", "E_grid_buy[kWh]", "E_grid_sell[kWh]", "cost[EUR]",
            "price_buy[EUR/kWh]", "tariff_buy[EUR/kWh]")
     for part in parts:
         world.connect(part, collector, *out)
     world.connect(market, collector, "price_buy[EUR/kWh]", "price_sell[EUR/kWh]", "traded[kWh]", "mechanism",
-                  "tariff_buy[EUR/kWh]")
+                  "tariff_buy[EUR/kWh]", "price_p2p[EUR/kWh]")
     Collector.seen = {}
     world.run(until=2 * 900, print_progress=False)
 
@@ -392,8 +392,7 @@ def test_mosaik_market_equals_direct_clearing(mechanism):
     for t, step in ((0, 67), (900, 68)):
         q, p = (np.array(x) for x in BIDS[t])
         buy, sell = tariff.at(step)
-        expected = clear(np.r_[q[:3], q[3] + q[4], 0.0], np.r_[p[:3], (p[3] + p[4]) / 2, sell], buy, sell,
-                         mechanism)
+        expected = clear(np.r_[q[:3], q[3] + q[4]], np.r_[p[:3], (p[3] + p[4]) / 2], buy, sell, mechanism)
         seen = Collector.seen[t]
         for attr, field in (("cost[EUR]", "cost_eur"), ("E_p2p_buy[kWh]", "p2p_buy_kwh"),
                             ("E_grid_sell[kWh]", "grid_sell_kwh")):
@@ -401,6 +400,7 @@ def test_mosaik_market_equals_direct_clearing(mechanism):
         assert seen["tariff_buy[EUR/kWh]"][market.full_id] == buy
         assert seen["mechanism"][market.full_id] == mechanism
         assert seen["traded[kWh]"][market.full_id] == pytest.approx(expected.traded_kwh)
+        np.testing.assert_equal(seen["price_p2p[EUR/kWh]"][market.full_id], expected.price_p2p_eur_per_kwh)
         served = [seen["price_buy[EUR/kWh]"][e.full_id] for e in parts + [market]]
         np.testing.assert_allclose(served, expected.price_buy_eur_per_kwh, rtol=1e-12)
     assert Collector.seen[0]["tariff_buy[EUR/kWh]"][market.full_id] == 0.25  # 16:45 shoulder

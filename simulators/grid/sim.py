@@ -1,44 +1,27 @@
 """mosaik adapter for the grid models: buses collect prosumer P/Q, one Grid entity reports the feeder.
 
 Per step: every Bus sums the 'P[MW]'/'Q[MVar]' of all sources connected to it (load
-convention, > 0 consumption; a missing input counts as 0), the configured GridModel solves
-once, and get_data serves the stored result.  A power flow that does not converge yields
-'converged' False, NaN voltages and losses, and 'n_violations' equal to the number of buses
-(a failed flow counts as a violation everywhere, as agents/env.py does).
+convention, > 0 consumption; a bus without inputs has no prosumer demand), the inputs are
+checked (finite, |P|, |Q| <= p_max_mw: simulators/attrs.py), the configured GridModel solves
+once, and get_data serves the stored result.  A Bus's 'P[MW]' / 'Q[MVar]' outputs are the total
+demand at the bus (the inputs plus the feeder's own loads minus sgens), as pandapower's
+res_bus.p_mw / q_mvar.  A power flow that does not converge yields 'converged' False, NaN
+voltages and losses, and 'n_violations' equal to the number of buses (a failed flow counts as
+a violation everywhere, as agents/env.py does).  Attribute table: simulators/tables.py GRID_SIM;
+out of process: ``python -m simulators.grid.sim HOST:PORT``.
 """
 
 import mosaik_api_v3
 import numpy as np
 
+from simulators.attrs import ON_INVALID, InputReader, check_unknown, meta
 from simulators.grid.models import make_grid
 from simulators.grid.networks import make_network
+from simulators.tables import BUS, GRID, GRID_SIM
 from simulators.units import STEP_S, V_MAX_PU, V_MIN_PU
-from simulators.validation import ConfigError
+from simulators.validation import ConfigError, check_choice, check_range
 
-MODELS = {
-    "Grid": {
-        "params": [],
-        "inputs": [],
-        "outputs": ["converged", "losses[MW]", "Vm_min[pu]", "Vm_max[pu]", "P_slack[MW]", "loading_max[%]",
-                    "n_violations"],
-    },
-    "Bus": {
-        "params": ["bus"],
-        "inputs": ["P[MW]", "Q[MVar]"],
-        "outputs": ["Vm[pu]", "Va[deg]", "P[MW]"],
-    },
-}
-"""model -> params, inputs, outputs; META is generated from this table. A Bus's output 'P[MW]'
-is the total demand at its bus: the prosumers' inputs plus the native background demand."""
-
-META = {
-    "api_version": "3.0",
-    "type": "time-based",
-    "models": {
-        name: {"public": True, "params": spec["params"], "attrs": sorted(set(spec["inputs"]) | set(spec["outputs"]))}
-        for name, spec in MODELS.items()
-    },
-}
+META = meta(GRID_SIM)
 
 
 class GridSim(mosaik_api_v3.Simulator):
@@ -49,45 +32,65 @@ class GridSim(mosaik_api_v3.Simulator):
         self.grid_eid = None
         self.bus_of = {}  # Bus eid -> position in model.bus_ids
 
-    def init(self, sid, time_resolution=1.0, step_size=STEP_S, network="ieee33", model="ac", prosumer_buses=None):
+    def init(self, sid, time_resolution=1.0, step_size=STEP_S, network="ieee33", model="ac", prosumer_buses=None,
+             p_max_mw=None, on_invalid="raise", **unknown):
+        """See simulators/tables.py GRID_SIM.init for every parameter."""
+        check_unknown("Grid init", unknown, GRID_SIM.init)
+        if not isinstance(step_size, (int, np.integer)) or step_size <= 0:
+            raise ConfigError(f"step_size: {step_size!r} must be a positive integer")
         self.step_size = int(step_size)
-        self.model = make_grid(model, make_network(network), prosumer_buses or ())
+        self.on_invalid = check_choice("on_invalid", on_invalid, ON_INVALID)
+        net = make_network(network)
+        self.model = make_grid(model, net, prosumer_buses or ())
         self._pos = {int(b): i for i, b in enumerate(self.model.bus_ids)}
+        total = float(np.abs(self.model.p_background_mw).sum())
+        self.p_max_mw = check_range("p_max_mw", 10.0 * (total + 1.0) if p_max_mw is None else p_max_mw, 0.0, 1e6,
+                                    lo_open=True)
         # the first solve allocates (and compiles, with numba): pay it here, not inside world.run
         zeros = np.zeros(self.model.n_bus)
         self.model.solve(zeros, zeros)
         self.p_mw, self.q_mvar = zeros.copy(), zeros.copy()
         return self.meta
 
-    def create(self, num, model, bus=None):
+    def create(self, num, model, **params):
         if model == "Grid":
+            check_unknown("Grid create", params, GRID.params)
             if num != 1 or self.grid_eid is not None:
                 raise ConfigError(f"Grid: exactly one Grid entity per GridSim, asked for {num} more")
             self.grid_eid = "Grid"
             return [{"eid": "Grid", "type": model}]
+        bus = params.pop("bus", None)
+        check_unknown("Bus create", params, BUS.params)
         buses = list(bus) if isinstance(bus, (list, tuple, np.ndarray)) else [bus] * num
         if len(buses) != num:
             raise ConfigError(f"bus: {len(buses)} bus indices given for {num} Bus entities")
         entities = []
         for b in buses:
-            if b is None or int(b) not in self._pos:
+            if b is None or isinstance(b, bool) or not isinstance(b, (int, np.integer)) or int(b) not in self._pos:
                 raise ConfigError(f"bus: {b!r} is not a bus of the network (allowed: one of its "
                                   f"{len(self._pos)} bus indices, {min(self._pos)}..{max(self._pos)})")
-            eid = f"Bus_{len(self.bus_of)}"
+            eid = f"Bus_{int(b)}"
+            if eid in self.bus_of:
+                raise ConfigError(f"bus: {int(b)} already has the entity {eid!r}; connect every source to it")
             self.bus_of[eid] = self._pos[int(b)]
             entities.append({"eid": eid, "type": model})
         return entities
 
+    def setup_done(self):
+        self.eids = list(self.bus_of)
+        self.reader = InputReader("Grid", BUS, self.eids, self.on_invalid)
+        for attr in ("P[MW]", "Q[MVar]"):
+            self.reader.set_range(attr, -self.p_max_mw, self.p_max_mw, "p_max_mw")
+
     def step(self, time, inputs, max_advance):
-        p = np.zeros(self.model.n_bus)
-        q = np.zeros(self.model.n_bus)
-        for eid, attrs in inputs.items():
-            pos = self.bus_of[eid]
-            p[pos] += sum(v for v in attrs.get("P[MW]", {}).values() if v is not None)
-            q[pos] += sum(v for v in attrs.get("Q[MVar]", {}).values() if v is not None)
+        x = self.reader.read(time, {eid: v for eid, v in inputs.items() if eid in self.bus_of})
+        pos = np.array([self.bus_of[e] for e in self.eids], dtype=np.int64)
+        p = np.bincount(pos, x["P[MW]"], minlength=self.model.n_bus)
+        q = np.bincount(pos, x["Q[MVar]"], minlength=self.model.n_bus)
         self.p_mw, self.q_mvar = p, q
         self.result = self.model.solve(p, q)
         self.grid_values = grid_outputs(self.result)
+        self.clipped = dict(zip(self.eids, self.reader.clipped))
         return time + self.step_size
 
     def get_data(self, outputs):
@@ -100,11 +103,10 @@ class GridSim(mosaik_api_v3.Simulator):
         if eid == self.grid_eid:
             return self.grid_values[attr]
         pos = self.bus_of[eid]
-        if attr == "Vm[pu]":
-            return float(r.vm_pu[pos])
-        if attr == "Va[deg]":
-            return float(r.va_deg[pos])
-        return float(self.p_mw[pos] + self.model.p_background_mw[pos])
+        values = {"Vm[pu]": r.vm_pu[pos], "Va[deg]": r.va_deg[pos], "inputs_clipped": self.clipped[eid],
+                  "P[MW]": self.p_mw[pos] + self.model.p_background_mw[pos],
+                  "Q[MVar]": self.q_mvar[pos] + self.model.q_background_mvar[pos]}
+        return float(values[attr]) if attr != "inputs_clipped" else int(values[attr])
 
 
 def grid_outputs(result):

@@ -17,33 +17,15 @@ import math
 
 import mosaik_api_v3
 
+from simulators.attrs import check_unknown, meta
 from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days
+from simulators.prosumer.devices import load_device_modules
 from simulators.prosumer.spec import spec_from_dict
+from simulators.tables import PROFILE, PROFILES_SIM
 from simulators.units import STEP_S
 from simulators.validation import ConfigError
 
-KW_PER_MW = 1000.0
-
-# one table drives META and the code that serves outputs
-MODELS = {
-    "ProsumerProfile": {
-        "params": ["specs", "dates", "seed", "household_only", "jitter"],
-        "outputs": {  # attr -> (DayProfiles field, factor from kW / kVar)
-            "P_load[MW]": ("load_kw", 1 / KW_PER_MW),
-            "Q_load[MVar]": ("load_kvar", 1 / KW_PER_MW),
-            "P_pv_avail[MW]": ("pv_avail_kw", 1 / KW_PER_MW),
-        },
-    },
-}
-
-META = {
-    "api_version": "3.0",
-    "type": "time-based",
-    "models": {
-        name: {"public": True, "params": table["params"], "attrs": list(table["outputs"])}
-        for name, table in MODELS.items()
-    },
-}
+META = meta(PROFILES_SIM)
 
 
 class ProfileSim(mosaik_api_v3.Simulator):
@@ -53,8 +35,10 @@ class ProfileSim(mosaik_api_v3.Simulator):
         self.n_rows = None
         self.row = 0
 
-    def init(self, sid, time_resolution=1.0, step_size=STEP_S):
-        """``step_size`` in mosaik time units (seconds with time_resolution=1.0)."""
+    def init(self, sid, time_resolution=1.0, step_size=STEP_S, device_modules=(), **unknown):
+        """See simulators/tables.py PROFILES_SIM.init (step_size in mosaik time units)."""
+        check_unknown("Profiles init", unknown, PROFILES_SIM.init)
+        load_device_modules(device_modules)
         if not isinstance(step_size, int) or step_size <= 0:
             raise ConfigError(f"step_size: {step_size!r} must be a positive integer")
         self.time_resolution = float(time_resolution)
@@ -62,8 +46,13 @@ class ProfileSim(mosaik_api_v3.Simulator):
         self.bank = ProfileBank.simbench()
         return self.meta
 
-    def create(self, num, model, specs, dates, seed=0, household_only=True, jitter=True):
-        """``specs``: one ProsumerSpec dict per entity; ``dates``: consecutive 'YYYY-MM-DD'."""
+    def create(self, num, model, specs=None, dates=None, seed=0, household_only=True, jitter=True, **unknown):
+        """See simulators/tables.py PROFILE.params: ``specs`` one ProsumerSpec dict per entity,
+        ``dates`` consecutive 'YYYY-MM-DD'."""
+        check_unknown("ProsumerProfile create", unknown, PROFILE.params)
+        for name, value in (("specs", specs), ("dates", dates)):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ConfigError(f"{name}: {value!r} must be a non-empty list (see simulators/tables.py PROFILE)")
         if len(specs) != num:
             raise ConfigError(f"specs: {len(specs)} prosumer specs for {num} entities")
         specs = [spec_from_dict(raw, i) for i, raw in enumerate(specs)]
@@ -91,14 +80,13 @@ class ProfileSim(mosaik_api_v3.Simulator):
         return time + self.step_size
 
     def get_data(self, outputs):
-        table = MODELS["ProsumerProfile"]["outputs"]
         data = {}
         for eid, attrs in outputs.items():
             days, col = self.entities[eid]
             data[eid] = {}
             for attr in attrs:
-                field, factor = table[attr]
-                data[eid][attr] = float(getattr(days, field)[self.row, col]) * factor
+                a = PROFILE.output(attr)
+                data[eid][attr] = float(getattr(days, a.field)[self.row, col]) * a.factor
         return data
 
 

@@ -1,122 +1,165 @@
 """mosaik adapter for prosumer agents: a thin layer over Fleet and a Policy.
 
 One simulator instance holds one prosumer (per-prosumer mode: any agent can run in its own
-process or on another host) or many (grouped mode, for large scenarios).  Each step it reads
-its prosumers' profiles of this step and the feedback of the last step (own bus voltage,
-market prices; connected with ``time_shifted=True``), asks the policy for actions from local
-observations only, applies them to the devices and publishes meter power and the bid.
+process or on another host, ``python -m simulators.prosumer.sim HOST:PORT``) or many (grouped
+mode, for large scenarios).  Each step it reads its prosumers' profiles of this step and the
+feedback of the last step (own bus voltage, market prices; connected with ``time_shifted=True``
+and ``initial_data``), checks every input against the prosumer's spec (simulators/attrs.py),
+asks the policy for actions from local observations only, applies them to the devices and
+publishes meter power and the bid.  Its attribute table is simulators/tables.py ``prosumer_sim()``::
+
+    sim = world.start("Prosumer", step_size=900, policy="rule",
+                      context={"specs": [s.to_dict() for s in specs], "tariff": tariff.to_dict()})
+    prosumers = sim.Prosumer.create(len(specs))            # all of them, or agent_ids=[...]
 """
 
 import mosaik_api_v3
 import numpy as np
 
+from simulators.attrs import ON_INVALID, InputError, InputReader, check_unknown, meta
 from simulators.market.tariffs import Tariff
+from simulators.prosumer.devices import load_device_modules
 from simulators.prosumer.fleet import Fleet
-from simulators.prosumer.policies import PolicyContext, make_policy
+from simulators.prosumer.policies import PolicyContext, make_policy, resolve_policy
 from simulators.prosumer.spec import spec_from_dict
-from simulators.units import STEPS_PER_DAY
+from simulators.tables import LOAD_MARGIN, V_RANGE_PU, prosumer_sim
+from simulators.units import KW_PER_MW, STEP_S, STEPS_PER_DAY
+from simulators.validation import ConfigError, check_choice, check_range
 
-KW_PER_MW = 1000.0
+CONTEXT_KEYS = {"specs": True, "tariff": True, "dates": False, "seed": False, "network": False, "options": False}
+"""init(context=...) keys -> required"""
+META = meta(prosumer_sim())
+"""META of the built-in device types (an instance regenerates it after loading device_modules)"""
 
-# one table drives META and the code that reads inputs / serves outputs
-MODEL = {
-    "params": ["agent_ids"],
-    "inputs": {  # attr -> default when nothing arrived (first step of the feedback loop)
-        "P_load[MW]": 0.0, "Q_load[MVar]": 0.0, "P_pv_avail[MW]": 0.0,
-        "Vm[pu]": 1.0, "price_buy[EUR/kWh]": None, "price_sell[EUR/kWh]": None,
-    },
-    "outputs": {  # attr -> (StepResult field, factor from kW / kVar / kWh / EUR)
-        "P[MW]": ("net_kw", 1 / KW_PER_MW), "Q[MVar]": ("net_kvar", 1 / KW_PER_MW),
-        "bid_E[kWh]": ("bid_kwh", 1.0), "bid_price[EUR/kWh]": ("bid_price_eur_per_kwh", 1.0),
-        "P_load_served[MW]": ("load_kw", 1 / KW_PER_MW), "P_pv[MW]": ("pv_kw", 1 / KW_PER_MW),
-        "Q_pv[MVar]": ("pv_q_kvar", 1 / KW_PER_MW), "P_curtailed[MW]": ("curtailed_kw", 1 / KW_PER_MW),
-        "P_battery[MW]": ("battery_kw", 1 / KW_PER_MW), "SoC[kWh]": ("soc_kwh", 1.0),
-        "P_gen[MW]": ("gen_kw", 1 / KW_PER_MW), "P_cl[MW]": ("cl_kw", 1 / KW_PER_MW),
-        "E_cl_unserved[kWh]": ("cl_unserved_kwh", 1.0), "cost_device[EUR]": ("device_cost_eur", 1.0),
-    },
-}
 
-META = {
-    "api_version": "3.0",
-    "type": "time-based",
-    "models": {
-        "Prosumer": {
-            "public": True,
-            "params": MODEL["params"],
-            "attrs": list(MODEL["inputs"]) + list(MODEL["outputs"]),
-        },
-    },
-}
+def parse_context(context):
+    """(specs, tariff, PolicyContext keyword arguments) of an init ``context``; ConfigError naming bad keys."""
+    if not isinstance(context, dict):
+        raise ConfigError(f"context: {context!r} must be a dict with {sorted(CONTEXT_KEYS)}")
+    missing = sorted(k for k, required in CONTEXT_KEYS.items() if required and k not in context)
+    unknown = sorted(set(context) - set(CONTEXT_KEYS))
+    if missing or unknown:
+        raise ConfigError(f"context: missing key(s) {missing}, unknown key(s) {unknown}; required: 'specs', "
+                          "'tariff'; optional: 'dates', 'seed', 'network', 'options'")
+    rest = dict(context)
+    if not isinstance(rest["specs"], (list, tuple)) or not rest["specs"]:
+        raise ConfigError("context['specs']: expected a non-empty list of prosumer spec dicts")
+    specs = [spec_from_dict(s, i) for i, s in enumerate(rest.pop("specs"))]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"context['specs']: prosumer names must be unique, repeated: "
+                          f"{sorted({n for n in names if names.count(n) > 1})}")
+    raw_tariff = rest.pop("tariff")
+    tariff = raw_tariff if isinstance(raw_tariff, Tariff) else Tariff.from_dict(raw_tariff)
+    return specs, tariff, rest
 
 
 class ProsumerSim(mosaik_api_v3.Simulator):
     def __init__(self):
         super().__init__(META)
         self.eids = []
-        self.agent_ids = np.zeros(0, dtype=np.int64)
         self.result = None
 
-    def init(self, sid, time_resolution=1.0, step_size=900, policy="rule", context=None, start_step=0):
-        """``context``: JSON-able dict with 'specs' (list of spec dicts), 'dates', 'seed',
-        'tariff' (Tariff.to_dict()), 'network', 'options' -- the same for every instance."""
-        context = dict(context or {})
-        self.specs = [spec_from_dict(s, i) for i, s in enumerate(context.pop("specs"))]
-        self.tariff = Tariff.from_dict(context.pop("tariff"))
+    def init(self, sid, time_resolution=1.0, step_size=STEP_S, policy="rule", context=None, start_step=0,
+             on_invalid="raise", device_modules=(), **unknown):
+        """See simulators/tables.py prosumer_sim().init for every parameter."""
+        check_unknown("Prosumer init", unknown, prosumer_sim().init)
+        load_device_modules(device_modules)
+        self.table = prosumer_sim()
+        self.meta = {**self.meta, **meta(self.table)}
+        if not isinstance(step_size, (int, np.integer)) or step_size <= 0 or \
+                abs(step_size * float(time_resolution) - STEP_S) > 1e-9:
+            raise ConfigError(f"step_size: {step_size!r} x time_resolution {time_resolution} s must be one market "
+                              f"interval of {STEP_S} s")
+        self.start_step = int(check_range("start_step", start_step, 0, STEPS_PER_DAY - 1))
+        resolve_policy(policy)  # an unknown name fails here, not at the first step
+        self.specs, self.tariff, rest = parse_context(context)
         self.policy_name = policy
-        self.context = PolicyContext(specs=self.specs, tariff=self.tariff, **context)
-        self.step_size = step_size
-        self.start_step = start_step
+        self.context = PolicyContext(specs=self.specs, tariff=self.tariff, **rest)
+        self.step_size = int(step_size)
+        self.on_invalid = check_choice("on_invalid", on_invalid, ON_INVALID)
+        self.index = {s.name: i for i, s in enumerate(self.specs)}
         return self.meta
 
-    def create(self, num, model, agent_ids=None):
-        ids = list(range(len(self.eids), len(self.eids) + num)) if agent_ids is None else list(agent_ids)
+    def create(self, num, model, agent_ids=None, **unknown):
+        """``agent_ids``: positions in context['specs']; without them the instance must create all prosumers."""
+        check_unknown("Prosumer create", unknown, self.table.models[0].params)
+        if agent_ids is None:
+            if num + len(self.eids) != len(self.specs):
+                raise ConfigError(f"agent_ids: required when creating {num} of the context's {len(self.specs)} "
+                                  "prosumers (say which: agent_ids=[...]); two instances without them would "
+                                  "both simulate the same prosumers")
+            agent_ids = range(len(self.eids), len(self.specs))
+        ids = [int(check_range("agent_ids", a, 0, len(self.specs) - 1)) for a in agent_ids]
         if len(ids) != num:
-            raise ValueError(f"agent_ids: expected {num} ids, got {len(ids)}")
+            raise ConfigError(f"agent_ids: expected {num} ids, got {len(ids)}")
         entities = []
         for agent in ids:
             eid = self.specs[agent].name
+            if eid in self.eids:
+                raise ConfigError(f"agent_ids: prosumer {agent} ({eid!r}) already has an entity in this simulator")
             self.eids.append(eid)
             entities.append({"eid": eid, "type": model})
-        index = {s.name: i for i, s in enumerate(self.specs)}
-        self.agent_ids = np.array([index[e] for e in self.eids], dtype=np.int64)
-        self.position = {eid: i for i, eid in enumerate(self.eids)}
         return entities
 
     def setup_done(self):
-        self.fleet = Fleet([self.specs[i] for i in self.agent_ids])
+        specs = [self.specs[self.index[e]] for e in self.eids]
+        self.agent_ids = np.array([self.index[e] for e in self.eids], dtype=np.int64)
+        self.position = {eid: i for i, eid in enumerate(self.eids)}
+        self.fleet = Fleet(specs)
         self.policy = make_policy(self.policy_name, self.context)
+        self.reader = InputReader("Prosumer", self.table.models[0], self.eids, self.on_invalid)
+        peak = self.fleet.load_peak_kw / KW_PER_MW
+        pv = self.fleet.devices["pv"].s_kva_total / KW_PER_MW
+        self.reader.set_range("P_load[MW]", 0.0, LOAD_MARGIN * peak, f"load_peak_kw x {LOAD_MARGIN}")
+        self.reader.set_range("Q_load[MVar]", -LOAD_MARGIN * peak, LOAD_MARGIN * peak, f"load_peak_kw x {LOAD_MARGIN}")
+        self.reader.set_range("P_pv_avail[MW]", 0.0, pv, "the PV inverter rating; 0 without PV")
+        self.reader.set_range("Vm[pu]", *V_RANGE_PU, "a voltage in p.u.")
+        band = (float(np.min(self.tariff.sell_eur_per_kwh)), float(np.max(self.tariff.buy_eur_per_kwh)))
+        for attr in ("price_buy[EUR/kWh]", "price_sell[EUR/kWh]"):
+            self.reader.set_range(attr, *band, "the tariff's band, feed-in to retail")
+        self.tan_phi = np.tan(np.arccos([s.load_pf for s in specs]))
 
     def step(self, time, inputs, max_advance):
         step = (self.start_step + time // self.step_size) % STEPS_PER_DAY
         buy, sell = self.tariff.at(step)
-        x = {attr: self._gather(inputs, attr, default) for attr, default in MODEL["inputs"].items()}
-        # before any clearing, the last P2P prices default to the grid tariffs of this step
-        price_buy = np.where(np.isnan(x["price_buy[EUR/kWh]"]), buy, x["price_buy[EUR/kWh]"])
-        price_sell = np.where(np.isnan(x["price_sell[EUR/kWh]"]), sell, x["price_sell[EUR/kWh]"])
+        x = self.reader.read(time, inputs)
+        if time > 0:
+            self._check_tariff(time, x, *self.tariff.at(step - 1))
         load_kw = x["P_load[MW]"] * KW_PER_MW
+        load_kvar = np.where(np.isnan(x["Q_load[MVar]"]), load_kw * self.tan_phi, x["Q_load[MVar]"] * KW_PER_MW)
         pv_kw = x["P_pv_avail[MW]"] * KW_PER_MW
-        obs = self.fleet.observe(step, load_kw, pv_kw, x["Vm[pu]"], price_buy, price_sell, buy, sell)
+        obs = self.fleet.observe(step, load_kw, pv_kw, x["Vm[pu]"], x["price_buy[EUR/kWh]"],
+                                 x["price_sell[EUR/kWh]"], buy, sell)
         actions = self.policy.act(obs, self.agent_ids)
-        self.result = self.fleet.apply(step, actions, load_kw, x["Q_load[MVar]"] * KW_PER_MW, pv_kw, buy, sell)
+        self.result = self.fleet.apply(step, actions, load_kw, load_kvar, pv_kw, buy, sell)
         return time + self.step_size
 
-    def _gather(self, inputs, attr, default):
-        fill = np.nan if default is None else default
-        out = np.full(len(self.eids), fill, dtype=float)
-        for i, eid in enumerate(self.eids):
-            values = inputs.get(eid, {}).get(attr)
-            if values:
-                out[i] = sum(float(v) for v in values.values())
-        return out
+    def _check_tariff(self, time, x, buy, sell):
+        """The market's tariff of the last step (when connected) must be this simulator's."""
+        for attr, mine in (("tariff_buy[EUR/kWh]", buy), ("tariff_sell[EUR/kWh]", sell)):
+            got = x[attr]
+            bad = ~np.isnan(got) & (np.abs(got - mine) > 1e-9)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise InputError(f"Prosumer entity {self.eids[i]!r}: input {attr!r} = {got[i]!r} at time {time} "
+                                 f"differs from this simulator's tariff ({mine!r} at the last step): give the "
+                                 "market and the prosumers the same tariff")
 
     def get_data(self, outputs):
+        attrs = {a.name: a for a in self.table.models[0].outputs}
         data = {}
-        for eid, attrs in outputs.items():
+        for eid, names in outputs.items():
             i = self.position[eid]
             row = {}
-            for attr in attrs:
-                field, factor = MODEL["outputs"][attr]
-                row[attr] = float(getattr(self.result, field)[i]) * factor if self.result else None
+            for name in names:
+                a = attrs[name]
+                if self.result is None:
+                    row[name] = None
+                elif a.field == "inputs_clipped":
+                    row[name] = int(self.reader.clipped[i])
+                else:
+                    row[name] = float(getattr(self.result, a.field)[i]) * a.factor
             data[eid] = row
         return data
 

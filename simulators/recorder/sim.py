@@ -12,54 +12,21 @@ import datetime as dt
 import mosaik_api_v3
 import numpy as np
 
-from simulators.recorder.recorder import PROSUMER_COLUMNS, RunRecorder
+from simulators.attrs import meta
+from simulators.recorder.recorder import RunRecorder
+from simulators.tables import GRID, MARKET, PARTICIPANT, RECORDER_SIM, prosumer_sim
+from simulators.validation import ConfigError
 
-KW_PER_MW = 1000.0
-
-# source attribute -> (recorder column, factor); one table per kind of source entity
-SOURCES = {
-    "prosumer": {
-        "P_load_served[MW]": ("load_kw", KW_PER_MW), "P_pv[MW]": ("pv_kw", KW_PER_MW),
-        "P_curtailed[MW]": ("curtailed_kw", KW_PER_MW), "Q_pv[MVar]": ("pv_q_kvar", KW_PER_MW),
-        "P_battery[MW]": ("battery_kw", KW_PER_MW), "SoC[kWh]": ("soc_kwh", 1.0),
-        "P_gen[MW]": ("gen_kw", KW_PER_MW), "P_cl[MW]": ("cl_kw", KW_PER_MW),
-        "E_cl_unserved[kWh]": ("cl_unserved_kwh", 1.0), "P[MW]": ("net_kw", KW_PER_MW),
-        "Q[MVar]": ("net_kvar", KW_PER_MW), "bid_E[kWh]": ("bid_kwh", 1.0),
-        "bid_price[EUR/kWh]": ("bid_price_eur_per_kwh", 1.0), "cost_device[EUR]": ("device_cost_eur", 1.0),
-    },
-    "participant": {
-        "E_p2p_buy[kWh]": ("p2p_buy_kwh", 1.0), "E_p2p_sell[kWh]": ("p2p_sell_kwh", 1.0),
-        "E_grid_buy[kWh]": ("grid_buy_kwh", 1.0), "E_grid_sell[kWh]": ("grid_sell_kwh", 1.0),
-        "cost[EUR]": ("market_cost_eur", 1.0),
-    },
-    "market": {
-        "price_buy[EUR/kWh]": ("price_buy_eur_per_kwh", 1.0), "price_sell[EUR/kWh]": ("price_sell_eur_per_kwh", 1.0),
-        "tariff_buy[EUR/kWh]": ("tariff_buy_eur_per_kwh", 1.0),
-        "tariff_sell[EUR/kWh]": ("tariff_sell_eur_per_kwh", 1.0),
-        "supply[kWh]": ("supply_kwh", 1.0), "demand[kWh]": ("demand_kwh", 1.0), "traded[kWh]": ("traded_kwh", 1.0),
-    },
-    "bus": {"Vm[pu]": ("vm_pu", 1.0), "P_bus[MW]": ("p_bus_mw", 1.0)},
-    "grid": {
-        "converged": ("converged", 1.0), "losses[MW]": ("losses_mw", 1.0), "P_slack[MW]": ("p_slack_mw", 1.0),
-        "Vm_min[pu]": ("vm_min_pu", 1.0), "Vm_max[pu]": ("vm_max_pu", 1.0),
-        "loading_max[%]": ("loading_max_percent", 1.0),
-    },
-}
 FEEDER_REDUCE = {"converged": all, "losses[MW]": sum, "P_slack[MW]": sum, "Vm_min[pu]": min, "Vm_max[pu]": max,
                  "loading_max[%]": max}
 """how the values of several feeder sources combine (one source: its value unchanged)"""
+META = meta(RECORDER_SIM, any_inputs=("Recorder",))
 
-META = {
-    "api_version": "3.0",
-    "type": "time-based",
-    "models": {
-        "Recorder": {
-            "public": True,
-            "params": ["run_dir", "layout", "start"],
-            "attrs": sorted({a for table in SOURCES.values() for a in table} | {"mechanism"}),
-        },
-    },
-}
+
+def sources():
+    """role -> {source attribute: (recorder column, factor to the column's unit)} from the adapters' tables."""
+    tables = {"prosumer": prosumer_sim().models[0], "participant": PARTICIPANT, "market": MARKET, "grid": GRID}
+    return {role: {a.name: (a.recorder_column, 1.0 / a.factor) for a in t.recorded()} for role, t in tables.items()}
 
 
 class RecorderSim(mosaik_api_v3.Simulator):
@@ -69,6 +36,7 @@ class RecorderSim(mosaik_api_v3.Simulator):
 
     def init(self, sid, time_resolution=1.0, step_size=900):
         self.step_size = step_size
+        self.sources = sources()
         return self.meta
 
     def create(self, num, model, run_dir, layout, start):
@@ -80,6 +48,12 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.layout = layout
         self.start = dt.datetime.fromisoformat(start)
         names = list(layout["prosumer"].values())
+        for role in ("prosumer", "participant"):
+            given = list(layout[role].values())
+            twice = sorted({n for n in given if given.count(n) > 1})
+            if twice:
+                raise ConfigError(f"layout[{role!r}]: prosumer(s) {twice} come from more than one entity: duplicate "
+                                  "entity ids (give every prosumer simulator instance its own agent_ids)")
         self.prosumer_index = {name: i for i, name in enumerate(names)}
         self.bus_index = {fid: i for i, fid in enumerate(layout["bus"])}
         self.feeder_sources = set(layout["feeder"])
@@ -91,16 +65,15 @@ class RecorderSim(mosaik_api_v3.Simulator):
     def step(self, time, inputs, max_advance):
         data = inputs.get("Recorder", {})
         n = len(self.prosumer_index)
-        pros = {c: np.zeros(n) for c in PROSUMER_COLUMNS[4:]}
+        pros = {c: np.zeros(n) for c in self.recorder.prosumer_values}
         for role in ("prosumer", "participant"):
-            for attr, (col, factor) in SOURCES[role].items():
+            for attr, (col, factor) in self.sources[role].items():
                 for src, value in data.get(attr, {}).items():
                     name = self.layout[role].get(src)
                     if name is not None:
-                        pros[col][self.prosumer_index[name]] = float(value) * factor
+                        pros[col][self.prosumer_index[name]] = np.nan if value is None else float(value) * factor
         pros["cost_eur"] = pros["market_cost_eur"] + pros["device_cost_eur"]
         market = self._scalars("market", data)
-        market["mechanism"] = data.get("mechanism", {}).get(self.layout["market"], "")
         vm = self._per_bus("Vm[pu]", data)
         feeder = self._feeder(data, vm)
         stamp = (self.start + dt.timedelta(seconds=time)).strftime("%Y-%m-%d %H:%M")
@@ -125,7 +98,7 @@ class RecorderSim(mosaik_api_v3.Simulator):
             "Vm_max[pu]": float(vm.max()) if converged else np.nan,
         }
         feeder = {}
-        for attr, (col, factor) in SOURCES["grid"].items():
+        for attr, (col, factor) in self.sources["grid"].items():
             given = [v for src, v in data.get(attr, {}).items() if src in self.feeder_sources and v is not None]
             value = FEEDER_REDUCE[attr](given) if given else derived.get(attr, np.nan)
             feeder[col] = value if isinstance(value, bool) else float(value) * factor
@@ -134,9 +107,9 @@ class RecorderSim(mosaik_api_v3.Simulator):
     def _scalars(self, role, data):
         src = self.layout[role]
         out = {}
-        for attr, (col, factor) in SOURCES[role].items():
+        for attr, (col, factor) in self.sources[role].items():
             value = data.get(attr, {}).get(src)
-            out[col] = np.nan if value is None else float(value) * factor
+            out[col] = value if isinstance(value, str) else np.nan if value is None else float(value) * factor
         return out
 
     def get_data(self, outputs):

@@ -29,6 +29,22 @@ BUILTIN = tuple(DEVICES)
 """the device types shipped with the framework; their observation and action columns come first"""
 
 
+def load_device_modules(modules):
+    """Import the modules that register extra device types (for simulators started in another process)."""
+    import importlib
+
+    for name in modules or ():
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"device_modules: {name!r} cannot be imported ({exc})") from None
+
+
+def added_device_modules():
+    """Modules that registered the device types beyond the built-in ones (to pass as device_modules)."""
+    return sorted({DEVICES[k].__module__ for k in DEVICES if k not in BUILTIN})
+
+
 def unregister_device(key):
     """Remove a device type added with register_device (built-in types stay)."""
     if key in BUILTIN:
@@ -37,5 +53,5 @@ def unregister_device(key):
 
 
 __all__ = ["BUILTIN", "DEVICES", "PV", "Action", "Battery", "BatterySpec", "ControllableLoad", "ControllableLoadSpec",
-           "DeviceStep", "DeviceType", "Generator", "GeneratorSpec", "Output", "PVSpec", "StepInputs", "register_device",
-           "safe_div", "unregister_device"]
+           "DeviceStep", "DeviceType", "Generator", "GeneratorSpec", "Output", "PVSpec", "StepInputs", "added_device_modules",
+           "load_device_modules", "register_device", "safe_div", "unregister_device"]
