@@ -5,11 +5,16 @@ import ast
 import dataclasses
 import inspect
 import json
+import textwrap
 
 
 def field_docs(cls):
-    """Attribute docstrings of a dataclass (the string right after each field)."""
-    tree = ast.parse(inspect.getsource(cls))
+    """Attribute docstrings of a dataclass (the string right after each field); empty when the
+    source is not available (e.g. a frozen application)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
     body = tree.body[0].body
     docs = {}
     for node, nxt in zip(body, body[1:]):
@@ -18,11 +23,21 @@ def field_docs(cls):
     return docs
 
 
-_FLAG_TYPES = {int: int, "int": int, float: float, "float": float, dict: json.loads, "dict": json.loads}
+def json_object(text):
+    """A JSON object from the command line (argparse reports the ValueError in one line)."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"{text!r} is not a JSON object")
+    return value
+
+
+json_object.__name__ = "JSON object"  # argparse names the expected type by it
+_FLAG_TYPES = {int: int, "int": int, float: float, "float": float, dict: json_object, "dict": json_object}
 
 
 def add_config_flags(parser, cls, defaults=None, choices=None):
-    """One --flag per field of dataclass ``cls`` (its docstring as help, ``defaults`` shown in it).
+    """One --flag per field of dataclass ``cls`` (its docstring as help, ``defaults`` shown in it);
+    ``choices``: field -> allowed names (argparse shows them and rejects others).
 
     Every flag defaults to None, so ``given_flags(args)`` holds only what the user typed and can
     override a base config (the dataclass defaults, a saved config.json, a scenario's defaults).

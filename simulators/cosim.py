@@ -9,27 +9,32 @@ Per step t (15 minutes; mosaik time in seconds):
 No same-step loop: prosumers act on the voltage and prices of the last step.
 """
 
+import asyncio
 import datetime as dt
 import json
 import time as wallclock
+import warnings
 from dataclasses import dataclass, field
 
 import mosaik
 
-from simulators.market.tariffs import make_tariff
+from simulators.market.tariffs import Tariff
+from simulators.prosumer.devices import added_device_modules
+from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.recorder.recorder import new_run_dir
 from simulators.scenario import prepare, to_dict
+from simulators.tables import GRID, MARKET, PARTICIPANT, prosumer_sim
 from simulators.units import STEP_S
 
-PROSUMER_OUTPUTS_TO_RECORD = (
-    "P[MW]", "Q[MVar]", "bid_E[kWh]", "bid_price[EUR/kWh]", "P_load_served[MW]", "P_pv[MW]", "Q_pv[MVar]",
-    "P_curtailed[MW]", "P_battery[MW]", "SoC[kWh]", "P_gen[MW]", "P_cl[MW]", "E_cl_unserved[kWh]",
-    "cost_device[EUR]")
-PARTICIPANT_OUTPUTS = ("E_p2p_buy[kWh]", "E_p2p_sell[kWh]", "E_grid_buy[kWh]", "E_grid_sell[kWh]", "cost[EUR]")
-MARKET_OUTPUTS = ("price_buy[EUR/kWh]", "price_sell[EUR/kWh]", "tariff_buy[EUR/kWh]", "tariff_sell[EUR/kWh]",
-                  "supply[kWh]", "demand[kWh]", "traded[kWh]", "mechanism")
-GRID_OUTPUTS = ("converged", "losses[MW]", "P_slack[MW]", "Vm_min[pu]", "Vm_max[pu]", "loading_max[%]")
+PARTICIPANT_OUTPUTS = tuple(a.name for a in PARTICIPANT.recorded())
+MARKET_OUTPUTS = tuple(a.name for a in MARKET.recorded())
+GRID_OUTPUTS = tuple(a.name for a in GRID.recorded())
 """feeder-level attributes the recorder takes (simulators/recorder/sim.py derives what a grid omits)"""
+
+
+def prosumer_outputs():
+    """The prosumer outputs the recorder takes (every registered device type's included)."""
+    return tuple(a.name for a in prosumer_sim().models[0].recorded())
 
 
 @dataclass
@@ -74,33 +79,51 @@ def run_dir_for(cfg):
     return new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, cfg.policy, cfg.seed)
 
 
+def builder_name(builder):
+    return f"{builder.__module__}:{builder.__qualname__}"
+
+
+def check_policy(cfg, specs, tariff):
+    """Build the policy once with the run's context, so its options (a checkpoint, a forecast)
+    fail before anything is written; experts cache what they build, so this costs nothing later."""
+    make_policy(cfg.policy, PolicyContext(specs=specs, dates=cfg.dates, seed=cfg.seed, tariff=tariff,
+                                          network=cfg.network, options=dict(cfg.policy_options)))
+
+
 def run(cfg, grid_builder=None):
     """Run the co-simulation described by ``cfg``; return (run_dir, summary dict).
 
-    ``grid_builder(world, cfg, net, specs)`` may replace our grid simulator: it starts its
-    grid and returns a GridWiring, e.g. mosaik's own pandapower adapter
-    (scenarios/ieee33_mosaik_pandapower.py).
+    Everything is validated before the run folder is created.  ``grid_builder(world, cfg, net,
+    specs)`` may replace our grid simulator: it starts its grid and returns a GridWiring, e.g.
+    mosaik's own pandapower adapter (scenarios/ieee33_mosaik_pandapower.py).  A run that stops
+    early (an error, Ctrl-C, a simulator process that died) keeps its rows and writes
+    summary.json with ``"incomplete": true``, then raises (RunIncomplete if mosaik itself only
+    logged the failure).
     """
     from simulators.recorder.report import plot_run, write_summary
 
     cfg, specs, net, tariff = prepare(cfg)
+    check_policy(cfg, specs, tariff)
+    builder = grid_builder or our_grid
     run_dir = run_dir_for(cfg)
     context = {"specs": [s.to_dict() for s in specs], "dates": cfg.dates, "seed": cfg.seed,
                "tariff": tariff.to_dict(), "network": cfg.network, "options": cfg.policy_options}
-    builder = grid_builder or our_grid
     (run_dir / "config.json").write_text(json.dumps({
-        **to_dict(cfg), "grid_builder": f"{builder.__module__}:{builder.__qualname__}",
-        "tariff_values": tariff.to_dict(), "prosumer_specs": context["specs"]}, indent=1))
+        **to_dict(cfg), "grid_builder": builder_name(builder), "tariff_values": context["tariff"],
+        "prosumer_specs": context["specs"]}, indent=1))
     t0 = wallclock.perf_counter()
-    world = mosaik.World(sim_config(cfg.prosumer_start), time_resolution=1.0, debug=False)
+    world = mosaik.World(sim_config(cfg.prosumer_start), time_resolution=1.0, debug=False,
+                         skip_greetings=not cfg.verbose, configure_logging=cfg.verbose)
     try:
         _build(world, cfg, specs, net, context, run_dir, builder)
         t_setup = wallclock.perf_counter() - t0
         world.run(until=cfg.steps * STEP_S, print_progress=cfg.progress)
-    except BaseException:
-        world.shutdown()
+        _check_complete(run_dir, cfg.steps)
+    except BaseException as exc:
+        _stop(world)
         if (run_dir / "feeder.csv").exists():
             write_summary(run_dir, {"incomplete": True})
+        exc.add_note(f"run folder: {run_dir}")
         raise
     t_run = wallclock.perf_counter() - t0 - t_setup
     summary = write_summary(run_dir, {"incomplete": False, "wall_setup_s": t_setup, "wall_run_s": t_run})
@@ -109,13 +132,44 @@ def run(cfg, grid_builder=None):
     return run_dir, summary
 
 
+class RunIncomplete(RuntimeError):
+    """mosaik ended the run early without raising (it logs a simulator process's failure)."""
+
+
+def _check_complete(run_dir, steps):
+    with open(run_dir / "feeder.csv") as fh:
+        recorded = sum(1 for _ in fh) - 1
+    if recorded != steps:
+        raise RunIncomplete(f"the run stopped after {recorded} of {steps} steps: a simulator failed "
+                            "(run with --verbose to see mosaik's log)")
+
+
+def _stop(world):
+    """Cancel the simulator tasks an exception or Ctrl-C left pending, then shut mosaik down,
+    so asyncio has no destroyed pending tasks to complain about."""
+    # the cancelled scheduler leaves coroutines it created but never awaited; they are harmless
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    loop = world.loop
+    if not loop.is_closed():
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    try:
+        world.shutdown()
+    except Exception:  # a simulator process that already died cannot be stopped cleanly
+        pass
+
+
 def _build(world, cfg, specs, net, context, run_dir, grid_builder):
     n = len(specs)
-    profiles = world.start("Profiles", step_size=STEP_S)
+    profiles = world.start("Profiles", step_size=STEP_S, device_modules=added_device_modules())
     profile_ents = profiles.ProsumerProfile.create(
         n, specs=context["specs"], dates=cfg.dates, seed=cfg.seed)
 
-    prosumer_args = dict(step_size=STEP_S, policy=cfg.policy, context=context, start_step=0)
+    prosumer_args = dict(step_size=STEP_S, policy=cfg.policy, context=context, start_step=0,
+                         device_modules=added_device_modules(), on_invalid=cfg.on_invalid)
     if cfg.grouping == "grouped":
         sim = world.start("Prosumer", **prosumer_args)
         prosumers = sim.Prosumer.create(n, agent_ids=list(range(n)))
@@ -123,14 +177,17 @@ def _build(world, cfg, specs, net, context, run_dir, grid_builder):
         prosumers = [world.start("Prosumer", **prosumer_args).Prosumer.create(1, agent_ids=[i])[0]
                      for i in range(n)]
 
-    market_sim = world.start("Market", step_size=STEP_S, mechanism=cfg.market, tariff=context["tariff"])
+    market_sim = world.start("Market", step_size=STEP_S, mechanism=cfg.market, tariff=context["tariff"],
+                             on_invalid=cfg.on_invalid)
     market = market_sim.Market.create(1)[0]
     participants = market_sim.Participant.create(n)
 
     wiring = grid_builder(world, cfg, net, specs)
     buses = wiring.buses
 
-    buy0, sell0 = make_tariff(cfg.tariff).at(0)
+    buy0, sell0 = Tariff.from_dict(context["tariff"]).at(0)
+    feedback = {"price_buy[EUR/kWh]": buy0, "price_sell[EUR/kWh]": sell0,  # before any clearing: the tariffs
+                "tariff_buy[EUR/kWh]": buy0, "tariff_sell[EUR/kWh]": sell0}
     for spec, prof, pros, part in zip(specs, profile_ents, prosumers, participants):
         world.connect(prof, pros, "P_load[MW]", "Q_load[MVar]", "P_pv_avail[MW]")
         world.connect(pros, part, "bid_E[kWh]", "bid_price[EUR/kWh]")
@@ -138,8 +195,7 @@ def _build(world, cfg, specs, net, context, run_dir, grid_builder):
         # feedback of step t reaches the prosumer at step t+1 (no same-step loop)
         world.connect(buses[spec.bus], pros, (wiring.vm_attr, "Vm[pu]"), time_shifted=True,
                       initial_data={wiring.vm_attr: 1.0})
-        world.connect(part, pros, "price_buy[EUR/kWh]", "price_sell[EUR/kWh]", time_shifted=True,
-                      initial_data={"price_buy[EUR/kWh]": buy0, "price_sell[EUR/kWh]": sell0})
+        world.connect(part, pros, *feedback, time_shifted=True, initial_data=feedback)
 
     recorder_sim = world.start("Recorder", step_size=STEP_S)
     layout = {
@@ -153,7 +209,7 @@ def _build(world, cfg, specs, net, context, run_dir, grid_builder):
     start = dt.datetime.fromisoformat(cfg.dates[0]).isoformat()
     recorder = recorder_sim.Recorder.create(1, run_dir=str(run_dir), layout=layout, start=start)[0]
     for e in prosumers:
-        world.connect(e, recorder, *PROSUMER_OUTPUTS_TO_RECORD)
+        world.connect(e, recorder, *prosumer_outputs())
     for e in participants:
         world.connect(e, recorder, *PARTICIPANT_OUTPUTS)
     world.connect(market, recorder, *MARKET_OUTPUTS)
@@ -167,7 +223,7 @@ def _build(world, cfg, specs, net, context, run_dir, grid_builder):
 def our_grid(world, cfg, net, specs):
     """The default grid: simulators/grid/sim.py with the configured model; one Bus entity per bus."""
     grid_sim = world.start("Grid", step_size=STEP_S, network=cfg.network, model=cfg.grid_model,
-                           prosumer_buses=sorted({s.bus for s in specs}))
+                           prosumer_buses=sorted({s.bus for s in specs}), on_invalid=cfg.on_invalid)
     grid = grid_sim.Grid.create(1)[0]
     bus_list = grid_sim.Bus.create(len(net.bus), bus=[int(b) for b in net.bus.index])
     return GridWiring(buses={int(b): e for b, e in zip(net.bus.index, bus_list)}, feeder=[(grid, GRID_OUTPUTS)])

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulators.grid.networks import make_network, nominal_load_kw
-from simulators.market.tariffs import make_tariff
+from simulators.market.tariffs import Tariff, make_tariff
+from simulators.paths import DATA_DIR
+from simulators.prosumer.devices import load_device_modules
 from simulators.prosumer.generate import generate_specs
-from simulators.prosumer.spec import load_specs
+from simulators.prosumer.spec import load_specs, specs_from_list
 from simulators.validation import ConfigError, check_choice, check_range
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "data"
-"""the shipped prosumer spec files"""
 GROUPINGS = ("per_prosumer", "grouped")
 START_MODES = ("python", "cmd")
 
@@ -34,13 +34,15 @@ class ScenarioConfig:
     grid_model: str = "ac"
     """power-flow model: a name from simulators.grid.models.GRIDS (ac | ac_runpp | lindistflow)"""
     specs: str = str(DATA_DIR / "ieee33_prosumers.json")
-    """prosumer spec file (JSON), or 'generate' for one seeded prosumer per load bus"""
+    """prosumer spec file (JSON), or 'generate' for one seeded prosumer per load bus (a saved
+    config.json holds the specs themselves, so --config reruns them exactly)"""
     max_prosumers: int = 0
     """use only the first N prosumers of the spec list (0 = all); for quick runs"""
     market: str = "sdr"
     """clearing mechanism: a name from simulators.market.clearing.MARKETS (sdr | mmr | double_auction)"""
     tariff: str = "tou"
-    """grid tariff preset from simulators.market.tariffs.TARIFFS (flat | tou)"""
+    """grid tariff preset from simulators.market.tariffs.TARIFFS (flat | tou); a saved config.json
+    holds the tariff values themselves"""
     policy: str = "rule"
     """prosumer policy: a name from simulators.prosumer.policies.POLICIES (rule | idle | expert | actor)"""
     policy_options: dict = field(default_factory=dict)
@@ -63,6 +65,14 @@ class ScenarioConfig:
     """show a progress bar"""
     plots: bool = True
     """write PNG plots into the run folder"""
+    device_modules: str = ""
+    """comma-separated modules to import first: they register extra device types (README "Adding
+    a device type"); every simulator process imports them too"""
+    on_invalid: str = "raise"
+    """a simulator input outside its physical range: raise (stop with an error naming entity, attribute,
+    value and range) | clip (clip it, log it, count it in prosumers.csv inputs_clipped)"""
+    verbose: bool = False
+    """show mosaik's start-up banner and log lines"""
 
     @property
     def dates(self):
@@ -74,36 +84,51 @@ class ScenarioConfig:
         return 96 * self.days
 
 
-def validate(cfg):
-    """Check every field (and fill derived defaults) before the run; raises ConfigError."""
+def choices():
+    """Field -> its allowed names, from the registries (the CLI shows them in --help)."""
+    from simulators.attrs import ON_INVALID
     from simulators.grid.models import GRIDS
-    from simulators.grid.networks import NETWORKS
     from simulators.market.clearing import MARKETS
     from simulators.market.tariffs import TARIFFS
-    from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank
     from simulators.prosumer.policies import POLICIES
 
+    return {"grid_model": GRIDS, "market": MARKETS, "tariff": TARIFFS, "policy": POLICIES, "grouping": GROUPINGS,
+            "prosumer_start": START_MODES, "on_invalid": ON_INVALID}
+
+
+def validate(cfg):
+    """Check every field (and fill derived defaults) before the run; raises ConfigError."""
+    from simulators.grid.networks import NETWORKS
+    from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank
+
+    if not isinstance(cfg.device_modules, str):
+        raise ConfigError(f"device_modules: {cfg.device_modules!r} must be comma-separated module names")
+    load_device_modules([m.strip() for m in cfg.device_modules.split(",") if m.strip()])
     check_choice("network", cfg.network, NETWORKS)
-    check_choice("grid_model", cfg.grid_model, GRIDS)
-    check_choice("market", cfg.market, MARKETS)
-    check_choice("tariff", cfg.tariff, TARIFFS)
-    check_choice("policy", cfg.policy, POLICIES)
-    check_choice("grouping", cfg.grouping, GROUPINGS)
-    check_choice("prosumer_start", cfg.prosumer_start, START_MODES)
+    for name, allowed in choices().items():
+        if not (name == "tariff" and isinstance(cfg.tariff, dict)):  # saved tariff values
+            check_choice(name, getattr(cfg, name), allowed)
+    for name in ("days", "max_prosumers", "seed"):
+        if isinstance(getattr(cfg, name), bool) or not isinstance(getattr(cfg, name), int):
+            raise ConfigError(f"{name}: {getattr(cfg, name)!r} must be an integer")
     check_range("days", cfg.days, 1, 366)
     check_range("max_prosumers", cfg.max_prosumers, 0, 100000)
+    check_range("seed", cfg.seed, 0, 2 ** 32 - 1)
+    for name in ("progress", "plots", "verbose"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"{name}: {getattr(cfg, name)!r} must be true or false")
     if not isinstance(cfg.policy_options, dict):
         raise ConfigError(f"policy_options: {cfg.policy_options!r} must be a JSON object")
     if not cfg.start_date:
         cfg = dataclasses.replace(cfg, start_date=str(DEFAULT_TEST_DAY))
     try:
         dt.date.fromisoformat(cfg.start_date)
-    except ValueError:
+    except (TypeError, ValueError):
         raise ConfigError(f"start_date: {cfg.start_date!r} is not a date YYYY-MM-DD") from None
     bank = ProfileBank.simbench()
     for date in cfg.dates:
         bank.day_index(date)
-    if cfg.specs != "generate" and not Path(cfg.specs).is_file():
+    if isinstance(cfg.specs, str) and cfg.specs != "generate" and not Path(cfg.specs).is_file():
         raise ConfigError(f"specs: file {cfg.specs!r} not found (give a JSON spec file or 'generate')")
     return cfg
 
@@ -116,7 +141,9 @@ def prepare(cfg):
     """Validate the config and build what the run needs: specs, network, tariff."""
     cfg = validate(cfg)
     net = make_network(cfg.network)
-    if cfg.specs == "generate":
+    if isinstance(cfg.specs, (list, tuple)):  # the specs of a saved config.json
+        specs = specs_from_list(cfg.specs, "specs")
+    elif cfg.specs == "generate":
         specs = generate_specs(nominal_load_kw(net), cfg.seed)
     else:
         specs = load_specs(cfg.specs)
@@ -127,7 +154,8 @@ def prepare(cfg):
         if s.bus not in buses:
             raise ConfigError(f"prosumer {s.name!r}.bus: {s.bus} is not a bus of network {cfg.network!r} "
                               f"(allowed: {min(buses)}..{max(buses)})")
-    return cfg, specs, net, make_tariff(cfg.tariff)
+    tariff = Tariff.from_dict(cfg.tariff) if isinstance(cfg.tariff, dict) else make_tariff(cfg.tariff)
+    return cfg, specs, net, tariff
 
 
 PRESETS = {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulators.prosumer.interface import ACT, OBS, idle_actions
-from simulators.validation import check_choice
+from simulators.validation import ConfigError, check_choice
 
 
 @dataclass
@@ -35,9 +35,15 @@ class Policy:
     """Base class: ``act(obs (n, F), agent_ids (n,)) -> actions (n, A)``."""
 
     name = "base"
+    option_names = None
+    """the option names the policy takes (PolicyContext.options); None: the policy checks them itself"""
 
     def __init__(self, context):
         self.context = context
+        given = set(getattr(context, "options", None) or {})
+        if self.option_names is not None and given - set(self.option_names):
+            raise ConfigError(f"policy_options: {sorted(given - set(self.option_names))} not taken by policy "
+                              f"{self.name!r} (it takes {sorted(self.option_names) or 'no options'})")
 
     def reset(self):
         """Called once before the first step of a run."""
@@ -60,6 +66,7 @@ class RuleBasedPolicy(Policy):
     """
 
     name = "rule"
+    option_names = ()
 
     def act(self, obs, agent_ids):
         o = lambda name: obs[:, OBS[name]]
@@ -97,6 +104,7 @@ class IdlePolicy(Policy):
     """
 
     name = "idle"
+    option_names = ()
 
     def act(self, obs, agent_ids):
         a = idle_actions(obs.shape[0])

@@ -14,7 +14,7 @@ from simulators.prosumer.devices import DEVICES, BatterySpec, ControllableLoadSp
 from simulators.validation import ConfigError, check_range
 
 __all__ = ["BatterySpec", "ControllableLoadSpec", "GeneratorSpec", "PVSpec", "ProsumerSpec", "load_specs",
-           "save_specs", "spec_from_dict"]
+           "save_specs", "spec_from_dict", "specs_from_list"]
 
 
 @dataclass(frozen=True, init=False)
@@ -120,13 +120,18 @@ def load_specs(path):
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"spec file {path}: {exc}") from None
     entries = data.get("prosumers") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"spec file {path}: expected {{'prosumers': [...]}} with at least one entry")
+    return specs_from_list(entries, f"spec file {path}")
+
+
+def specs_from_list(entries, where):
+    """Validated ProsumerSpecs of a list of spec dicts (at least one; names must be unique)."""
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ConfigError(f"{where}: expected {{'prosumers': [...]}} with at least one entry")
     specs = [spec_from_dict(raw, i) for i, raw in enumerate(entries)]
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(f"spec file {path}: prosumer names must be unique, repeated: {dupes}")
+        raise ConfigError(f"{where}: prosumer names must be unique, repeated: {dupes}")
     return specs
 
 
