@@ -78,3 +78,16 @@ def test_env_rejects_wrong_action_shape():
     env.reset_batch(seed=0)
     with pytest.raises(ValueError, match="expected shape"):
         env.step_batch(np.zeros((2, len(ACTION_FIELDS))))
+
+
+def test_pettingzoo_parallel_api():
+    """pettingzoo's own API test on P2PEnv (one full day per episode), warnings as errors."""
+    import warnings
+
+    from pettingzoo.test import parallel_api_test
+
+    env = P2PEnv(EnvConfig(max_prosumers=3, days="2016-07-14"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parallel_api_test(env, num_cycles=100)
+    assert env.observation_space(env.possible_agents[0]) is env.observation_space(env.possible_agents[0])

@@ -33,6 +33,8 @@ DEFAULT_OPTIONS = {"forecast": "perfect", "fine_hours": 3, "v_margin_pu": 0.0, "
 FEEDBACK_COLUMNS = ("vm_dev", "price_buy_last", "price_sell_last")
 """observation columns from the grid and the market, which the expert's own fleet cannot know"""
 STATE_COLUMNS = np.array([OBS[f] for f in OBS_FIELDS if f not in FEEDBACK_COLUMNS])
+"""the built-in observation columns the expert's own fleet reproduces (added device types' columns
+come after them and are not compared)"""
 OBS_TOL = 1e-6
 _EXPERTS = OrderedDict()   # compiled JointExpert per (specs, tariff, network, options)
 _RUNS = OrderedDict()      # RecedingHorizon per full context (dates, seed included)
@@ -100,8 +102,9 @@ class ExpertPolicy(Policy):
     def act(self, obs, agent_ids):
         obs = np.asarray(obs, dtype=float)
         agent_ids = np.asarray(agent_ids, dtype=np.int64)
-        if obs.ndim != 2 or obs.shape != (len(agent_ids), len(OBS_FIELDS)):
-            raise ValueError(f"obs: expected shape ({len(agent_ids)}, {len(OBS_FIELDS)}), got {obs.shape}")
+        width = len(self.run.fleet.obs_fields)  # every registered device type's columns
+        if obs.ndim != 2 or obs.shape != (len(agent_ids), width):
+            raise ValueError(f"obs: expected shape ({len(agent_ids)}, {width}), got {obs.shape}")
         step = int(round(obs[0, OBS["step_frac"]] * STEPS_PER_DAY)) % STEPS_PER_DAY
         if step <= self._last_step:  # a step that does not increase starts the next day, as in Fleet
             self._day += 1
