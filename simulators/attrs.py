@@ -27,6 +27,9 @@ from simulators.validation import ConfigError, check_choice
 
 ON_INVALID = ("raise", "clip")
 COMBINE = {"sum": sum, "mean": lambda values: sum(values) / len(values)}
+_EMPTY = {}
+_REAL = (float, int, np.float64, np.float32, np.int64, np.int32)
+"""types taken as numbers without a closer look (bool is not among them)"""
 LOG = logging.getLogger("simulators.inputs")
 REL_TOL = 1e-9
 """relative slack of range checks, for floating-point round-off of the producing simulator"""
@@ -152,11 +155,27 @@ class InputReader:
         return {a.name: self._attr(time, inputs, a) for a in self.table.inputs}
 
     def _attr(self, time, inputs, attr):
-        combine = COMBINE[attr.combine]
+        raw = [inputs.get(eid, _EMPTY).get(attr.name) for eid in self.eids]
+        if all(type(s) is dict and len(s) == 1 for s in raw):  # the usual case: one source each
+            flat = [v for s in raw for v in s.values()]
+            out = np.array(flat, dtype=float) if all(type(v) in _REAL for v in flat) else None
+        else:
+            out = None
+        if out is None or (not attr.nan_ok and np.isnan(out).any()):
+            out = self._one_by_one(time, raw, attr)
         lo, hi, why = self.ranges[attr.name]
+        bad = (out < lo - REL_TOL * np.abs(lo)) | (out > hi + REL_TOL * np.abs(hi))
+        for i in np.flatnonzero(bad):
+            out[i] = self._bad(time, self.eids[i], i, attr, None, out[i], lo[i], hi[i], why,
+                               min(max(out[i], lo[i]), hi[i]))
+        return out
+
+    def _one_by_one(self, time, raw, attr):
+        """Values entity by entity: missing inputs, several sources, values that are not numbers."""
+        lo, hi, why = self.ranges[attr.name]
+        combine = COMBINE[attr.combine]
         out = np.full(len(self.eids), attr.default, dtype=float)
-        for i, eid in enumerate(self.eids):
-            sources = inputs.get(eid, {}).get(attr.name)
+        for i, (eid, sources) in enumerate(zip(self.eids, raw)):
             if not sources:
                 if attr.required:
                     raise InputError(f"{self.sim} entity {eid!r}: input {attr.name!r} received nothing at time "
@@ -170,17 +189,15 @@ class InputReader:
                                   attr.default if not math.isnan(attr.default) else max(lo[i], min(0.0, hi[i])))
                 values.append(x)
             out[i] = combine(values)
-        bad = (out < lo - REL_TOL * np.abs(lo)) | (out > hi + REL_TOL * np.abs(hi))
-        for i in np.flatnonzero(bad):
-            out[i] = self._bad(time, self.eids[i], i, attr, None, out[i], lo[i], hi[i], why,
-                               min(max(out[i], lo[i]), hi[i]))
         return out
 
     def _bad(self, time, eid, i, attr, src, value, lo, hi, why, fix):
+        value = float(value) if isinstance(value, np.floating) else value
         where = f" from {src}" if src else ""
         text = (f"{self.sim} entity {eid!r}: input {attr.name!r}{where} = {value!r} at time {time} is outside the "
-                f"allowed range [{lo:.6g}, {hi:.6g}]" + (f" ({why})" if why else "")
-                + ("" if attr.nan_ok else "; NaN and None are not allowed"))
+                f"allowed range [{lo:.6g}, {hi:.6g}]" + (f" ({why})" if why else ""))
+        if _number(value) is None or math.isnan(_number(value)):
+            text += "; it must be a number" + ("" if attr.nan_ok else " (NaN is not allowed)")
         if self.on_invalid == "raise":
             raise InputError(text + "; is a unit mixed up (kW given as MW)?")
         LOG.warning("%s; clipped to %.6g", text, fix)

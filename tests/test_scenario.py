@@ -112,11 +112,15 @@ class _CrashingPolicy(policies.RuleBasedPolicy):
         return super().act(obs, agent_ids)
 
 
-def test_crash_mid_run_keeps_recorded_rows(tmp_path, monkeypatch):
+def test_crash_mid_run_keeps_recorded_rows(tmp_path, monkeypatch, capfd):
+    import gc
+
     monkeypatch.setitem(policies.POLICIES, "crashing", _CrashingPolicy)
     _CrashingPolicy.calls = 0
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="policy exploded"):
         run(_cfg(tmp_path, policy="crashing", grouping="grouped", max_prosumers=4, run_name="crash"))
+    gc.collect()
+    assert "Task was destroyed" not in capfd.readouterr().err, "pending mosaik tasks must be cancelled"
     pros = pd.read_csv(tmp_path / "crash" / "prosumers.csv")
     assert len(pros) == 10 * 4
     assert json.loads((tmp_path / "crash" / "summary.json").read_text())["incomplete"] is True

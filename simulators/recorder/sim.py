@@ -44,7 +44,10 @@ class RecorderSim(mosaik_api_v3.Simulator):
         {"prosumer": {full_id: name}, "participant": {full_id: name}, "bus": {full_id: bus},
          "market": full_id, "feeder": [full_id, ...]}; ``start`` is the ISO time of mosaik time 0."""
         if num != 1 or self.recorder is not None:
-            raise ValueError("RecorderSim holds exactly one Recorder")
+            raise ConfigError("Recorder: a RecorderSim holds exactly one Recorder")
+        missing = sorted({"prosumer", "participant", "bus", "market", "feeder"} - set(layout or {}))
+        if missing:
+            raise ConfigError(f"layout: missing key(s) {missing} (see RecorderSim.create)")
         self.layout = layout
         self.start = dt.datetime.fromisoformat(start)
         names = list(layout["prosumer"].values())
