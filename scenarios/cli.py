@@ -17,7 +17,7 @@ from simulators.cosim import builder_name, our_grid, run
 from simulators.scenario import ScenarioConfig, choices
 from simulators.validation import ConfigError
 
-SAVED_EXTRAS = {"grid_builder", "tariff_values", "prosumer_specs"}
+SAVED_EXTRAS = {"grid_builder"}
 """keys of a run's config.json besides the ScenarioConfig fields"""
 SUMMARY_KEYS = ("cost_eur", "voltage_violation_rate", "steps_with_violation", "vm_min_pu", "vm_max_pu",
                 "losses_kwh", "p2p_volume_kwh", "self_sufficiency", "nonconverged_steps", "wall_run_s")
@@ -46,12 +46,7 @@ def load_config(path, builder):
     if saved_builder and saved_builder != builder_name(builder):
         raise ConfigError(f"config: {str(path)!r} was run with the grid builder {saved_builder}; rerun it with the "
                           "scenario script that uses it")
-    base = {k: v for k, v in saved.items() if k in fields}
-    if "prosumer_specs" in saved:  # the specs and tariff the run used, not whatever the files hold now
-        base["specs"] = saved["prosumer_specs"]
-    if "tariff_values" in saved:
-        base["tariff"] = saved["tariff_values"]
-    return base
+    return {k: v for k, v in saved.items() if k in fields}
 
 
 def parse_args(defaults, argv=None, description=None, grid_builder=None):
@@ -64,7 +59,9 @@ def parse_args(defaults, argv=None, description=None, grid_builder=None):
     config_path = args.pop("config", None)
     if config_path:
         base.update(load_config(config_path, grid_builder or our_grid))
-    base.update(args)
+    # a spec file or tariff preset typed with --config replaces the saved specs / tariff values
+    base.update(args, **{saved: None for flag, saved in (("specs", "prosumer_specs"), ("tariff", "tariff_values"))
+                         if flag in args})
     return ScenarioConfig(**base)
 
 

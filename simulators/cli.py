@@ -44,6 +44,8 @@ def add_config_flags(parser, cls, defaults=None, choices=None):
     """
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
+        if f.metadata.get("cli", True) is False:  # set from a saved config, not typed
+            continue
         flag, shown = "--" + f.name.replace("_", "-"), getattr(defaults, f.name, None) if defaults else None
         helptext = docs.get(f.name, "") + (f" (default: {shown!r})" if defaults is not None else "")
         if f.type in (bool, "bool"):

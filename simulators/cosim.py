@@ -150,12 +150,13 @@ def _stop(world):
     # the cancelled scheduler leaves coroutines it created but never awaited; they are harmless
     warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
     loop = world.loop
-    if not loop.is_closed():
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for _ in range(100):  # a cancelled task may leave tasks of its own behind: repeat until none
+        pending = [] if loop.is_closed() else [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if not pending:
+            break
         for task in pending:
             task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.wait(pending, timeout=10))
     try:
         world.shutdown()
     except Exception:  # a simulator process that already died cannot be stopped cleanly

@@ -34,15 +34,13 @@ class ScenarioConfig:
     grid_model: str = "ac"
     """power-flow model: a name from simulators.grid.models.GRIDS (ac | ac_runpp | lindistflow)"""
     specs: str = str(DATA_DIR / "ieee33_prosumers.json")
-    """prosumer spec file (JSON), or 'generate' for one seeded prosumer per load bus (a saved
-    config.json holds the specs themselves, so --config reruns them exactly)"""
+    """prosumer spec file (JSON), or 'generate' for one seeded prosumer per load bus"""
     max_prosumers: int = 0
     """use only the first N prosumers of the spec list (0 = all); for quick runs"""
     market: str = "sdr"
     """clearing mechanism: a name from simulators.market.clearing.MARKETS (sdr | mmr | double_auction)"""
     tariff: str = "tou"
-    """grid tariff preset from simulators.market.tariffs.TARIFFS (flat | tou); a saved config.json
-    holds the tariff values themselves"""
+    """grid tariff preset from simulators.market.tariffs.TARIFFS (flat | tou)"""
     policy: str = "rule"
     """prosumer policy: a name from simulators.prosumer.policies.POLICIES (rule | idle | expert | actor)"""
     policy_options: dict = field(default_factory=dict)
@@ -73,6 +71,11 @@ class ScenarioConfig:
     value and range) | clip (clip it, log it, count it in prosumers.csv inputs_clipped)"""
     verbose: bool = False
     """show mosaik's start-up banner and log lines"""
+    prosumer_specs: list = field(default=None, metadata={"cli": False})
+    """the prosumer spec dicts themselves (a run's config.json saves them, so --config reruns with
+    them, not with whatever the spec file holds today); None = read ``specs``"""
+    tariff_values: dict = field(default=None, metadata={"cli": False})
+    """the tariff itself, Tariff.to_dict() (saved in config.json like the specs); None = the preset"""
 
     @property
     def dates(self):
@@ -106,7 +109,7 @@ def validate(cfg):
     load_device_modules([m.strip() for m in cfg.device_modules.split(",") if m.strip()])
     check_choice("network", cfg.network, NETWORKS)
     for name, allowed in choices().items():
-        if not (name == "tariff" and isinstance(cfg.tariff, dict)):  # saved tariff values
+        if not (name == "tariff" and cfg.tariff_values is not None):  # the saved values decide
             check_choice(name, getattr(cfg, name), allowed)
     for name in ("days", "max_prosumers", "seed"):
         if isinstance(getattr(cfg, name), bool) or not isinstance(getattr(cfg, name), int):
@@ -128,7 +131,7 @@ def validate(cfg):
     bank = ProfileBank.simbench()
     for date in cfg.dates:
         bank.day_index(date)
-    if isinstance(cfg.specs, str) and cfg.specs != "generate" and not Path(cfg.specs).is_file():
+    if cfg.prosumer_specs is None and cfg.specs != "generate" and not Path(str(cfg.specs)).is_file():
         raise ConfigError(f"specs: file {cfg.specs!r} not found (give a JSON spec file or 'generate')")
     return cfg
 
@@ -141,8 +144,8 @@ def prepare(cfg):
     """Validate the config and build what the run needs: specs, network, tariff."""
     cfg = validate(cfg)
     net = make_network(cfg.network)
-    if isinstance(cfg.specs, (list, tuple)):  # the specs of a saved config.json
-        specs = specs_from_list(cfg.specs, "specs")
+    if cfg.prosumer_specs is not None:  # the specs of a saved config.json
+        specs = specs_from_list(cfg.prosumer_specs, "prosumer_specs")
     elif cfg.specs == "generate":
         specs = generate_specs(nominal_load_kw(net), cfg.seed)
     else:
@@ -154,7 +157,7 @@ def prepare(cfg):
         if s.bus not in buses:
             raise ConfigError(f"prosumer {s.name!r}.bus: {s.bus} is not a bus of network {cfg.network!r} "
                               f"(allowed: {min(buses)}..{max(buses)})")
-    tariff = Tariff.from_dict(cfg.tariff) if isinstance(cfg.tariff, dict) else make_tariff(cfg.tariff)
+    tariff = make_tariff(cfg.tariff) if cfg.tariff_values is None else Tariff.from_dict(cfg.tariff_values)
     return cfg, specs, net, tariff
 
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,13 +126,19 @@ def test_ctrl_c_keeps_rows_marks_incomplete_one_line(tmp_path):
     run_dir = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "scenarios.ieee33_day", "--results-dir", str(tmp_path),
                              "--run-name", run_dir.name, "--no-progress", "--no-plots"],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env={**_env(), "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     feeder = run_dir / "feeder.csv"
     try:
         while not (feeder.exists() and len(feeder.read_text().splitlines()) > 4):
             assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # show where it hangs (faulthandler prints the stacks on SIGABRT)
+            proc.send_signal(signal.SIGABRT)
+            pytest.fail(f"no exit 120 s after Ctrl-C: {proc.communicate()[1][-4000:]}")
     finally:
         proc.kill()
     assert proc.returncode == 130
