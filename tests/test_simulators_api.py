@@ -119,6 +119,9 @@ def test_duplicate_entity_ids_are_refused():
     ({"context": {"specs": [PV_SPEC], "tariff": TOU.to_dict()}, "polcy": "rule"}, r"unknown parameter\(s\) \['polcy'\]"),
     ({"context": {"specs": [PV_SPEC], "tariff": TOU.to_dict()}, "policy": "oracle"}, "policy"),
     ({"context": {"specs": [PV_SPEC], "tariff": TOU.to_dict()}, "on_invalid": "ignore"}, "on_invalid"),
+    ({"context": {"specs": [PV_SPEC], "tariff": TOU.to_dict(), "seed": -3}}, r"context\['seed'\]"),
+    ({"context": {"specs": [PV_SPEC], "tariff": TOU.to_dict()}, "policy": "expert"}, "at least one date"),
+    ({"context": {"specs": [PV_SPEC], "tariff": TOU.to_dict()}, "start_step": 3.5}, "start_step"),
 ])
 def test_prosumer_init_errors_name_the_parameter(kwargs, match):
     with pytest.raises(ConfigError, match=match):

@@ -40,6 +40,9 @@ class GridSim(mosaik_api_v3.Simulator):
             raise ConfigError(f"step_size: {step_size!r} must be a positive integer")
         self.step_size = int(step_size)
         self.on_invalid = check_choice("on_invalid", on_invalid, ON_INVALID)
+        if not isinstance(prosumer_buses or (), (list, tuple)) or \
+                not all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in prosumer_buses or ()):
+            raise ConfigError(f"prosumer_buses: {prosumer_buses!r} must be a list of bus indices")
         net = make_network(network)
         self.model = make_grid(model, net, prosumer_buses or ())
         self._pos = {int(b): i for i, b in enumerate(self.model.bus_ids)}

@@ -43,7 +43,7 @@ class MarketSim(mosaik_api_v3.Simulator):
         check_unknown("Market init", unknown, MARKET_SIM.init)
         if not isinstance(step_size, (int, np.integer)) or step_size <= 0:
             raise ConfigError(f"step_size: {step_size!r} must be a positive integer")
-        if abs(step_size * float(time_resolution) - STEP_S) > 1e-9:
+        if abs(step_size * check_range("time_resolution", time_resolution, 0.0, 1e9, lo_open=True) - STEP_S) > 1e-9:
             raise ConfigError(f"step_size: {step_size} x time_resolution {time_resolution} s must span one "
                               f"market interval of {STEP_S} s (the tariff has one value per interval)")
         if not isinstance(start_step, (int, np.integer)) or not 0 <= start_step < STEPS_PER_DAY:

@@ -20,7 +20,7 @@ from simulators.attrs import ON_INVALID, InputError, InputReader, check_unknown,
 from simulators.market.tariffs import Tariff
 from simulators.prosumer.devices import load_device_modules
 from simulators.prosumer.fleet import Fleet
-from simulators.prosumer.policies import PolicyContext, make_policy, resolve_policy
+from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.prosumer.spec import spec_from_dict
 from simulators.tables import LOAD_MARGIN, V_RANGE_PU, prosumer_sim
 from simulators.units import KW_PER_MW, STEP_S, STEPS_PER_DAY
@@ -51,6 +51,14 @@ def parse_context(context):
                           f"{sorted({n for n in names if names.count(n) > 1})}")
     raw_tariff = rest.pop("tariff")
     tariff = raw_tariff if isinstance(raw_tariff, Tariff) else Tariff.from_dict(raw_tariff)
+    for key, ok, what in (("dates", lambda v: isinstance(v, (list, tuple)) and all(isinstance(d, str) for d in v),
+                           "a list of 'YYYY-MM-DD' strings"),
+                          ("seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                           "an integer >= 0"),
+                          ("network", lambda v: isinstance(v, str), "a network name"),
+                          ("options", lambda v: isinstance(v, dict), "a dict of policy options")):
+        if key in rest and not ok(rest[key]):
+            raise ConfigError(f"context[{key!r}]: {rest[key]!r} must be {what}")
     return specs, tariff, rest
 
 
@@ -71,11 +79,12 @@ class ProsumerSim(mosaik_api_v3.Simulator):
                 abs(step_size * float(time_resolution) - STEP_S) > 1e-9:
             raise ConfigError(f"step_size: {step_size!r} x time_resolution {time_resolution} s must be one market "
                               f"interval of {STEP_S} s")
+        if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)):
+            raise ConfigError(f"start_step: {start_step!r} must be an integer step of the day (0..95)")
         self.start_step = int(check_range("start_step", start_step, 0, STEPS_PER_DAY - 1))
-        resolve_policy(policy)  # an unknown name fails here, not at the first step
         self.specs, self.tariff, rest = parse_context(context)
-        self.policy_name = policy
         self.context = PolicyContext(specs=self.specs, tariff=self.tariff, **rest)
+        self.policy = make_policy(policy, self.context)  # bad names and options fail here, not at a step
         self.step_size = int(step_size)
         self.on_invalid = check_choice("on_invalid", on_invalid, ON_INVALID)
         self.index = {s.name: i for i, s in enumerate(self.specs)}
@@ -107,7 +116,6 @@ class ProsumerSim(mosaik_api_v3.Simulator):
         self.agent_ids = np.array([self.index[e] for e in self.eids], dtype=np.int64)
         self.position = {eid: i for i, eid in enumerate(self.eids)}
         self.fleet = Fleet(specs)
-        self.policy = make_policy(self.policy_name, self.context)
         self.reader = InputReader("Prosumer", self.table.models[0], self.eids, self.on_invalid)
         peak = self.fleet.load_peak_kw / KW_PER_MW
         pv = self.fleet.devices["pv"].s_kva_total / KW_PER_MW

@@ -33,6 +33,8 @@ def load_device_modules(modules):
     """Import the modules that register extra device types (for simulators started in another process)."""
     import importlib
 
+    if isinstance(modules, str):  # "a, b" as on the command line
+        modules = [m.strip() for m in modules.split(",") if m.strip()]
     for name in modules or ():
         try:
             importlib.import_module(name)
