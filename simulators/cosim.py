@@ -60,11 +60,13 @@ class GridWiring:
     minus their sum when no feeder entity gives 'losses[MW]'. Empty: not offered"""
 
 
-def sim_config(prosumer_start="python"):
+def sim_config(prosumer_start="python", verbose=False):
     """mosaik sim config; 'PandapowerGrid' (mosaik-pandapower-2) is only started by the grid
-    builder of scenarios/ieee33_mosaik_pandapower.py."""
+    builder of scenarios/ieee33_mosaik_pandapower.py.  A prosumer process logs only warnings and
+    errors unless ``verbose``."""
+    level = "info" if verbose else "warning"
     prosumer = ({"python": "simulators.prosumer.sim:ProsumerSim"} if prosumer_start == "python"
-                else {"cmd": "%(python)s -m simulators.prosumer.sim %(addr)s"})
+                else {"cmd": f"%(python)s -m simulators.prosumer.sim %(addr)s --log-level {level}"})
     return {
         "Profiles": {"python": "simulators.profiles.sim:ProfileSim"},
         "Prosumer": prosumer,
@@ -112,7 +114,7 @@ def run(cfg, grid_builder=None):
         **to_dict(cfg), "grid_builder": builder_name(builder), "tariff_values": context["tariff"],
         "prosumer_specs": context["specs"]}, indent=1))
     t0 = wallclock.perf_counter()
-    world = mosaik.World(sim_config(cfg.prosumer_start), time_resolution=1.0, debug=False,
+    world = mosaik.World(sim_config(cfg.prosumer_start, cfg.verbose), time_resolution=1.0, debug=False,
                          skip_greetings=not cfg.verbose, configure_logging=cfg.verbose)
     try:
         _build(world, cfg, specs, net, context, run_dir, builder)

@@ -6,6 +6,7 @@ The prosumer table depends on the registered device types: ``prosumer_sim()`` bu
 """
 
 from simulators.attrs import Attr, ModelTable, SimTable
+from simulators.prosumer.devices import DEVICES
 from simulators.units import KW_PER_MW
 
 MW = 1.0 / KW_PER_MW
@@ -36,8 +37,6 @@ PROFILES_SIM = SimTable(
 
 # ---- prosumer ------------------------------------------------------------------------------
 def _prosumer_model():
-    from simulators.prosumer.devices import DEVICES
-
     core_in = (
         Attr("P_load[MW]", "load_kw", MW, "household load of this step", allowed="0 .. 2 x load_peak_kw (the "
              "yearly peak of the prosumer's load profile)"),

@@ -125,7 +125,7 @@ def test_user_error_exit_status_of_the_process(tmp_path):
 def test_ctrl_c_keeps_rows_marks_incomplete_one_line(tmp_path):
     run_dir = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "scenarios.ieee33_day", "--results-dir", str(tmp_path),
-                             "--run-name", run_dir.name, "--no-progress", "--no-plots"],
+                             "--run-name", run_dir.name, *QUICK, "--days", "7"],
                             cwd=ROOT, env={**_env(), "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     feeder = run_dir / "feeder.csv"
@@ -146,7 +146,7 @@ def test_ctrl_c_keeps_rows_marks_incomplete_one_line(tmp_path):
                                         f"incomplete (run folder: {run_dir})"]
     rows = len(feeder.read_text().splitlines()) - 1
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["incomplete"] is True and 4 <= rows < 96 and summary["steps"] == rows
+    assert summary["incomplete"] is True and 4 <= rows < 7 * 96 and summary["steps"] == rows
 
 
 def test_verbose_shows_mosaik(tmp_path, capfd):

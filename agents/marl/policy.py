@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from agents.marl.networks import Actor
-from simulators.prosumer.interface import OBS_FIELDS
+from simulators.prosumer.interface import obs_fields
 from simulators.prosumer.policies import Policy
 from simulators.validation import ConfigError
 
@@ -37,9 +37,9 @@ def load_actor(path):
     actor.load_state_dict(saved["state_dict"])
     actor.eval()
     fields = tuple(saved.get("obs_fields") or ())
-    if fields and fields != OBS_FIELDS:
+    if fields and fields != obs_fields():  # every registered device type's columns
         raise ConfigError(f"checkpoint: {str(path)!r} was trained on observation fields {fields}, "
-                          f"the interface now has {OBS_FIELDS}")
+                          f"the interface now has {obs_fields()}")
     return actor
 
 

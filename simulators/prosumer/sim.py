@@ -75,8 +75,9 @@ class ProsumerSim(mosaik_api_v3.Simulator):
         load_device_modules(device_modules)
         self.table = prosumer_sim()
         self.meta = {**self.meta, **meta(self.table)}
+        resolution = check_range("time_resolution", time_resolution, 0.0, 1e9, lo_open=True)
         if not isinstance(step_size, (int, np.integer)) or step_size <= 0 or \
-                abs(step_size * float(time_resolution) - STEP_S) > 1e-9:
+                abs(step_size * resolution - STEP_S) > 1e-9:
             raise ConfigError(f"step_size: {step_size!r} x time_resolution {time_resolution} s must be one market "
                               f"interval of {STEP_S} s")
         if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)):
@@ -99,6 +100,8 @@ class ProsumerSim(mosaik_api_v3.Simulator):
                                   "prosumers (say which: agent_ids=[...]); two instances without them would "
                                   "both simulate the same prosumers")
             agent_ids = range(len(self.eids), len(self.specs))
+        if not isinstance(agent_ids, (list, tuple, range, np.ndarray)):
+            raise ConfigError(f"agent_ids: {agent_ids!r} must be a list of positions in context['specs']")
         ids = [int(check_range("agent_ids", a, 0, len(self.specs) - 1)) for a in agent_ids]
         if len(ids) != num:
             raise ConfigError(f"agent_ids: expected {num} ids, got {len(ids)}")

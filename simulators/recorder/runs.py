@@ -15,7 +15,7 @@ then computed from its CSVs) or when it recorded fewer steps than its config ask
 
 Config fields: the ScenarioConfig fields of config.json (and any other top-level key), nested
 dicts flattened as ``policy_options.forecast``; bookkeeping (results folder, run name, progress
-bar, plots) and what is derived from the others (tariff values, prosumer specs) are left out,
+bar, plots, verbose) and what is derived from the others (tariff values, prosumer specs) are left out,
 and a spec file counts by its file name (the shipped files sit in each checkout's own folder).
 A trained actor (``policy_options.checkpoint``) is described by its training run instead of the
 checkpoint's path: ``method`` (the algorithm; the policy name for every other run) and
@@ -38,7 +38,7 @@ from simulators.units import STEPS_PER_DAY
 from simulators.validation import ConfigError
 
 RUN_FILES = ("config.json", "prosumers.csv", "market.csv", "grid.csv", "feeder.csv")
-NOT_COMPARED = ("results_dir", "run_name", "progress", "plots", "tariff_values", "prosumer_specs")
+NOT_COMPARED = ("results_dir", "run_name", "progress", "plots", "verbose", "tariff_values", "prosumer_specs")
 """config.json keys that are bookkeeping or derived from other fields"""
 SEED_FIELDS = ("seed", "train_seed")
 """fields whose runs are repetitions of one configuration (aggregated over by scenarios.compare)"""
