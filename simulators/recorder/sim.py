@@ -12,7 +12,7 @@ import datetime as dt
 import mosaik_api_v3
 import numpy as np
 
-from simulators.attrs import meta
+from simulators.attrs import check_unknown, meta
 from simulators.recorder.recorder import RunRecorder
 from simulators.tables import GRID, MARKET, PARTICIPANT, RECORDER_SIM, prosumer_sim
 from simulators.validation import ConfigError
@@ -39,17 +39,23 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.sources = sources()
         return self.meta
 
-    def create(self, num, model, run_dir, layout, start):
+    def create(self, num, model, run_dir=None, layout=None, start=None, **unknown):
         """``layout`` maps each connected source's full id to its role:
         {"prosumer": {full_id: name}, "participant": {full_id: name}, "bus": {full_id: bus},
          "market": full_id, "feeder": [full_id, ...]}; ``start`` is the ISO time of mosaik time 0."""
+        check_unknown("Recorder create", unknown, RECORDER_SIM.models[0].params)
         if num != 1 or self.recorder is not None:
             raise ConfigError("Recorder: a RecorderSim holds exactly one Recorder")
+        if not run_dir or not isinstance(start, str):
+            raise ConfigError("Recorder create: run_dir and start (ISO time of mosaik time 0) are required")
         missing = sorted({"prosumer", "participant", "bus", "market", "feeder"} - set(layout or {}))
         if missing:
             raise ConfigError(f"layout: missing key(s) {missing} (see RecorderSim.create)")
         self.layout = layout
-        self.start = dt.datetime.fromisoformat(start)
+        try:
+            self.start = dt.datetime.fromisoformat(start)
+        except ValueError:
+            raise ConfigError(f"start: {start!r} is not an ISO time") from None
         names = list(layout["prosumer"].values())
         for role in ("prosumer", "participant"):
             given = list(layout[role].values())
