@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from scenarios.ieee33_day import main
@@ -71,9 +72,14 @@ def test_rerun_uses_the_saved_specs_and_tariff_not_todays_files(tmp_path, monkey
     monkeypatch.setitem(tariffs.TARIFFS, "tou", lambda: tariffs.Tariff.flat(0.4, 0.05, "tou"))  # ... and the preset
     rerun, _ = main(["--config", str(first / "config.json"), "--results-dir", str(tmp_path), "--run-name", "rerun"])
     fresh, _ = main(QUICK + ["--specs", str(spec_file), "--results-dir", str(tmp_path), "--run-name", "fresh"])
+    typed, _ = main(["--config", str(first / "config.json"), "--specs", str(spec_file), "--results-dir", str(tmp_path),
+                     "--run-name", "typed"])  # a spec file typed with --config replaces the saved specs
     for table in TABLES:
         assert (rerun / f"{table}.csv").read_bytes() == (first / f"{table}.csv").read_bytes(), table
     assert (fresh / "prosumers.csv").read_bytes() != (first / "prosumers.csv").read_bytes()
+    load = {run: pd.read_csv(run / "prosumers.csv")["load_kw"] for run in (typed, fresh)}
+    tariff = {run: pd.read_csv(run / "market.csv")["tariff_buy_eur_per_kwh"] for run in (typed, first)}
+    assert load[typed].equals(load[fresh]) and tariff[typed].equals(tariff[first])  # today's file, saved tariff
 
 
 def _bad_files(tmp_path):
