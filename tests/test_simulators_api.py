@@ -183,3 +183,27 @@ def test_p2p_unit_price_is_its_own_attribute():
         docs = {a.name: a.doc for a in table.outputs}
         assert "unit price of every P2P kWh" in docs["price_p2p[EUR/kWh]"]
         assert "grid remainder" in docs["price_buy[EUR/kWh]"] and "grid remainder" in docs["price_sell[EUR/kWh]"]
+
+
+@pytest.mark.parametrize("target, values, says", [
+    ("market", {"bid_E[kWh]": 1.0, "bid_price[EUR/kWh]": 25.0}, r"'bid_price\[EUR/kWh\]' = 25.0 .* \[0.08, 0.17\]"),
+    ("market", {"bid_E[kWh]": None}, r"'bid_E\[kWh\]' .* = None .* it must be a number"),
+    ("grid", {"P[MW]": 50.0, "Q[MVar]": 0.0}, r"'Bus_17': input 'P\[MW\]' = 50.0 .* \[-46.25, 46.25\] \(p_max_mw\)"),
+    ("grid", {"P[MW]": 0.1, "Q[MVar]": math.nan}, r"'Q\[MVar\]' .* = nan .*\(NaN is not allowed\)"),
+])
+def test_market_and_grid_inputs_are_checked_in_a_world(target, values, says):
+    """A bid price in ct/kWh, a bid of None, 50 MW at an IEEE 33-bus bus (3.7 MW feeder), NaN reactive power."""
+    Feed.attrs, Feed.values = tuple(values), values
+    sims = {**SIMS, "Market": {"python": "simulators.market.sim:MarketSim"}}
+    world = mosaik.World(sims, skip_greetings=True, configure_logging=False)
+    try:
+        if target == "market":
+            entity = world.start("Market", tariff=TOU.to_dict()).Participant.create(1)[0]
+        else:
+            entity = world.start("Grid", network="ieee33", prosumer_buses=[17]).Bus.create(1, bus=17)[0]
+        world.connect(world.start("Feed").Feed.create(1)[0], entity, *values)
+        with pytest.raises(InputError, match=says):
+            world.run(until=900, print_progress=False)
+    finally:
+        if not world.loop.is_closed():
+            world.shutdown()
