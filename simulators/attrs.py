@@ -212,7 +212,7 @@ def render_reference(sims):
 
     lines = []
     for sim in sims:
-        lines += [f"#### {sim.name} — `python -m {sim.module} HOST:PORT`", "", sim.doc, "",
+        lines += [f"### {sim.name} — `python -m {sim.module} HOST:PORT`", "", sim.doc, "",
                   f"Time: {sim.time}", "", "| init parameter | meaning |", "|---|---|"]
         lines += [f"| `{k}` | {cell(v)} |" for k, v in sim.init.items()]
         for m in sim.models:
