@@ -58,6 +58,8 @@ class ExpertRunConfig:
     """test states per prosumer (spread over one held-out day)"""
     use_cache: bool = True
     """reuse and store accepted experts in the cache"""
+    allow_unjailed: bool = False
+    """run generated code without the jail when bubblewrap/seccomp are unavailable (not recommended)"""
     results_dir: str = "results"
     """parent folder of the run folder"""
     run_name: str = ""
@@ -127,7 +129,8 @@ def run(cfg):
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     backend = BACKENDS[cfg.backend](cfg)
     workflow = ExpertWorkflow(backend, WorkflowConfig(max_repairs=cfg.max_repairs, max_new_tokens=cfg.max_new_tokens,
-                                                      rel_tol=cfg.rel_tol, use_cache=cfg.use_cache),
+                                                      rel_tol=cfg.rel_tol, use_cache=cfg.use_cache,
+                                                      allow_unjailed=cfg.allow_unjailed),
                               AtomIndex.build(embed=cfg.retrieval == "minilm"))
     states = make_test_states(specs, n=cfg.test_states, seed=cfg.seed)
     results = []

@@ -20,9 +20,10 @@ from agents.expert.reference import (
     ACTION_KEYS,  # noqa: F401  re-exported: actions key per unit, e.g. "P_BESS{i}"
     action_keys as _action_keys,
 )
+from agents.llm.allowlist import RULES as CODE_RULES  # the static check's allowlist, in words
 from simulators.prosumer.devices import DEVICES
 
-PROMPT_VERSION = "p2p-expert-prompts-2"
+PROMPT_VERSION = "p2p-expert-prompts-3"
 
 
 def device_tags():
@@ -228,6 +229,7 @@ CODE_SYSTEM = f"""You write Python code with cvxpy for the energy management of 
 function prosumer(state) that models the problem from the current step to the end of the day.
 Use only cvxpy (as cp) and numpy (as np). Write the device parameters as numbers in the code.
 Include only the devices listed. {CVXPY_RULES}
+{CODE_RULES}
 Answer with one complete ```python block."""
 CODE_USER = """Devices: {devices}
 Device parameters (JSON):
@@ -251,6 +253,7 @@ Complete this code:
 
 REPAIR_SYSTEM = f"""You fix Python code with cvxpy so that it runs and follows the contract. Keep what is
 correct, change what the error points at. {CVXPY_RULES}
+{CODE_RULES}
 Answer with the complete corrected function in one ```python block."""
 REPAIR_USER = """Error:
 {error}

@@ -1,21 +1,27 @@
-"""Child side of the sandbox: run untrusted prosumer code on test states, print plain JSON.
+"""Child side of the sandbox: build prosumer models in the jail and hand back numeric problem data.
 
-Started by agents/llm/sandbox.py as ``python -I sandbox_child.py`` (isolated mode: no
-user site, no PYTHON* variables, no script folder on sys.path) in an empty temporary folder.
-It reads one JSON job from stdin, confines itself, executes the code, and writes one JSON
-line, prefixed by RESULT_MARK, to the stdout file descriptor it saved before confining.
+Started by agents/llm/worker.py as ``python -I -c <this file's text> <fd>`` inside the jail of
+agents/llm/jail.py; it imports only the standard library, numpy and cvxpy, never the project.
 
-Confinement order (each step needs what the later ones forbid):
-1. import numpy/cvxpy and solve a tiny problem, so no lazy import has to open a file later;
-2. leave the network: a fresh network namespace (unshare) where the kernel allows it, and
-   socket constructors replaced by a function that raises in any case;
-3. drop root to nobody (65534) when started as root;
-4. rlimits: CPU seconds, address space (imports + budget), FSIZE 0 (no file data written),
-   NOFILE = highest open descriptor + 1 (no new file, socket or pipe can be opened),
-   NPROC 0 (no fork, no thread);
-5. exec the code with restricted builtins: no open/eval/exec/getattr/..., an ``__import__``
-   that hands out only numpy and cvxpy, and a ``print`` that keeps at most a few kB.
-This file only imports the standard library, numpy and cvxpy; it never imports the project.
+Protocol.  stdin: JSON lines from the parent.  The first is the setup (``codes`` by name,
+limits, the seccomp program as hex); every later one asks for one model:
+``{"name": ..., "state": {...}}``.  Replies go to the inherited descriptor ``<fd>`` as frames:
+MAGIC, two little-endian uint64 (header and blob length), a JSON header, the raw arrays it
+lists.  One frame ``loaded`` after the setup, one frame per request.  A state frame carries
+the conic form of the model that cvxpy's get_problem_data gives for Clarabel
+(min ½xᵀPx + cᵀx + offset s.t. Ax + s = b, s in zero x nonneg x second-order cones) and, per
+contract item (every action, p_ex, q_ex, p_p2p), the columns of x that hold it: the wrapper
+adds a variable z == item for each.  Nothing here is believed by the parent: it validates the
+data, solves it with its own solver and judges the solution (agents/llm/problem_data.py).
+Untrusted code runs in this process too, so it could write anything to ``<fd>``; that is why
+the frame carries data only.
+
+Order of confinement (each step needs what the later ones forbid): imports and one warm-up
+model (so cvxpy's lazy imports are done), rlimits (CPU per request, address space, FSIZE 0,
+NOFILE at the open descriptors, NPROC 0, no core), the seccomp program (no execve, sockets,
+file writes, signals, namespaces), then ``exec`` of each code with restricted builtins: no
+open/eval/exec/getattr/..., an ``__import__`` that hands out only numpy and cvxpy, and a
+``print`` that keeps a few kB.
 """
 
 import ctypes
@@ -24,18 +30,20 @@ import json
 import os
 import resource
 import signal
+import struct
 import sys
 import time
 import traceback
 
-RESULT_MARK = "@@SANDBOX-RESULT@@"
-CLONE_NEWNET, CLONE_NEWUSER = 0x40000000, 0x10000000
+MAGIC = b"P2PDATA1"
 SAFE_BUILTINS = (
     "abs all any bool dict enumerate float int len list max min range round sorted str sum tuple zip "
-    "isinstance map filter reversed set frozenset divmod pow slice repr "
+    "reversed set divmod pow slice repr "
     "Exception ValueError TypeError IndexError KeyError ZeroDivisionError ArithmeticError "
     "RuntimeError AssertionError NotImplementedError True False None"
 ).split()
+LIST_KEYS = ("soc_kwh", "gen_last_kw", "cl_remaining_kwh")
+"""state entries handed to the code as lists (the rest as numpy arrays)"""
 TEXT_CAP = 4000
 """characters kept of printed output and of each error text"""
 
@@ -44,50 +52,71 @@ def _cap(text, n=TEXT_CAP):
     return text if len(text) <= n else text[: n // 2] + f"\n...[{len(text) - n} chars cut]...\n" + text[-n // 2:]
 
 
-def _leave_network(enforced):
-    """Enter a new, empty network namespace if the kernel lets us; always disarm socket()."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
-    enforced["net_namespace"] = libc.unshare(flags) == 0
-    import socket
-
-    def refused(*args, **kwargs):
-        raise PermissionError("network access is disabled in the sandbox")
-
-    for name in ("socket", "create_connection", "create_server", "socketpair", "fromfd"):
-        setattr(socket, name, refused)
-    enforced["socket_disabled"] = True
+def _send(fd, header, arrays):
+    """One frame: MAGIC, header length, blob length, JSON header, raw little-endian arrays."""
+    blobs = [arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes() for arr in arrays.values()]
+    header["arrays"] = [[name, arr.dtype.newbyteorder("<").str, int(arr.size)] for name, arr in arrays.items()]
+    head = json.dumps(header).encode()
+    data = MAGIC + struct.pack("<QQ", len(head), sum(map(len, blobs))) + head + b"".join(blobs)
+    while data:
+        data = data[os.write(fd, data):]
 
 
-def _drop_root(enforced):
-    if os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-    enforced["uid"] = os.geteuid()
+# ---- confinement ---------------------------------------------------------------------------
+def _warm_up(cp, np):
+    """Build the kinds of models prosumer code builds, so no import is left for later."""
+    x = cp.Variable(4, nonneg=True)
+    y = cp.Variable(4)
+    cons = [cp.cumsum(x) <= 3, cp.abs(cp.diff(y)) <= 1, cp.norm(cp.hstack([x[0], y[0]])) <= 2,
+            cp.SOC(cp.Constant(2.0), cp.vstack([x[1], y[1]])[:, 0]), cp.maximum(x, y) <= 5, cp.pos(y) <= 5]
+    obj = cp.sum_squares(x) + cp.sum(cp.multiply(np.ones(4), y)) + cp.square(y[2]) + cp.quad_over_lin(x[3], 1)
+    problem = cp.Problem(cp.Minimize(obj + cp.sum(cp.neg(y)) + cp.max(y) - cp.min(x)), cons + [y >= -4])
+    problem.is_dcp()
+    problem.get_problem_data(cp.CLARABEL)
+    traceback.format_exception(ValueError("x"))
 
 
-def _limit(job, enforced):
-    cpu = int(job["cpu_s"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    vm_kb = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0])
-    address_space = vm_kb * 1024 + int(job["memory_mb"]) * 2**20
+def _confine(setup):
+    enforced = {}
+    cpu = int(setup["lifetime_cpu_s"])
+    resource.setrlimit(resource.RLIMIT_CPU, (min(int(setup["cpu_s"]), cpu), cpu))
+    with open("/proc/self/status") as f:
+        vm_kb = int(f.read().split("VmSize:")[1].split()[0])
+    address_space = vm_kb * 1024 + int(setup["memory_mb"]) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write then fails with EFBIG instead of killing
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-    highest_fd = max(fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (highest_fd + 1, highest_fd + 1))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    open_fds = [fd for fd in range(1024) if _is_open(fd)]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds[-1] + 1, open_fds[-1] + 1))
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
-    enforced.update(cpu_s=cpu, address_space_mb=address_space >> 20, fsize=0, nofile=highest_fd + 1, nproc=0)
+    enforced.update(uid=os.getuid(), pid=os.getpid(), cpu_s=int(setup["cpu_s"]), lifetime_cpu_s=cpu,
+                    address_space_mb=address_space >> 20, fsize=0, nofile=open_fds[-1] + 1, open_fds=open_fds,
+                    nproc=0)
+    enforced["seccomp"] = _load_seccomp(bytes.fromhex(setup["seccomp"])) if setup.get("seccomp") else False
+    return enforced
 
 
 def _is_open(fd):
-    """True for descriptors still open (the one listdir used for /proc/self/fd is closed by now)."""
     try:
         os.fstat(fd)
         return True
     except OSError:
         return False
+
+
+def _load_seccomp(program):
+    """Load the parent's BPF program (compiled by libseccomp) with prctl; True when it holds."""
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS (bwrap set it already)
+    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "loading the seccomp filter failed")
+    return True
 
 
 def _builtins(printed):
@@ -112,19 +141,30 @@ def _builtins(printed):
     return safe
 
 
-def _values(expr):
-    value = getattr(expr, "value", expr)
-    if value is None:
-        return None
-    import numpy as np
+# ---- models --------------------------------------------------------------------------------
+def _traceback_text(exc, code):
+    """Traceback limited to the generated code's frames (file '<prosumer>') plus the message."""
+    source = code.splitlines()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<prosumer>"]
+    lines = [f"line {f.lineno}: {source[f.lineno - 1].strip() if 0 < f.lineno <= len(source) else ''}"
+             for f in frames[-3:]]
+    return _cap("\n".join(lines + [f"{type(exc).__name__}: {exc}"]))
 
-    return np.atleast_1d(np.asarray(value, dtype=float)).ravel()[:1000].tolist()
+
+def _load(code, printed):
+    scope = {"__builtins__": _builtins(printed), "__name__": "prosumer_module"}
+    try:
+        exec(compile(code, "<prosumer>", "exec"), scope)
+        fn = scope.get("prosumer")
+        if not callable(fn):
+            raise NameError("the code does not define a function prosumer(state)")
+        return fn, None
+    except BaseException as exc:
+        return None, _traceback_text(exc, code)
 
 
-def _structure(out, horizon):
-    """Check the returned 6-tuple; returns a list of problems (empty if the contract holds)."""
-    import cvxpy as cp
-
+def _structure(out, horizon, cp):
+    """Problems of the returned 6-tuple (empty list if the contract holds)."""
     if not isinstance(out, tuple) or len(out) != 6:
         size = len(out) if isinstance(out, (tuple, list, dict)) else "-"
         return [f"prosumer(state) must return a 6-tuple, got {type(out).__name__} of length {size}"]
@@ -152,79 +192,94 @@ def _structure(out, horizon):
     return problems
 
 
-def _run_state(fn, state, job):
-    """Build, check and solve the problem of one test state; plain-data record."""
-    import cvxpy as cp
-    import numpy as np
-
-    rec = {"time": state["time"], "status": None, "error": None}
-    arg = {k: (np.array(v, dtype=float) if isinstance(v, list) and k not in job["list_keys"] else v)
+def _build(fn, req, code, cp, np):
+    """(header, arrays) of one state: the conic data of the model, or an error."""
+    state = req["state"]
+    horizon = int(state["horizon"])
+    head = {"kind": "state", "name": req["name"], "time": state["time"], "error": None}
+    arg = {k: (np.array(v, dtype=float) if isinstance(v, list) and k not in LIST_KEYS else v)
            for k, v in state.items()}
     try:
         t0 = time.process_time()
         out = fn(arg)
-        rec["build_s"] = time.process_time() - t0
-        rec["structure"] = _structure(out, int(state["horizon"]))
-        if rec["structure"]:
-            rec["status"] = "bad_structure"
-            return rec
+        head["build_s"] = time.process_time() - t0
+        problems = _structure(out, horizon, cp)
+        if problems:
+            head.update(error="; ".join(problems), stage="structure")
+            return head, {}
         actions, objective, constraints, p_ex, q_ex, p_p2p = out
-        # the coordinator's side, stand-alone: no P2P partner, so the P2P quantity is fixed at 0
-        extra = [p_p2p == 0] if job["fix_p2p"] else []
-        problem = cp.Problem(cp.Minimize(objective), constraints + extra)
-        rec["dcp"] = bool(problem.is_dcp())
-        if not rec["dcp"]:
-            rec["status"] = "not_dcp"
-            rec["error"] = "the problem is not DCP (Disciplined Convex Programming); check each product and atom"
-            return rec
-        problem.solve(solver=job["solver"])
-        rec["status"] = problem.status
-        rec["objective"] = None if problem.value is None else float(problem.value)
-        rec["actions"] = {str(k): _values(v) for k, v in actions.items()}
-        rec.update(p_ex=_values(p_ex), q_ex=_values(q_ex), p_p2p=_values(p_p2p))
+        items = [("action:" + k, v) for k, v in actions.items()] + [("p_ex", p_ex), ("q_ex", q_ex), ("p_p2p", p_p2p)]
+        aux = [(key, cp.Variable(expr.shape), expr) for key, expr in items]
+        problem = cp.Problem(cp.Minimize(objective), list(constraints) + [z == expr for _, z, expr in aux])
+        if not problem.is_dcp():
+            head.update(error="the problem is not DCP (Disciplined Convex Programming); check each product "
+                              "and atom", stage="dcp")
+            return head, {}
+        data, chain, inverse = problem.get_problem_data(cp.CLARABEL)
+        return _pack(head, data, chain, inverse, aux, np)
     except BaseException as exc:
-        rec["status"] = "error"
-        rec["error"] = _cap(_traceback_text(exc, job["code"]))
-    return rec
+        head.update(error=_traceback_text(exc, code), stage="error")
+        return head, {}
 
 
-def _traceback_text(exc, code):
-    """Traceback limited to the generated code's frames (file '<prosumer>') plus the message."""
-    source = code.splitlines()
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<prosumer>"]
-    lines = [f"line {f.lineno}: {source[f.lineno - 1].strip() if 0 < f.lineno <= len(source) else ''}"
-             for f in frames[-3:]]
-    return "\n".join(lines + [f"{type(exc).__name__}: {exc}"])
+def _pack(head, data, chain, inverse, aux, np):
+    offsets = next(inv.var_offsets for red, inv in zip(chain.reductions, inverse)
+                   if type(red).__name__ == "ConeMatrixStuffing")
+    dims = data["dims"]
+    head["dims"] = {"zero": int(dims.zero), "nonneg": int(dims.nonneg), "soc": [int(k) for k in dims.soc],
+                    "exp": int(dims.exp), "psd": [int(k) for k in dims.psd],
+                    "power": len(dims.p3d) + len(getattr(dims, "pnd", []))}
+    head["offset"] = float(np.asarray(inverse[-1].inverse_data["offset"]).sum())
+    head["bounds"] = data.get("lower_bounds") is not None or data.get("upper_bounds") is not None
+    head["columns"] = {key: [int(offsets[z.id]), int(z.size)] for key, z, _ in aux}
+    A = data["A"].tocsc()
+    P = data["P"].tocsc() if data.get("P") is not None else type(A)((A.shape[1], A.shape[1]))  # an LP has no P
+    arrays = {"A_indptr": A.indptr.astype(np.int64), "A_indices": A.indices.astype(np.int64),
+              "A_data": A.data.astype(np.float64), "P_indptr": P.indptr.astype(np.int64),
+              "P_indices": P.indices.astype(np.int64), "P_data": P.data.astype(np.float64),
+              "c": np.asarray(data["c"], dtype=np.float64), "b": np.asarray(data["b"], dtype=np.float64)}
+    head["shape"] = [int(A.shape[0]), int(A.shape[1])]
+    return head, arrays
+
+
+def _take(printed):
+    text = printed.getvalue()
+    printed.seek(0)
+    printed.truncate()
+    return _cap(text)
 
 
 def main():
-    job = json.loads(sys.stdin.read())
-    result_out = sys.stdout
-    enforced = {}
+    out_fd = int(sys.argv[1])
+    if out_fd != 3:  # the channel becomes descriptor 3, so NOFILE can stop at 4
+        os.dup2(out_fd, 3)
+        os.close(out_fd)
+        out_fd = 3
+    setup = json.loads(sys.stdin.readline())
     import cvxpy as cp
-    import numpy  # noqa: F401  (imported before the limits)
+    import numpy as np
 
-    x = cp.Variable(2)
-    cp.Problem(cp.Minimize(cp.sum_squares(x) + cp.sum(cp.pos(x))), [x >= -1]).solve(solver=job["solver"])
-    _leave_network(enforced)
-    _drop_root(enforced)
-    _limit(job, enforced)
+    _warm_up(cp, np)
+    enforced = _confine(setup)
     printed = io.StringIO()
     sys.stdout = sys.stderr = printed
-    result = {"enforced": enforced, "load_error": None, "states": []}
-    scope = {"__builtins__": _builtins(printed), "__name__": "prosumer_module"}
-    try:
-        exec(compile(job["code"], "<prosumer>", "exec"), scope)
-        fn = scope.get("prosumer")
-        if not callable(fn):
-            raise NameError("the code does not define a function prosumer(state)")
-    except BaseException as exc:
-        result["load_error"] = _cap(_traceback_text(exc, job["code"]))
-    else:
-        result["states"] = [_run_state(fn, s, job) for s in job["states"]]
-    result["printed"] = _cap(printed.getvalue())
-    result_out.write(RESULT_MARK + json.dumps(result) + "\n")
-    result_out.flush()
+    loaded = {name: _load(code, printed) for name, code in setup["codes"].items()}
+    _send(out_fd, {"kind": "loaded", "errors": {n: err for n, (_, err) in loaded.items()}, "enforced": enforced,
+                   "printed": _take(printed)}, {})
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    for line in sys.stdin:
+        req = json.loads(line)
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        budget = int(used.ru_utime + used.ru_stime) + int(setup["cpu_s"]) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (min(budget, hard), hard))  # the CPU seconds of this request
+        fn, error = loaded.get(req["name"], (None, f"no code named {req['name']!r}"))
+        if fn is None:
+            head, arrays = {"kind": "state", "name": req["name"], "time": req["state"]["time"],
+                            "error": "the code failed to load: " + str(error), "stage": "load"}, {}
+        else:
+            head, arrays = _build(fn, req, setup["codes"][req["name"]], cp, np)
+        head["printed"] = _take(printed)
+        _send(out_fd, head, arrays)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Verification of a generated prosumer model before it is accepted, and its test states.
 
-A candidate passes when, on every test state: the static check passes; the sandbox builds a
-DCP problem that solves to optimality; the action dict has every expected key; the solution
+A candidate passes when, on every test state: the static check passes; the jailed child builds
+a DCP problem whose problem data the parent accepts and solves to optimality with its own
+solver (agents/llm/sandbox.py: status, objective and every value below are the parent's, never
+the child's); the action dict has every expected key; the solution
 respects the device limits (checked by replaying the actions through the device physics of
 simulators/prosumer/fleet.py: battery power and SoC, generator limits and ramps, controllable-
 load window/rate/energy, PV availability; the generator's on/off with p_min is relaxed to
@@ -86,7 +88,7 @@ def _series(rec, key, horizon):
 
 
 def check_limits(spec, state, rec):
-    """Reasons why the solution ``rec`` (a sandbox state record) breaks a device limit or the balance."""
+    """Reasons why the solution ``rec`` (the parent's record of a state) breaks a device limit or the balance."""
     horizon, dt, t0 = int(state["horizon"]), float(state["dt_h"]), int(state["time"])
     missing = [k for kind in BLOCKS for k in _keys(spec, kind) if k not in rec["actions"]]
     if missing:
@@ -130,10 +132,12 @@ def reference_objectives(spec, states, solver="CLARABEL"):
     return [model.solve(state, solver=solver)["objective"] for state in states]
 
 
-def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, references=None):
+def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, references=None,
+           allow_unjailed=False):
     """Accept or reject ``code`` for ``spec`` on ``states``; returns a plain dict.
 
     references: optional list of reference objectives (one per state), computed if None.
+    Raises agents.llm.jail.JailUnavailable when the jail does not work here, unless ``allow_unjailed``.
     """
     out = {"accepted": False, "reasons": [], "states": [], "max_abs_gap": None, "rel_tol": rel_tol,
            "abs_tol_eur": abs_tol_eur}
@@ -141,13 +145,14 @@ def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, r
     if static:
         out["reasons"] = ["static check: " + r for r in static]
         return out
-    run = run_prosumer(code, states, limits=limits or Limits())
+    run = run_prosumer(code, states, limits=limits or Limits(), allow_unjailed=allow_unjailed)
     out["reasons"] += run.reasons
     if references is None:
         references = reference_objectives(spec, states)
     gaps = []
     for st, rec, ref in zip(states, run.states, references):
-        row = {"time": st["time"], "status": rec["status"], "objective": rec.get("objective"), "reference": ref}
+        row = {"time": st["time"], "status": rec["status"], "objective": rec.get("objective"), "reference": ref,
+               "build_s": rec.get("build_s")}
         if rec["status"] == "optimal":
             out["reasons"] += [f"state at time {st['time']}: {r}" for r in check_limits(spec, st, rec)]
             gap = rec["objective"] - ref

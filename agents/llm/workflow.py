@@ -13,7 +13,9 @@ Per prosumer (ExpertWorkflow.run):
              the LLM (repair), up to ``max_repairs`` times.
 5. review    an LLM review pass, kept only if its code still runs and returns the 6-tuple
              (the deterministic structural check in the sandbox child); else the stage-4 code stays.
-Then verification.verify on all test states. Accepted experts are cached on disk, keyed by
+Then verification.verify on all test states.  Without a working jail (agents/llm/jail.py) no
+generated code runs: the workflow says so on stderr and falls back to the reference, unless
+``allow_unjailed`` is set. Accepted experts are cached on disk, keyed by
 hash(spec, model id, prompt version); a rejected one falls back to the reference model.
 Every stage is logged with its prompt, raw output, verdict and seconds.
 """
@@ -22,10 +24,12 @@ import ast
 import hashlib
 import json
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agents.llm import jail
 from agents.llm import prompts as P
 from agents.llm.llm import ChoiceList, cache_root
 from agents.llm.sandbox import Limits, run_prosumer, static_check
@@ -54,6 +58,9 @@ class WorkflowConfig:
     """cache folder of accepted experts; empty = <cache root>/experts"""
     limits: Limits = field(default_factory=Limits)
     """sandbox limits of every execution"""
+    allow_unjailed: bool = False
+    """run generated code without the jail (agents/llm/jail.py) when it is unavailable: rlimits and the
+    parent's own solve only; off = no generated code is run or accepted on such a machine"""
 
 
 @dataclass
@@ -192,6 +199,14 @@ class ExpertWorkflow:
             return ExpertResult(spec.name, True, "cache", cached["code"], [log], 0, cached["verification"],
                                 time.perf_counter() - t0)
         res = ExpertResult(spec.name, False, "reference")
+        try:
+            jail.require(self.config.allow_unjailed)
+        except jail.JailUnavailable as exc:
+            print(f"WARNING: {exc}", file=sys.stderr, flush=True)
+            res.stages.append(StageLog("jail", 0, "fail", str(exc), 0.0))
+            res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
+            res.seconds = time.perf_counter() - t0
+            return res
         model_text = self._edit(spec, res)
         atoms = self._retrieve(model_text, res)
         code = self._generate(spec, model_text, atoms, res)
@@ -206,7 +221,7 @@ class ExpertWorkflow:
         else:
             res.verification = verify(code, spec, states, rel_tol=self.config.rel_tol,
                                       abs_tol_eur=self.config.abs_tol_eur, limits=self.config.limits,
-                                      references=references)
+                                      references=references, allow_unjailed=self.config.allow_unjailed)
         ok = res.verification["accepted"]
         detail = "accepted" if ok else "; ".join(res.verification["reasons"][:4])
         res.stages.append(StageLog("verify", 0, "pass" if ok else "fail", detail, time.perf_counter() - t))
@@ -288,7 +303,7 @@ class ExpertWorkflow:
 
     def _run(self, spec, code, states):
         """Problems of ``code`` on ``states``: static, runtime, structure, action keys and limits."""
-        run = run_prosumer(code, states, limits=self.config.limits)
+        run = run_prosumer(code, states, limits=self.config.limits, allow_unjailed=self.config.allow_unjailed)
         problems = list(run.reasons)
         if run.ok:
             for st, rec in zip(states, run.states):
