@@ -65,7 +65,7 @@ def run_prosumer(code, states, *, limits=None, solver="CLARABEL", check=True, al
         with Worker({NAME: code}, limits or Limits(), check=False, allow_unjailed=allow_unjailed) as worker:
             result.enforced = {**worker.enforced, "jailed": worker.jail["available"], "host_uid": worker.host_id}
             for state in states:
-                result.states.append(_judge(worker, state, solver, result.reasons))
+                result.states.append(judge(worker, NAME, state, solver, result.reasons))
                 if worker.dead:
                     break
             result.printed = "".join(worker.printed)[-8000:]
@@ -78,11 +78,13 @@ def run_prosumer(code, states, *, limits=None, solver="CLARABEL", check=True, al
     return result
 
 
-def _judge(worker, state, solver, reasons):
-    """The parent's record of one state: its own solve of the child's data, or the rejection."""
+def judge(worker, name, state, solver="CLARABEL", reasons=None):
+    """The parent's record of ``name``'s model at ``state``: its own solve of the child's data, or the
+    rejection; the reasons go to ``reasons`` (a list)."""
+    reasons = [] if reasons is None else reasons
     where = f"state at time {state['time']}"
     try:
-        rec = worker.build(NAME, state).solve(solver)
+        rec = worker.build(name, state).solve(solver)
     except Rejected as exc:
         reasons.append(f"{where}: {exc}")
         return {"time": state["time"], "status": "rejected", "error": str(exc)}

@@ -131,7 +131,7 @@ class Worker:
         if name not in self.codes:
             raise Rejected(f"no code named {name!r}")
         self._send({"name": name, "state": _plain(state)})
-        header, arrays = self._frame(f"state at time {state['time']}")
+        header, arrays = self._frame("the model's reply")
         self.printed.append(str(header.get("printed", ""))[:4000])
         if header.get("kind") != "state" or header.get("name") != name or header.get("time") != state["time"]:
             self._fail("garbled reply: the frame does not answer the request")
