@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def _assert_host_untouched(host):
         with pytest.raises(socket.timeout):
             listener.accept()
     assert host["sleeper"].poll() is None  # no signal reached it
-    assert open(host["victim"]).read() == "intact"
+    assert Path(host["victim"]).read_text() == "intact"
 
 
 @pytest.mark.parametrize("name", sorted(BREAKING))
@@ -138,7 +139,7 @@ def test_a_child_that_breaks_itself_is_a_rejection_with_a_reason(name, host):
 def test_forged_results_are_rejected_by_the_parents_solve():
     for name, (code, passes_static, _) in FORGED.items():
         assert (static_check(code) == []) == passes_static, (name, static_check(code))
-    with Worker(dict((n, c) for n, (c, _, _) in FORGED.items()), check=False) as worker:
+    with Worker({n: c for n, (c, _, _) in FORGED.items()}, check=False) as worker:
         verdicts = {}
         for name in FORGED:
             reasons = []

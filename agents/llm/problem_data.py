@@ -150,6 +150,9 @@ class ProblemData:
     columns: dict
     """'action:<key>', 'p_ex', 'q_ex', 'p_p2p' -> slice of x"""
     build_s: float = 0.0
+    """CPU seconds the code took to build the model in the child (its own report, for timing only)"""
+    quad: tuple = None
+    """(columns, F) of the quadratic term: ½xᵀPx = ½‖F x[columns]‖² (set by from_frame)"""
 
     @classmethod
     def from_frame(cls, header, arrays, horizon):

@@ -88,6 +88,9 @@ def judge(worker, name, state, solver="CLARABEL", reasons=None):
     except Rejected as exc:
         reasons.append(f"{where}: {exc}")
         return {"time": state["time"], "status": "rejected", "error": str(exc)}
+    except Exception as exc:  # validated data that still trips cvxpy: a rejection too, never a crash
+        reasons.append(f"{where}: the parent could not build or solve the model ({type(exc).__name__}: {exc})")
+        return {"time": state["time"], "status": "rejected", "error": str(exc)[:300]}
     if rec["status"] not in ("optimal", "optimal_inaccurate"):
         reasons.append(f"{where}: the parent's solve of the model returned {rec['status']}"
                        + (f" ({rec['error']})" if rec.get("error") else ""))

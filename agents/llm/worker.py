@@ -43,7 +43,9 @@ class Limits:
     cpu_s: int = 20
     """CPU seconds per request (loading the code counts as one) (RLIMIT_CPU; SIGXCPU kills it)"""
     wall_s: float = 40.0
-    """wall-clock seconds per request, and for start-up + loading, before the parent kills the child"""
+    """wall-clock seconds per request before the parent kills the child"""
+    startup_s: float = 60.0
+    """wall-clock seconds for start-up (imports, warm-up) and loading the codes"""
     memory_mb: int = 1024
     """address space the child may add on top of numpy+cvxpy (RLIMIT_AS)"""
     lifetime_cpu_s: int = 3600
@@ -86,7 +88,7 @@ class Worker:
                  "lifetime_cpu_s": self.limits.lifetime_cpu_s,
                  "seccomp": jail.seccomp_program().hex() if self.jail["seccomp_bytes"] else ""}
         self._send(setup)
-        header, _ = self._frame("start-up and loading")
+        header, _ = self._frame("start-up and loading", self.limits.startup_s)
         if header.get("kind") != "loaded":
             self._fail("garbled reply: expected the 'loaded' frame")
         errors = header.get("errors") or {}
@@ -101,11 +103,11 @@ class Worker:
         except (BrokenPipeError, OSError):
             self._fail("the child is not running")
 
-    def _frame(self, what):
+    def _frame(self, what, wall_s=None):
         if self.dead:
             raise Rejected(self.dead)
         try:
-            return read_frame(self._fd, time.monotonic() + self.limits.wall_s)
+            return read_frame(self._fd, time.monotonic() + (wall_s or self.limits.wall_s))
         except Rejected as exc:
             self._fail(f"{what}: {exc}")
 
