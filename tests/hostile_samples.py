@@ -146,8 +146,8 @@ JAILED = {  # name -> (code, layer, regex the OUT line must match)
     "truncate": (jailed("osg()['truncate']('{victim}', 0)"), "seccomp", r"FAILED PermissionError"),
     "chmod": (jailed("osg()['chmod']('/', 0o777)"), "seccomp", r"FAILED PermissionError"),
     "symlink": (jailed("osg()['symlink']('/', '/escape')"), "seccomp", r"FAILED PermissionError"),
-    "mmap write of a read-only file": (jailed("libc_call('mmap', None, 4096, 3, 1, osg()['open'](osg()['sys'].executable, "
-                                              "0), 0)", FREE_FD),
+    "mmap write of a read-only file": (jailed("libc_call('mmap', None, 4096, 3, 1, "
+                                              "osg()['open'](osg()['sys'].executable, 0), 0)", FREE_FD),
                                        "kernel: no writable descriptor can be had (seccomp, read-only binds)",
                                        r"DONE \(-1, 13\)"),
     "write to /proc/self": (jailed("osg()['open']('/proc/self/oom_score_adj', 1)"), "seccomp + read-only /proc",

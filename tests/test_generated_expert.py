@@ -14,7 +14,7 @@ import pytest
 
 from agents.expert.joint import couple
 from agents.expert.reference import ACTION_KEYS, build_reference, make_state
-from agents.llm.allowlist import static_check
+from agents.llm.checker import static_check
 from agents.llm.reference_code import reference_code
 from agents.llm.verification import make_test_states, verify
 from agents.llm.worker import GeneratedFleet

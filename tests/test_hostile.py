@@ -24,7 +24,7 @@ from hostile_samples import BREAKING, FORGED, FORGED_ALONE, FORGED_FRAME, JAILED
 from test_sandbox import GOOD, state
 
 from agents.llm import jail
-from agents.llm.allowlist import static_check
+from agents.llm.checker import static_check
 from agents.llm.problem_data import MAGIC, ProblemData, Rejected, read_frame
 from agents.llm.sandbox import judge, run_prosumer
 from agents.llm.verification import check_limits, verify

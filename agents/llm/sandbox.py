@@ -2,8 +2,8 @@
 
 Three layers, each meant to hold on its own:
 
-1. ``static_check`` (allowlist.py): an allowlist of syntax, names and typed attribute access;
-   refused code never starts a process.
+1. ``static_check`` (checker.py; the subset is documented in allowlist.py): an allowlist of
+   syntax, names and typed attribute access; refused code never starts a process.
 2. The jail (jail.py, sandbox_child.py): bubblewrap namespaces with a read-only view of the
    Python environment and no writable path, a fresh uid per run, a seccomp filter (no execve,
    sockets, file writes, signals), rlimits, restricted builtins.  The child only *builds* the
@@ -20,7 +20,7 @@ limits, the balance and the reference objective.
 import time
 from dataclasses import asdict, dataclass, field
 
-from agents.llm.allowlist import RULES, static_check  # noqa: F401  (the sandbox's public checks)
+from agents.llm.checker import static_check
 from agents.llm.jail import JailUnavailable
 from agents.llm.problem_data import Rejected
 from agents.llm.worker import Limits, Worker

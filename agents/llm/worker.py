@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.llm import jail
-from agents.llm.allowlist import static_check
+from agents.llm.checker import static_check
 from agents.llm.problem_data import ProblemData, Rejected, read_frame
 
 CHILD = Path(__file__).with_name("sandbox_child.py")
