@@ -28,6 +28,9 @@ STATIC = {
     "module in a list": (wrap("x = [np, cp][0]"), "may only be used as np.<name>"),
     "module passed to a function": ("import numpy as np\ndef f(m):\n    return 1\ndef prosumer(state):\n"
                                     "    return f(np)\n", "may only be used as np.<name>"),
+    "np rebound to data": ("import numpy as np\ndef f(np):\n    return np.sum([1])\n" + wrap("x = f(state)"),
+                           "'np' may not be rebound"),
+    "builtin rebound": (wrap("print = state\nprint(1)"), "'print' may not be rebound"),
     "function as value": (wrap("f = np.sum\nx = f([1])"), "is a function: call it"),
     "builtin as value": (wrap("f = print\nf(1)"), "is a function: call it"),
     "method as value": (wrap("x = [1]\nf = x.append"), "is a method: call it"),

@@ -21,7 +21,8 @@ The allowed subset
   with an underscore; no string constant may contain ``__``; no bytes constants.
 * Functions are only called: a library, builtin or own function never becomes a value (no
   ``f = np.sum``, ``g(np)``, ``m = np.random``), so no variable can hold a module, class or
-  function, and every value in the program is data built by these calls.
+  function, and every value in the program is data built by these calls.  Module, builtin and
+  function names are never rebound (no ``np = state``, ``for cp in ...``, ``def print``).
 * Attributes: never assigned or deleted.  Read only on a value whose type the checker proves
   by a flow-insensitive inference over the function (every assignment of a name counts):
   numbers and numpy arrays (``num``), cvxpy expressions and constraints (``expr``), lists,
@@ -88,7 +89,8 @@ RULES = f"""Code rules (a checker enforces them; code that breaks one is refused
   At module level only imports, `def` and constants.
 - Call only these: np.<f> with f in {', '.join(sorted(NUMPY))}; np.pi, np.inf, np.e, np.nan as numbers;
   cp.<f> with f in {', '.join(sorted(CVXPY))}; builtins {', '.join(sorted(BUILTINS))}; and your own functions.
-- Functions are only called, never stored in a variable, passed or returned. No lambda, no nested def, no class,
+- Functions are only called, never stored in a variable, passed or returned; np, cp, builtins and your functions'
+  names are never assigned to. No lambda, no nested def, no class,
   no try/except/raise, no with, no yield, no global, no :=. Nothing named with a leading underscore, no '__' in
   strings.
 - Attributes only where the type is clear: .T .shape .size .ndim of numpy arrays and cvxpy expressions; numpy arrays

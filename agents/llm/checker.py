@@ -127,6 +127,11 @@ class _Checker:
             pass
         elif not isinstance(node, STATEMENTS + EXPRESSIONS):
             self._fail(node, f"{type(node).__name__} is not allowed (see the code rules)")
+        bound = (node.id if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)
+                 else node.arg if isinstance(node, ast.arg) else None)
+        if bound in self.aliases or bound in self.imported or bound in self.functions or bound in BUILTINS \
+                or isinstance(node, ast.FunctionDef) and (node.name in BUILTINS or node.name in self.aliases):
+            self._fail(node, f"{bound or node.name!r} may not be rebound (a module, builtin or function name)")
         name = getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "arg", None) \
             or getattr(node, "name", None)
         if isinstance(name, str) and name.startswith("_") and name != "_":
