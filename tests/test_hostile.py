@@ -34,7 +34,8 @@ SECRET = "p2p-secret-7f3a"
 
 
 def _snapshot(*folders):
-    """{path: (mode, size, mtime)} of everything under ``folders`` (what the samples must not change)."""
+    """{path: (mode, size, mtime)} of everything under ``folders`` (what the samples must not change),
+    plus the top level of the base Python installation the jail sees."""
     out = {}
     for folder in folders:
         for root, dirs, files in os.walk(folder):
@@ -42,6 +43,10 @@ def _snapshot(*folders):
                 path = os.path.join(root, name)
                 st = os.lstat(path)
                 out[path] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    for env in {sys.base_prefix, os.path.dirname(os.__file__)}:  # not the venv: pip may run beside us
+        for entry in os.scandir(env):
+            st = entry.stat(follow_symlinks=False)
+            out[entry.path] = (st.st_mode, st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -63,11 +68,14 @@ def host(tmp_path_factory):
     unix.settimeout(0.2)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     stage = next(d for d in jail.STAGE_DIRS if os.path.isdir(d))
-    watched = [str(tmp), os.getcwd() if os.getcwd() != "/" else str(tmp), stage]
+    work, home = tmp_path_factory.mktemp("cwd"), os.getcwd()
+    os.chdir(work)  # the working directory of every run of this module: it must stay empty
+    watched = [str(tmp), str(work), stage]
     info = {"tmp": str(tmp), "victim": str(tmp / "victim"), "secret": str(tmp / "secret"),
             "port": tcp.getsockname()[1], "unix": str(tmp / "listener.sock"), "pid": sleeper.pid,
             "watched": watched, "before": _snapshot(*watched), "tcp": tcp, "unix_sock": unix, "sleeper": sleeper}
     yield info
+    os.chdir(home)
     sleeper.kill()
     sleeper.wait()
     tcp.close()

@@ -197,7 +197,7 @@ def spawn_unjailed(argv, pass_fds=()):
 
 @functools.lru_cache(maxsize=1)
 def status():
-    """dict: 'available' (bool), 'reasons' (why not), 'bwrap', 'fresh_uid', 'seccomp' (program bytes)."""
+    """dict: 'available' (bool), 'reasons' (why not), 'bwrap' (path), 'fresh_uid', 'seccomp_bytes'."""
     out = {"available": False, "reasons": [], "bwrap": bwrap_path(), "fresh_uid": os.geteuid() == 0,
            "seccomp_bytes": 0}
     try:
