@@ -89,11 +89,11 @@ class Worker:
                  "seccomp": jail.seccomp_program().hex() if self.jail["seccomp_bytes"] else ""}
         self._send(setup)
         header, _ = self._frame("start-up and loading", self.limits.startup_s)
-        if header.get("kind") != "loaded":
+        errors, enforced = header.get("errors"), header.get("enforced")
+        if header.get("kind") != "loaded" or not isinstance(errors, dict) or not isinstance(enforced, dict):
             self._fail("garbled reply: expected the 'loaded' frame")
-        errors = header.get("errors") or {}
         self.load_errors = {n: str(errors.get(n))[:4000] for n in self.codes if errors.get(n)}
-        self.enforced = header.get("enforced") if isinstance(header.get("enforced"), dict) else {}
+        self.enforced = enforced  # the child's own account of its confinement: shown, never relied on
         self.printed.append(str(header.get("printed", ""))[:4000])
 
     def _send(self, obj):
