@@ -190,6 +190,9 @@ BREAKING = {  # name -> (code, layer, expected reason)
                           "exceeds the caps"),
     "deeply nested header": (jailed("osg()['write'](3, b'P2PDATA1' + (200000).to_bytes(8, 'little') + b'\\x00' * 8 "
                                     "+ b'[' * 200000)"), "parent (exception-safe parse)", "garbled reply header"),
+    "x32 ABI socket (around the filter's syscall numbers)": (jailed("libc_call('syscall', 0x40000000 | 41, 1, 1, 0)"),
+                                                          "seccomp (other ABIs kill the process)",
+                                                          "forbidden system call"),
     "fork bomb": (jailed("[osg()['fork']() for i in range(100)]"), "seccomp + NPROC 0", "must return a 6-tuple"),
 }
 

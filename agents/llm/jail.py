@@ -50,7 +50,8 @@ SECCOMP_DENY = (
     "fremovexattr io_uring_setup io_uring_enter io_uring_register bpf perf_event_open userfaultfd keyctl "
     "add_key request_key name_to_handle_at open_by_handle_at acct swapon swapoff reboot init_module "
     "finit_module delete_module kexec_load kexec_file_load settimeofday clock_settime adjtimex "
-    "clock_adjtime sethostname setdomainname quotactl memfd_secret"
+    "clock_adjtime sethostname setdomainname quotactl quotactl_fd memfd_secret syslog modify_ldt ioperm iopl "
+    "migrate_pages move_pages lookup_dcookie vhangup fanotify_init uselib"
 ).split()
 """syscalls that fail with EPERM once the child has loaded the filter"""
 SECCOMP_NOSYS = ("openat2", "clone3")
