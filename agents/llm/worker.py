@@ -55,6 +55,9 @@ class Limits:
 class Worker:
     """One jailed child holding ``codes`` ({name: code}); ``build(name, state)`` -> ProblemData.
 
+    One request at a time (not thread-safe).  The child dies with this process (bwrap's
+    --die-with-parent) if ``close()`` is never called.
+
     ``check``: run the static check on every code first (a refused code is not sent; building
     it raises Rejected with the findings).  ``allow_unjailed``: run the child without bubblewrap
     when the jail is unavailable (loud warning; rlimits and the parent's judgement only).
@@ -180,8 +183,10 @@ class GeneratedExpert:
 
     def __init__(self, code, spec, worker=None, limits=None):
         self.spec, self.name = spec, spec.name
+        self.owns_worker = worker is None
         self.worker = worker or Worker({spec.name: code}, limits)
         self.build_s = []
+        """seconds per call: the worker's round trip and the parent's pieces"""
 
     def data(self, state):
         return self.worker.build(self.name, state)
@@ -191,6 +196,11 @@ class GeneratedExpert:
         pieces = self.data(state).pieces()
         self.build_s.append(time.perf_counter() - t0)
         return pieces
+
+    def close(self):
+        """Stop the worker if this expert started it (a GeneratedFleet's worker is the fleet's)."""
+        if self.owns_worker:
+            self.worker.close()
 
 
 class GeneratedFleet(dict):
