@@ -54,14 +54,15 @@ class _Checker:
     def __init__(self, tree):
         self.tree, self.reasons = tree, []
         self.aliases, self.imported, self.functions, self.globals = {}, {}, set(), {}
+        self.functions_nodes = []
 
     def run(self):
         self._module()
         if self.reasons:
             return self.reasons
-        env = self._infer(self.tree.body, dict(self.globals), module=True)
+        env = self._infer(self.tree.body, dict(self.globals))
         self.globals.update(env)
-        self._uses(self.tree.body, self.globals, module=True)
+        self._uses(self.tree.body, self.globals)
         for fn in self.functions_nodes:
             params = {a.arg: {"data"} for a in _params(fn.args)}
             if fn.name == "prosumer" and fn.args.args:  # the contract's state dict
@@ -77,7 +78,6 @@ class _Checker:
 
     # ---- module level and node kinds ----
     def _module(self):
-        self.functions_nodes = []
         for node in self.tree.body:
             if isinstance(node, ast.Import):
                 self._import(node)
@@ -147,7 +147,7 @@ class _Checker:
             self._fail(node, "unbounded loop 'while True' without break")
 
     # ---- type inference ----
-    def _infer(self, body, env, module=False):
+    def _infer(self, body, env):
         """Kinds of every name bound in ``body`` (a fixpoint over all its bindings)."""
         bindings = list(_bindings(body))
         for _ in range(50):
@@ -236,7 +236,7 @@ class _Checker:
         return {"num", "expr"} if kinds & {"expr", "data", "list", "tuple", "iter"} else {"num"}
 
     # ---- uses ----
-    def _uses(self, body, env, module=False):
+    def _uses(self, body, env):
         for stmt in body:
             if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef)):
                 continue
