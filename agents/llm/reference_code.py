@@ -13,6 +13,7 @@ import numpy as np
 
 from agents.expert.preferences import parse_preferences
 from simulators.units import STEPS_PER_DAY
+from simulators.validation import ConfigError
 
 TEMPLATE = '''import cvxpy as cp
 import numpy as np
@@ -107,8 +108,15 @@ def prosumer(state):
 '''
 
 
+BUILT_IN = ("pv", "batteries", "generators", "controllable_loads")
+"""device types this writer knows; a spec with another registered type is refused"""
+
+
 def reference_code(spec):
     """Source of ``prosumer(state)`` building the reference model of ``spec`` (see module docstring)."""
+    other = [key for key, _ in spec.devices if key not in BUILT_IN]
+    if other:
+        raise ConfigError(f"spec {spec.name!r}: reference_code writes only {list(BUILT_IN)}, not {other}")
     total_kwp = sum(p.kwp for p in spec.pv)
     pv = [[p.kwp / total_kwp if total_kwp > 0 else 0.0, p.s_kva] for p in spec.pv]
     bess = [[b.capacity_kwh, b.p_max_kw, b.eta_charge, b.eta_discharge, b.soc_min, b.soc_max, b.cost_eur_per_kwh]
