@@ -174,5 +174,5 @@ def test_help_shows_the_allowed_values(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     for shown in ("{ac,ac_runpp,lindistflow}", "{double_auction,mmr,sdr}", "{flat,tou}", "{actor,expert,idle,rule}",
-                  "{grouped,per_prosumer}", "{cmd,python}", "{clip,raise}"):
+                  "{grouped,per_prosumer}", "{cmd,connect,python}", "{clip,raise}"):
         assert shown in out
