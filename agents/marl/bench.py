@@ -84,7 +84,8 @@ def bench_env(n, days=2, env_cfg=None):
         env_cfg = EnvConfig(**{**cfg.__dict__, "max_prosumers": n})
     env = P2PEnv(env_cfg)
     rng = np.random.default_rng(0)
-    low, high = np.array(env.action_space(None).low), np.array(env.action_space(None).high)
+    space = env.action_space(env.possible_agents[0])
+    low, high = np.array(space.low), np.array(space.high)
     steps, t, c = 0, time.perf_counter(), time.thread_time()
     for _ in range(days):
         env.reset_batch()
