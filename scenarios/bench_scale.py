@@ -18,7 +18,7 @@ the CPU time no wrapper saw).  With ``--workers K > 1`` the prosumer simulators 
 (lightsim2grid build and check) and world (starting simulators, connections).
 
 ``scheduling``: the default scenario's day (IEEE 33-bus, 32 prosumers) with one simulator per
-prosumer, the same with the time-shifted feedback connections left out, and grouped.
+prosumer and grouped.
 
 ``env``: agent-steps per second of agents/env.py with random actions, one day (wall and per CPU
 second).  ``critic``: one attention critic's forward + backward + Adam step, and the whole
@@ -88,33 +88,13 @@ def _targets():
                     (cosim, "prepare"), (cosim, "_build")]
 
 
-@contextlib.contextmanager
-def without_feedback():
-    """Leave out every time-shifted connection (bus voltage and prices back to the prosumers, which
-    then read their defaults): what those connections cost the scheduler."""
-    import mosaik
-
-    original = mosaik.World.connect
-
-    def connect(self, *args, **kwargs):
-        if not kwargs.get("time_shifted"):
-            return original(self, *args, **kwargs)
-
-    mosaik.World.connect = connect
-    try:
-        yield
-    finally:
-        mosaik.World.connect = original
-
-
-def measure(cfg, feedback=True):
+def measure(cfg):
     """Run ``cfg`` once with the stopwatches in; return a dict of figures (see the module doc)."""
     import mosaik
 
     from simulators.cosim import run
 
-    with (instrumented(_targets() + [(mosaik.World, "run")]) as w, tempfile.TemporaryDirectory() as tmp,
-          contextlib.nullcontext() if feedback else without_feedback()):
+    with instrumented(_targets() + [(mosaik.World, "run")]) as w, tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
         _, summary = run(dataclasses.replace(cfg, results_dir=tmp, progress=False, plots=False))
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -136,7 +116,7 @@ def measure(cfg, feedback=True):
     startup = {"network_s": s["scenario.make_network"], "profiles_s": profiles,
                "specs_s": s["scenario.generate_specs"] + s["scenario.choose_buses"], "grid_model_s": s["sim.make_grid"]}
     startup["world_s"] = setup - sum(startup.values())
-    label = f"{cfg.scenario} {cfg.grouping}" + ("" if feedback else " no-feedback")
+    label = f"{cfg.scenario} {cfg.grouping}"
     row = {"run": label, "prosumers": summary["prosumers"], "workers": cfg.prosumer_workers, "startup_s": setup,
            **startup,
            "day_s": day, "step_ms": 1e3 * day / steps, "step_cpu_ms": 1e3 * day_cpu / steps, "cpu_s": cpu,
@@ -206,9 +186,9 @@ def _best(fn, repeats):
     return min(times)
 
 
-SCHEDULING = (("per_prosumer", True), ("per_prosumer", False), ("grouped", True))
-"""the default scenario's day with one simulator per prosumer, the same without time-shifted
-feedback, and grouped: where per-prosumer scheduling cost goes"""
+SCHEDULING = ("per_prosumer", "grouped")
+"""the default scenario's day with one simulator per prosumer and grouped: where per-prosumer
+scheduling cost goes"""
 
 
 def _child(args):
@@ -218,7 +198,7 @@ def _child(args):
         cfg = dataclasses.replace(SCENARIO, network=args.network, n_prosumers=args.prosumers[0],
                                   prosumer_workers=args.workers[0],
                                   prosumer_start="cmd" if args.workers[0] > 1 else "python")
-    print(json.dumps(measure(cfg, feedback=not args.no_feedback)))
+    print(json.dumps(measure(cfg)))
 
 
 def _in_child(*flags):
@@ -243,7 +223,6 @@ def main(argv=None):
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--preset", default="", help=argparse.SUPPRESS)
     ap.add_argument("--grouping", default="grouped", help=argparse.SUPPRESS)
-    ap.add_argument("--no-feedback", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return _child(args)
@@ -251,8 +230,8 @@ def main(argv=None):
     for n, k in itertools.product(args.prosumers, args.workers) if "cosim" in args.parts else ():
         rows.append(_in_child("--prosumers", n, "--workers", k, "--network", args.network))
         print(markdown(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
-    for grouping, feedback in SCHEDULING if "scheduling" in args.parts else ():
-        rows.append(_in_child("--preset", "ieee33_day", "--grouping", grouping, *([] if feedback else ["--no-feedback"])))
+    for grouping in SCHEDULING if "scheduling" in args.parts else ():
+        rows.append(_in_child("--preset", "ieee33_day", "--grouping", grouping))
         print(markdown(rows[-1:], COLUMNS).splitlines()[-1], flush=True)
     if rows:
         print(f"\n{markdown(rows, COLUMNS)}\n")
