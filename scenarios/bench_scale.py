@@ -129,10 +129,10 @@ def measure(cfg):
 
 PART_CHOICES = ("cosim", "scheduling", "env", "critic")
 COLUMNS = (("run", "{}"), ("prosumers", "{}"), ("workers", "{}"), ("startup_s", "{:.1f}"), ("startup_cpu_s", "{:.1f}"),
-           ("network_s", "{:.1f}"),
-           ("profiles_s", "{:.1f}"), ("specs_s", "{:.2f}"), ("grid_model_s", "{:.1f}"), ("world_s", "{:.1f}"),
-           ("step_ms", "{:.0f}"), ("step_cpu_ms", "{:.0f}"), *((f"{p}_ms", "{:.1f}") for p in PARTS), ("mosaik_other_ms", "{:.1f}"),
-           ("cpu_s", "{:.0f}"), ("wall_s", "{:.0f}"), ("peak_rss_mb", "{:.0f}"))
+           ("network_s", "{:.1f}"), ("profiles_s", "{:.1f}"), ("specs_s", "{:.2f}"), ("grid_model_s", "{:.1f}"),
+           ("world_s", "{:.1f}"), ("step_ms", "{:.0f}"), ("step_cpu_ms", "{:.0f}"),
+           *((f"{p}_ms", "{:.1f}") for p in PARTS), ("mosaik_other_ms", "{:.1f}"), ("cpu_s", "{:.0f}"),
+           ("wall_s", "{:.0f}"), ("peak_rss_mb", "{:.0f}"))
 
 
 def env_rate(n_prosumers, network, days=1):
