@@ -239,7 +239,8 @@ def main(argv=None):
         print(f"\n{markdown(rows, COLUMNS)}\n")
     for n in args.prosumers if "env" in args.parts else ():
         agents, rate, rate_cpu = env_rate(n, args.network)
-        print(f"environment agents={agents}: {rate:,.0f} agent-steps/s wall, {rate_cpu:,.0f} per CPU second", flush=True)
+        print(f"environment agents={agents}: {rate:,.0f} agent-steps/s wall, {rate_cpu:,.0f} per CPU second",
+              flush=True)
     cases = itertools.product(args.critic_agents, args.embed_dims, ("feeder", "all"))
     for n, width, neighbourhood in cases if "critic" in args.parts else ():
         times = critic_update(n, args.network, args.batch, neighbourhood, args.threads, width)

@@ -30,7 +30,8 @@ class ScenarioConfig:
     scenario: str = "ieee33_day"
     """name of the scenario; the first part of the run folder's name"""
     network: str = "ieee33"
-    """feeder: a name from simulators.grid.networks.NETWORKS, or any SimBench grid as simbench:<code> (e.g. simbench:1-LV-semiurb4--0-sw)"""
+    """feeder: a name from simulators.grid.networks.NETWORKS, or any SimBench grid as simbench:<code>
+    (e.g. simbench:1-LV-semiurb4--0-sw)"""
     grid_model: str = "ac"
     """power-flow model: a name from simulators.grid.models.GRIDS (ac | ac_runpp | lindistflow)"""
     specs: str = str(DATA_DIR / "ieee33_prosumers.json")
@@ -56,11 +57,14 @@ class ScenarioConfig:
     grouping: str = "per_prosumer"
     """per_prosumer: one mosaik simulator per prosumer; grouped: one simulator for all"""
     prosumer_start: str = "python"
-    """how prosumer simulators start: python (in-process) | cmd (each in its own OS process) | connect (to simulators already running, see prosumer_hosts)"""
+    """how prosumer simulators start: python (in-process) | cmd (each in its own OS process) |
+    connect (to simulators already running, see prosumer_hosts)"""
     prosumer_workers: int = 1
-    """grouped: split the prosumers into this many simulators, each holding a block (one OS process or host each with prosumer_start cmd / connect)"""
+    """grouped: split the prosumers into this many simulators, each holding a block (one OS process
+    or host each with prosumer_start cmd / connect)"""
     prosumer_hosts: str = ""
-    """prosumer_start connect: HOST:PORT of each running prosumer simulator, comma-separated, one per simulator (python -m simulators.prosumer.sim HOST:PORT --remote)"""
+    """prosumer_start connect: HOST:PORT of each running prosumer simulator, comma-separated, one per
+    simulator (python -m simulators.prosumer.sim HOST:PORT --remote)"""
     results_dir: str = "results"
     """parent folder of the run folder"""
     run_name: str = ""

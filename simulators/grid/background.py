@@ -55,7 +55,8 @@ class Background:
         """(dp (n_bus,) [MW], dq (n_bus,) [MVar]): profile-following background minus its nominal
         value at 15-minute ``row`` of ``date``, load convention."""
         if not 0 <= row < STEPS_PER_DAY:
-            raise ConfigError(f"row: {row!r} outside the allowed range [0, {STEPS_PER_DAY - 1}] (15-minute rows of a day)")
+            raise ConfigError(f"row: {row!r} outside the allowed range [0, {STEPS_PER_DAY - 1}] "
+                              "(15-minute rows of a day)")
         dp, dq = np.zeros(self.n_bus), np.zeros(self.n_bus)
         t = self.bank.rows(date).start + row
         for buses, p, q, kind, cols in self.parts:
