@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.marl.attention import ATTENTIONS
+from agents.marl.attention import ATTENTIONS, BLOCK_SIZE, AgentBlocks
 from agents.marl.critics import AttentionCritic
 from agents.marl.train import TrainConfig, critic_groups, make_env, train, validate
 from simulators.validation import ConfigError
@@ -37,8 +37,12 @@ def test_neighbourhood_of_everyone_is_full_attention(kind, self_mask):
 
 
 @pytest.mark.parametrize("kind", sorted(ATTENTIONS))
-def test_neighbourhoods_equal_block_diagonal_masked_attention(kind):
+@pytest.mark.parametrize("block_size", [BLOCK_SIZE, 4])
+def test_neighbourhoods_equal_block_diagonal_masked_attention(kind, block_size):
     _, grouped = _pair(kind, GROUPS)
+    grouped.blocks = AgentBlocks(GROUPS, self_mask=True, block_size=block_size)
+    # groups of 3, 3, 2, 1 agents: one block of 128, or three blocks of 4 (3 | 3 | 2 + 1)
+    assert grouped.blocks.n_blocks == (1 if block_size == BLOCK_SIZE else 3)
     x = torch.randn(4, 9, 16, requires_grad=True)
     fast, _ = grouped(x, x, x)
     explicit, weights = grouped(x, x, x, need_weights=True)
@@ -73,8 +77,8 @@ def test_grouped_critic_scales_and_keeps_the_market_wide_view():
     q[:, 0].sum().backward()
     # agent 0 sees other feeders only through their mean embeddings, but it does see them
     assert act.grad[:, 10:].abs().sum() > 0
-    blocks = critic.attention.blocks
-    assert (blocks.n_groups, blocks.block) == (6, 10)  # 6 blocks of 10, not one of 60: O(N·S)
+    small = AgentBlocks(groups, self_mask=True, block_size=20)
+    assert (small.n_blocks, small.block) == (3, 20)  # whole feeders packed, two per block: O(N·S), not O(N²)
     with pytest.raises(ValueError, match=r"query: expected shape \(\*, 60, 16\)"):
         critic.attention(torch.randn(1, 59, 16), torch.randn(1, 59, 16), torch.randn(1, 59, 16))
 
