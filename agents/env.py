@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulators.grid.background import Background
 from simulators.grid.models import make_grid
 from simulators.market.clearing import clear
 from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days, test_days, train_days
@@ -33,13 +34,15 @@ from simulators.units import STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
 @dataclass
 class EnvConfig:
     network: str = "ieee33"
-    """feeder name (simulators.grid.networks.NETWORKS)"""
+    """feeder name (simulators.grid.networks.NETWORKS) or simbench:<code>"""
     grid_model: str = "ac"
     """power-flow model (simulators.grid.models.GRIDS)"""
     specs: str = ""
     """prosumer spec file or 'generate'; empty = the default scenario's file"""
     max_prosumers: int = 0
     """use only the first N prosumers (0 = all)"""
+    n_prosumers: int = 0
+    """with specs 'generate': prosumers on this many load buses drawn with the seed (0 = every load bus)"""
     market: str = "sdr"
     """clearing mechanism (simulators.market.clearing.MARKETS)"""
     tariff: str = "tou"
@@ -59,7 +62,7 @@ def make_scenario(cfg):
     from simulators.scenario import ScenarioConfig, prepare
 
     sc = ScenarioConfig(network=cfg.network, grid_model=cfg.grid_model, market=cfg.market,
-                        tariff=cfg.tariff, max_prosumers=cfg.max_prosumers, seed=cfg.seed,
+                        tariff=cfg.tariff, max_prosumers=cfg.max_prosumers, n_prosumers=cfg.n_prosumers, seed=cfg.seed,
                         specs=cfg.specs or ScenarioConfig.specs, progress=False)
     _, specs, net, tariff = prepare(sc)
     return specs, net, tariff
@@ -74,6 +77,7 @@ class P2PEnv:
         self.fleet = Fleet(self.specs)
         self.grid = make_grid(cfg.grid_model, self.net, sorted({s.bus for s in self.specs}))
         self.bank = ProfileBank.simbench()
+        self.background = Background(self.grid.net, self.grid.bus_ids, self.bank)
         self.assignment = assign_profiles(self.specs, cfg.seed, self.bank)
         self.n_agents = self.fleet.n
         self.obs_fields = self.fleet.obs_fields  # interface.py's layout of every registered device type
@@ -136,6 +140,9 @@ class P2PEnv:
         mk = clear(res.bid_kwh, res.bid_price_eur_per_kwh, buy, sell, mechanism=self.cfg.market)
         p_mw = np.bincount(self.bus_pos, res.net_kw / 1000.0, minlength=self.n_bus)
         q_mvar = np.bincount(self.bus_pos, res.net_kvar / 1000.0, minlength=self.n_bus)
+        if self.background.active:  # the grid's own loads and PV follow their profiles, as in the co-simulation
+            dp, dq = self.background.delta(self.dates[self.t // STEPS_PER_DAY], step)
+            p_mw, q_mvar = p_mw + dp, q_mvar + dq
         pf = self.grid.solve(p_mw, q_mvar)
         violation = _violation_pu(pf.vm_pu)
         cost = mk.cost_eur + res.device_cost_eur
@@ -215,5 +222,5 @@ def record_step(recorder, env, info, step_index, time):
     feeder = {"converged": pf.converged, "losses_mw": pf.losses_mw, "p_slack_mw": pf.p_slack_mw,
               "vm_min_pu": np.nanmin(vm) if pf.converged else np.nan,
               "vm_max_pu": np.nanmax(vm) if pf.converged else np.nan,
-              "loading_max_percent": np.nanmax(pf.line_loading_percent) if pf.converged else np.nan}
+              "loading_max_percent": pf.loading_max_percent if pf.converged else np.nan}  # lines and trafos, as GridSim
     recorder.record(step_index, time, pros, market, vm, feeder)

@@ -37,17 +37,18 @@ SCENARIOS = {name: PRESETS[name] for name in ("ieee33_day", "simbench_100")}
 
 
 class Stopwatch:
-    """Wraps a callable and adds up the wall time spent inside it."""
+    """Wraps a callable and adds up the wall and CPU (this thread's) time spent inside it."""
 
     def __init__(self, fn):
-        self.fn, self.total_s = fn, 0.0
+        self.fn, self.total_s, self.cpu_s = fn, 0.0, 0.0
 
     def __call__(self, *args, **kwargs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             return self.fn(*args, **kwargs)
         finally:
             self.total_s += time.perf_counter() - t0
+            self.cpu_s += time.thread_time() - c0
 
 
 def env_split(cfg, out_dir):
@@ -94,10 +95,11 @@ COLUMNS = (("scenario", "{}"), ("grouping", "{}"), ("prosumers", "{}"), ("setup_
            ("recording_ms", "{:.3f}"), ("mosaik_ms", "{:.2f}"))
 
 
-def markdown(rows):
-    head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
-    rule = "|" + "---|" * len(COLUMNS)
-    body = ["| " + " | ".join(f.format(r[c]) for c, f in COLUMNS) + " |" for r in rows]
+def markdown(rows, columns=COLUMNS):
+    """A markdown table of ``rows`` (dicts) with ``columns`` ((key, format) pairs)."""
+    head = "| " + " | ".join(c for c, _ in columns) + " |"
+    rule = "|" + "---|" * len(columns)
+    body = ["| " + " | ".join(f.format(r[c]) for c, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from simulators.cli import add_config_flags, given_flags
+from simulators.grid.networks import NETWORKS
 from simulators.cosim import builder_name, our_grid, run
 from simulators.scenario import ScenarioConfig, choices
 from simulators.validation import ConfigError
@@ -54,7 +55,7 @@ def parse_args(defaults, argv=None, description=None, grid_builder=None):
     parser = _Parser(description=description)
     parser.add_argument("--config", help="rerun exactly from a run's config.json (its prosumer specs and tariff "
                                          "values; other flags override it)")
-    args = given_flags(add_config_flags(parser, ScenarioConfig, defaults, choices()).parse_args(argv))
+    args = given_flags(add_config_flags(parser, ScenarioConfig, defaults, choices(), {"network": NETWORKS}).parse_args(argv))
     base = dataclasses.asdict(defaults)
     config_path = args.pop("config", None)
     if config_path:

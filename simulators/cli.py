@@ -35,9 +35,10 @@ json_object.__name__ = "JSON object"  # argparse names the expected type by it
 _FLAG_TYPES = {int: int, "int": int, float: float, "float": float, dict: json_object, "dict": json_object}
 
 
-def add_config_flags(parser, cls, defaults=None, choices=None):
+def add_config_flags(parser, cls, defaults=None, choices=None, known=None):
     """One --flag per field of dataclass ``cls`` (its docstring as help, ``defaults`` shown in it);
-    ``choices``: field -> allowed names (argparse shows them and rejects others).
+    ``choices``: field -> allowed names (argparse shows them and rejects others); ``known``: field
+    -> names listed in the help of a field that also takes other values (e.g. simbench:<code>).
 
     Every flag defaults to None, so ``given_flags(args)`` holds only what the user typed and can
     override a base config (the dataclass defaults, a saved config.json, a scenario's defaults).
@@ -48,6 +49,8 @@ def add_config_flags(parser, cls, defaults=None, choices=None):
             continue
         flag, shown = "--" + f.name.replace("_", "-"), getattr(defaults, f.name, None) if defaults else None
         helptext = docs.get(f.name, "") + (f" (default: {shown!r})" if defaults is not None else "")
+        if f.name in (known or {}):
+            helptext += "; known: " + ", ".join(sorted(known[f.name]))
         if f.type in (bool, "bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         else:

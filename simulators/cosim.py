@@ -7,6 +7,12 @@ Per step t (15 minutes; mosaik time in seconds):
     everything(t) --> Recorder(t)
 
 No same-step loop: prosumers act on the voltage and prices of the last step.
+
+Prosumer simulators: one per prosumer (grouping per_prosumer) or ``prosumer_workers`` holding a
+block each (grouped), started in-process (python), as OS processes by mosaik (cmd), or reached
+on other hosts where they already run (connect; ``python -m simulators.prosumer.sim HOST:PORT
+--remote`` on each host).  The recorder takes the prosumers', participants' and (our grid's)
+buses' values as one table per simulator, not one mosaik value per entity and attribute.
 """
 
 import asyncio
@@ -22,19 +28,13 @@ from simulators.market.tariffs import Tariff
 from simulators.prosumer.devices import added_device_modules
 from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.recorder.recorder import new_run_dir
-from simulators.scenario import prepare, to_dict
-from simulators.tables import GRID, MARKET, PARTICIPANT, prosumer_sim
+from simulators.scenario import prepare, prosumer_blocks, prosumer_hosts, to_dict
+from simulators.tables import GRID, MARKET
 from simulators.units import STEP_S
 
-PARTICIPANT_OUTPUTS = tuple(a.name for a in PARTICIPANT.recorded())
 MARKET_OUTPUTS = tuple(a.name for a in MARKET.recorded())
 GRID_OUTPUTS = tuple(a.name for a in GRID.recorded())
 """feeder-level attributes the recorder takes (simulators/recorder/sim.py derives what a grid omits)"""
-
-
-def prosumer_outputs():
-    """The prosumer outputs the recorder takes (every registered device type's included)."""
-    return tuple(a.name for a in prosumer_sim().models[0].recorded())
 
 
 @dataclass
@@ -58,18 +58,31 @@ class GridWiring:
     """bus output: net active power drawn at the bus [MW], the slack bus counting the external
     grid's supply as negative (pandapower's res_bus.p_mw); the recorder derives the losses as
     minus their sum when no feeder entity gives 'losses[MW]'. Empty: not offered"""
+    bus_table: object = None
+    """entity whose 'buses' output is every bus's voltage as one table (simulators/grid/sim.py);
+    then ``record_buses`` lists the buses of grid.csv and ``buses`` need only hold prosumer buses"""
+    record_buses: list = field(default_factory=list)
+    """bus indices recorded from ``bus_table``, in grid.csv order"""
 
 
-def sim_config(prosumer_start="python", verbose=False):
-    """mosaik sim config; 'PandapowerGrid' (mosaik-pandapower-2) is only started by the grid
-    builder of scenarios/ieee33_mosaik_pandapower.py.  A prosumer process logs only warnings and
-    errors unless ``verbose``."""
+PROSUMER_STARTS = {
+    "python": lambda addr, level: {"python": "simulators.prosumer.sim:ProsumerSim"},
+    "cmd": lambda addr, level: {"cmd": f"%(python)s -m simulators.prosumer.sim %(addr)s --log-level {level}"},
+    "connect": lambda addr, level: {"connect": addr},
+}
+"""prosumer_start -> mosaik sim config entry (``addr``: the HOST:PORT of a running simulator)"""
+
+
+def sim_config(prosumer_start="python", verbose=False, hosts=()):
+    """mosaik sim config: 'Prosumer' for python / cmd starts, 'Prosumer<k>' per address of ``hosts``
+    for connect; 'PandapowerGrid' (mosaik-pandapower-2) is only started by the grid builder of
+    scenarios/ieee33_mosaik_pandapower.py.  A prosumer process logs only warnings and errors
+    unless ``verbose``."""
     level = "info" if verbose else "warning"
-    prosumer = ({"python": "simulators.prosumer.sim:ProsumerSim"} if prosumer_start == "python"
-                else {"cmd": f"%(python)s -m simulators.prosumer.sim %(addr)s --log-level {level}"})
+    prosumers = {f"Prosumer{k}": PROSUMER_STARTS[prosumer_start](a, level) for k, a in enumerate(hosts)}
     return {
         "Profiles": {"python": "simulators.profiles.sim:ProfileSim"},
-        "Prosumer": prosumer,
+        **(prosumers or {"Prosumer": PROSUMER_STARTS[prosumer_start]("", level)}),
         "Market": {"python": "simulators.market.sim:MarketSim"},
         "Grid": {"python": "simulators.grid.sim:GridSim"},
         "PandapowerGrid": {"python": "mosaik_components.pandapower:Simulator"},
@@ -114,7 +127,8 @@ def run(cfg, grid_builder=None):
         **to_dict(cfg), "grid_builder": builder_name(builder), "tariff_values": context["tariff"],
         "prosumer_specs": context["specs"]}, indent=1))
     t0 = wallclock.perf_counter()
-    world = mosaik.World(sim_config(cfg.prosumer_start, cfg.verbose), time_resolution=1.0, debug=False,
+    world = mosaik.World(sim_config(cfg.prosumer_start, cfg.verbose, prosumer_hosts(cfg)), time_resolution=1.0,
+                         debug=False,
                          skip_greetings=not cfg.verbose, configure_logging=cfg.verbose)
     try:
         _build(world, cfg, specs, net, context, run_dir, builder)
@@ -171,14 +185,7 @@ def _build(world, cfg, specs, net, context, run_dir, grid_builder):
     profile_ents = profiles.ProsumerProfile.create(
         n, specs=context["specs"], dates=cfg.dates, seed=cfg.seed)
 
-    prosumer_args = dict(step_size=STEP_S, policy=cfg.policy, context=context, start_step=0,
-                         device_modules=added_device_modules(), on_invalid=cfg.on_invalid)
-    if cfg.grouping == "grouped":
-        sim = world.start("Prosumer", **prosumer_args)
-        prosumers = sim.Prosumer.create(n, agent_ids=list(range(n)))
-    else:
-        prosumers = [world.start("Prosumer", **prosumer_args).Prosumer.create(1, agent_ids=[i])[0]
-                     for i in range(n)]
+    prosumers, prosumer_tables = _start_prosumers(world, cfg, context)
 
     market_sim = world.start("Market", step_size=STEP_S, mechanism=cfg.market, tariff=context["tariff"],
                              on_invalid=cfg.on_invalid)
@@ -201,32 +208,53 @@ def _build(world, cfg, specs, net, context, run_dir, grid_builder):
         world.connect(part, pros, *feedback, time_shifted=True, initial_data=feedback)
 
     recorder_sim = world.start("Recorder", step_size=STEP_S)
+    tabled = wiring.bus_table is not None
     layout = {
         "prosumer": {e.full_id: s.name for e, s in zip(prosumers, specs)},
         "participant": {e.full_id: s.name for e, s in zip(participants, specs)},
         "prosumer_bus": {s.name: s.bus for s in specs},
-        "bus": {e.full_id: b for b, e in buses.items()},
+        "bus": {} if tabled else {e.full_id: b for b, e in buses.items()},
+        "buses": [int(b) for b in wiring.record_buses] if tabled else [],
         "market": market.full_id,
         "feeder": [e.full_id for e, _ in wiring.feeder],
     }
     start = dt.datetime.fromisoformat(cfg.dates[0]).isoformat()
     recorder = recorder_sim.Recorder.create(1, run_dir=str(run_dir), layout=layout, start=start)[0]
-    for e in prosumers:
-        world.connect(e, recorder, *prosumer_outputs())
-    for e in participants:
-        world.connect(e, recorder, *PARTICIPANT_OUTPUTS)
-    world.connect(market, recorder, *MARKET_OUTPUTS)
+    # one table per simulator instead of one value per entity and attribute (see the module doc)
+    for table in prosumer_tables:
+        world.connect(table, recorder, "prosumers")
+    world.connect(market, recorder, *MARKET_OUTPUTS, "participants")
     for e, attrs in wiring.feeder:
         world.connect(e, recorder, *attrs)
+    if tabled:
+        world.connect(wiring.bus_table, recorder, "buses")
+        return
     bus_attrs = [(wiring.vm_attr, "Vm[pu]")] + ([(wiring.bus_p_attr, "P_bus[MW]")] if wiring.bus_p_attr else [])
     for e in buses.values():
         world.connect(e, recorder, *bus_attrs)
 
 
+def _start_prosumers(world, cfg, context):
+    """Start the prosumer simulators (see prosumer_blocks); return (Prosumer entities in spec
+    order, one Prosumers table entity per simulator)."""
+    args = dict(step_size=STEP_S, policy=cfg.policy, context=context, start_step=0,
+                device_modules=added_device_modules(), on_invalid=cfg.on_invalid)
+    names = [f"Prosumer{k}" for k in range(len(prosumer_hosts(cfg)))]
+    prosumers, tables = [], []
+    for k, block in enumerate(prosumer_blocks(cfg, len(context["specs"]))):
+        sim = world.start(names[k] if names else "Prosumer", **args)
+        prosumers += sim.Prosumer.create(len(block), agent_ids=block)
+        tables.append(sim.Prosumers.create(1)[0])
+    return prosumers, tables
+
+
 def our_grid(world, cfg, net, specs):
-    """The default grid: simulators/grid/sim.py with the configured model; one Bus entity per bus."""
+    """The default grid: simulators/grid/sim.py with the configured model; Bus entities where
+    prosumers connect, every bus's voltage to the recorder as one table."""
+    prosumer_buses = sorted({s.bus for s in specs})
     grid_sim = world.start("Grid", step_size=STEP_S, network=cfg.network, model=cfg.grid_model,
-                           prosumer_buses=sorted({s.bus for s in specs}), on_invalid=cfg.on_invalid)
+                           prosumer_buses=prosumer_buses, on_invalid=cfg.on_invalid, dates=cfg.dates)
     grid = grid_sim.Grid.create(1)[0]
-    bus_list = grid_sim.Bus.create(len(net.bus), bus=[int(b) for b in net.bus.index])
-    return GridWiring(buses={int(b): e for b, e in zip(net.bus.index, bus_list)}, feeder=[(grid, GRID_OUTPUTS)])
+    bus_list = grid_sim.Bus.create(len(prosumer_buses), bus=prosumer_buses)
+    return GridWiring(buses=dict(zip(prosumer_buses, bus_list)), feeder=[(grid, GRID_OUTPUTS)], bus_table=grid,
+                      record_buses=[int(b) for b in net.bus.index])

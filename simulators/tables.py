@@ -74,6 +74,15 @@ def _prosumer_model():
                       inputs=core_in, outputs=outputs)
 
 
+TABLE = "Prosumers"
+"""the prosumer adapter's model whose one entity serves all its prosumers' outputs as one table"""
+PROSUMERS = ModelTable(
+    TABLE, "every prosumer of this simulator instance at once (exactly one per instance, no parameters)",
+    outputs=(Attr("prosumers", "prosumers", 1.0, "the step's outputs of all Prosumer entities of the instance as "
+                  "one table: {'eid': [entity ids], <Prosumer output>: [values]}; one mosaik value instead of "
+                  "one per entity and attribute (what the scenario's recorder takes)", record=False),))
+
+
 def prosumer_sim():
     """The prosumer adapter's table for the device types registered now."""
     return SimTable(
@@ -87,7 +96,7 @@ def prosumer_sim():
               "start_step": "step of the day at mosaik time 0 (0..95), default 0",
               "on_invalid": ON_INVALID_DOC,
               "device_modules": "modules to import that register extra device types"},
-        models=(_prosumer_model(),),
+        models=(_prosumer_model(), PROSUMERS),
         time="acts on this step's profiles and the last step's voltage and prices (time-shifted inputs)")
 
 
@@ -107,7 +116,9 @@ MARKET = ModelTable(
     outputs=(*PRICES, Attr("supply[kWh]", "supply_kwh", 1.0, "energy offered"),
              Attr("demand[kWh]", "demand_kwh", 1.0, "energy demanded"),
              Attr("traded[kWh]", "traded_kwh", 1.0, "energy traded P2P"),
-             Attr("mechanism", "mechanism", 1.0, "clearing mechanism name")))
+             Attr("mechanism", "mechanism", 1.0, "clearing mechanism name"),
+             Attr("participants", "participants", 1.0, "every participant's recorded outputs as one table: "
+                  "{'eid': [participant ids], <Participant output>: [values]}", record=False)))
 PARTICIPANT = ModelTable(
     "Participant", "one prosumer's account: its bid in, its energies, cost and the prices out",
     params={"bid_max_kwh": "largest |bid| per participant [kWh] (a number or one per entity), default: any"},
@@ -144,7 +155,9 @@ GRID = ModelTable(
              Attr("Vm_max[pu]", "vm_max_pu", 1.0, "highest bus voltage (NaN if not converged)"),
              Attr("loading_max[%]", "loading_max_percent", 1.0, "highest line loading"),
              Attr("n_violations", "n_violations", 1.0, "buses outside 0.95..1.05 p.u. (all if not converged)",
-                  record=False)))
+                  record=False),
+             Attr("buses", "buses", 1.0, "every bus's voltage as one table: {'bus': [bus indices], 'Vm[pu]': "
+                  "[values]} (NaN if not converged)", record=False)))
 BUS = ModelTable(
     "Bus", "one bus of the feeder: demand in, voltage out",
     params={"bus": "pandapower bus index per entity (a list, or one index for all); each bus at most once"},
@@ -162,11 +175,13 @@ BUS = ModelTable(
 GRID_SIM = SimTable(
     "Grid", "simulators.grid.sim", "The feeder over simulators/grid/models.py: one power flow per step.",
     init={"step_size": "mosaik time units per step, default 900",
-          "network": "feeder name (simulators/grid/networks.py NETWORKS), default 'ieee33'",
+          "network": "feeder name (simulators/grid/networks.py NETWORKS) or simbench:<code>, default 'ieee33'",
           "model": "power-flow model (simulators/grid/models.py GRIDS), default 'ac'",
           "prosumer_buses": "buses whose native loads and sgens the prosumers replace",
           "p_max_mw": "largest |P|, |Q| per bus input [MW, MVar]; default 10 x (the feeder's total load + 1 MW)",
-          "on_invalid": ON_INVALID_DOC},
+          "on_invalid": ON_INVALID_DOC,
+          "dates": "days 'YYYY-MM-DD' of the run (time 0 = 00:00 of the first): the feeder's own loads and PV at "
+                   "buses without a prosumer follow their SimBench profiles; default none: they stay nominal"},
     models=(GRID, BUS), time="solves the demand of this step; serves the flow of this step")
 
 RECORDER_SIM = SimTable(

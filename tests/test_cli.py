@@ -174,5 +174,8 @@ def test_help_shows_the_allowed_values(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     for shown in ("{ac,ac_runpp,lindistflow}", "{double_auction,mmr,sdr}", "{flat,tou}", "{actor,expert,idle,rule}",
-                  "{grouped,per_prosumer}", "{cmd,python}", "{clip,raise}"):
+                  "{grouped,per_prosumer}", "{cmd,connect,python}", "{clip,raise}"):
         assert shown in out
+    from simulators.grid.networks import NETWORKS
+
+    assert all(name in " ".join(out.split()) for name in NETWORKS)  # --network lists its names

@@ -66,7 +66,9 @@ def critic_kwargs(kind, cfg):
 class Learner:
     """Actor, critics, their targets and optimizers for one algorithm."""
 
-    def __init__(self, algo, cfg, n_agents, obs_dim, act_dim, state_dim=0, action_low=None, action_high=None):
+    def __init__(self, algo, cfg, n_agents, obs_dim, act_dim, state_dim=0, action_low=None, action_high=None,
+                 groups=None):
+        """``groups``: attention neighbourhood label per agent (attention critics; None = everyone)."""
         self.algo, self.cfg = algo, cfg
         bounds = {} if action_low is None else dict(action_low=action_low, action_high=action_high)
         self.actor = Actor(n_agents, obs_dim, act_dim, hidden=(cfg.actor_hidden,) * cfg.actor_layers,
@@ -74,7 +76,7 @@ class Learner:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic = self.critic_target = self.actor_target = self.critic_opt = None
         if algo.critic:
-            kw = critic_kwargs(algo.critic, cfg)
+            kw = critic_kwargs(algo.critic, cfg) | ({} if groups is None else {"groups": groups})
             sdim = state_dim if algo.needs_state else 0
             self.critic = CriticEnsemble(lambda: CRITICS[algo.critic](n_agents, obs_dim, act_dim, sdim, **kw),
                                          algo.n_critics)

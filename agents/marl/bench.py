@@ -74,22 +74,27 @@ def bench_act(n, repeats):
     return best_ms(lambda: learner.act(obs, explore=False), repeats * 20, warmup=20)
 
 
-def bench_env(n, days=2):
-    """(agents, agent-steps per second) of P2PEnv with random actions for ``days`` episodes."""
+def bench_env(n, days=2, env_cfg=None):
+    """(agents, agent-steps per second wall, per CPU second) of P2PEnv with random actions for ``days``
+    episodes; ``env_cfg`` (an EnvConfig) replaces the default choice of scenario by ``n``."""
     from agents.env import EnvConfig, P2PEnv
 
-    cfg = EnvConfig() if n <= 32 else EnvConfig(network="simbench_lv_rural3", specs="generate")
-    env = P2PEnv(EnvConfig(**{**cfg.__dict__, "max_prosumers": n}))
+    if env_cfg is None:
+        cfg = EnvConfig() if n <= 32 else EnvConfig(network="simbench_lv_rural3", specs="generate")
+        env_cfg = EnvConfig(**{**cfg.__dict__, "max_prosumers": n})
+    env = P2PEnv(env_cfg)
     rng = np.random.default_rng(0)
-    low, high = np.array(env.action_space(None).low), np.array(env.action_space(None).high)
-    steps, t = 0, time.perf_counter()
+    space = env.action_space(env.possible_agents[0])
+    low, high = np.array(space.low), np.array(space.high)
+    steps, t, c = 0, time.perf_counter(), time.thread_time()
     for _ in range(days):
         env.reset_batch()
         done = False
         while not done:
             _, _, done, _ = env.step_batch(rng.uniform(low, high, (env.n_agents, env.act_dim)))
             steps += 1
-    return env.n_agents, steps * env.n_agents / (time.perf_counter() - t)
+    agent_steps = steps * env.n_agents
+    return env.n_agents, agent_steps / (time.perf_counter() - t), agent_steps / (time.thread_time() - c)
 
 
 def main(argv=None):
@@ -101,7 +106,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for n in args.agents:
-        agents, rate = bench_env(n)
+        agents, rate, _ = bench_env(n)
         print(f"agents={agents} environment {rate:10.0f} agent-steps/s ({rate / agents:.0f} steps/s)")
         for kind in sorted(CRITICS):
             fb, adam = bench_critic(kind, n, args.batch, args.repeats)

@@ -9,6 +9,11 @@ in MADDPG), without N forward passes.
 - ``AttentionCritic`` (MAAC layout): e_j = g(o_j, a_j), s_i = f(o_i);
   x_i = attention(query s_i, keys/values e_j, j != i); Q_i = head([e_i, x_i]).
   ``attention='diff'`` is the proposed differential attention, ``'softmax'`` MAAC's.
+  With ``groups`` (one neighbourhood label per agent, e.g. its LV feeder) it scales to thousands
+  of agents in two levels: x_i attends only within i's group (attention.py), and the groups'
+  mean embeddings attend over each other (feeder -> grid, G x G), giving g_i to every member,
+  so market-wide supply and demand stay visible; Q_i = head([e_i, x_i, g_i]).  With one group (everyone a
+  neighbour) there is no second level and the critic is exactly the full-attention one.
 - ``MLPCritic``: one MLP on [global state, joint action] with one output per agent (MADDPG/MATD3).
 - ``LocalCritic``: Q_i(o_i, a_i), independent learners (IDDPG).
 """
@@ -22,7 +27,7 @@ from agents.marl.networks import ACTIVATIONS, AgentMLP, check_shape
 
 class AttentionCritic(nn.Module):
     def __init__(self, n_agents, obs_dim, act_dim, state_dim=0, embed_dim=64, n_heads=4, attention="diff",
-                 depth=0, shared=True, id_embed_dim=0):
+                 depth=0, shared=True, id_embed_dim=0, groups=None):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention: {attention!r} is not one of {sorted(ATTENTIONS)}")
@@ -30,8 +35,15 @@ class AttentionCritic(nn.Module):
         kw = dict(shared=shared, id_embed_dim=id_embed_dim, out_activation="leaky_relu", activation="leaky_relu")
         self.sa_encoder = AgentMLP(n_agents, obs_dim + act_dim, embed_dim, hidden=(), **kw)
         self.s_encoder = AgentMLP(n_agents, obs_dim, embed_dim, hidden=(), **kw)
-        self.attention = ATTENTIONS[attention](embed_dim, n_heads, depth=depth, self_mask=True)
-        self.head = AgentMLP(n_agents, 2 * embed_dim, 1, hidden=(embed_dim,), shared=shared,
+        self.attention = ATTENTIONS[attention](embed_dim, n_heads, depth=depth, self_mask=True, groups=groups)
+        self.grid_attention = None
+        labels = None if groups is None else torch.unique(torch.as_tensor(groups).long(), return_inverse=True)[1]
+        if labels is not None and labels.max() > 0:  # second level: every agent reads the groups' mean embeddings
+            self.register_buffer("group_of", labels, persistent=False)
+            self.register_buffer("group_size", torch.bincount(labels).float(), persistent=False)
+            self.grid_attention = ATTENTIONS[attention](embed_dim, n_heads, depth=depth, self_mask=False)
+        levels = 2 if self.grid_attention is None else 3
+        self.head = AgentMLP(n_agents, levels * embed_dim, 1, hidden=(embed_dim,), shared=shared,
                              id_embed_dim=id_embed_dim, activation="leaky_relu")
 
     def forward(self, obs, act, state=None, act_self=None, need_weights=False):
@@ -39,9 +51,26 @@ class AttentionCritic(nn.Module):
         e = self.sa_encoder(torch.cat([obs, act], dim=-1))
         s = self.s_encoder(obs)
         x, weights = self.attention(s, e, e, need_weights=need_weights)
+        levels = [x]
+        if self.grid_attention is not None:
+            levels.append(self._grid_level(s, e))
         e_self = e if act_self is None else self.sa_encoder(torch.cat([obs, act_self], dim=-1))
-        q = self.head(torch.cat([e_self, x], dim=-1)).squeeze(-1)
+        q = self.head(torch.cat([e_self, *levels], dim=-1)).squeeze(-1)
         return (q, weights) if need_weights else q
+
+
+    def _grid_level(self, s, e):
+        """Feeder -> grid: each group's mean s-embedding attends over every group's mean e-embedding
+        (G x G per sample), and each agent reads its own group's result: (B, N, E)."""
+        b, _, dim = e.shape
+        g = len(self.group_size)
+
+        def means(x):
+            return x.new_zeros(b, g, dim).index_add_(1, self.group_of, x) / self.group_size.view(1, g, 1)
+
+        pooled = means(e)
+        out, _ = self.grid_attention(means(s), pooled, pooled)
+        return out[:, self.group_of]
 
 
 class MLPCritic(nn.Module):

@@ -126,6 +126,8 @@ class TrainConfig:
     """attention heads"""
     attn_depth: int = 0
     """layer index giving the differential attention's λ_init = 0.8 - 0.6 exp(-0.3 depth)"""
+    critic_neighbourhood: str = "all"
+    """attention critics: all (every agent attends to every other: O(N²)) | feeder (within its feeder, plus over the feeders' means: for thousands of agents)"""
     log_every: int = 500
     """environment steps per progress.csv row"""
     eval_every: int = 0
@@ -150,6 +152,10 @@ def validate(cfg):
     """Check every field before anything runs; raises ConfigError naming field, value, allowed range."""
     check_choice("algo", cfg.algo, ALGORITHMS)
     check_choice("imitation_schedule", cfg.imitation_schedule, SCHEDULES)
+    check_choice("critic_neighbourhood", cfg.critic_neighbourhood, NEIGHBOURHOODS)
+    if cfg.critic_neighbourhood != "all" and ALGORITHMS[cfg.algo].critic not in NEIGHBOURHOOD_CRITICS:
+        raise ConfigError(f"critic_neighbourhood: {cfg.critic_neighbourhood!r} needs an attention critic; algo "
+                          f"{cfg.algo!r} has {ALGORITHMS[cfg.algo].critic or 'none'!r} (allowed: all)")
     for name in ("total_steps", "batch_size", "buffer_size", "update_every", "updates_per_round", "log_every",
                  "actor_hidden", "actor_layers", "critic_hidden", "embed_dim", "n_heads", "threads"):
         check_range(name, getattr(cfg, name), 1, 10**9)
@@ -203,6 +209,19 @@ def make_expert(cfg, env):
     return lambda obs: policy.act(obs, ids)
 
 
+NEIGHBOURHOODS = ("all", "feeder")
+NEIGHBOURHOOD_CRITICS = ("diffattn", "softmax_attn")
+
+
+def critic_groups(cfg, env):
+    """Attention neighbourhood label per agent (None = everyone): the feeder of its bus."""
+    if cfg.critic_neighbourhood == "all":
+        return None
+    from simulators.grid.networks import feeder_groups
+
+    return feeder_groups(env.net, [s.bus for s in env.specs])
+
+
 # ---- the run folder --------------------------------------------------------------------
 def new_run_dir(cfg):
     path = make_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, cfg.algo, cfg.seed)
@@ -235,7 +254,8 @@ def train(cfg, make_env=make_env, expert_fn=None, resume=None):
     obs = env.reset_batch(seed=ep["seed"])
     state_dim = len(env.state()) if algo.needs_state else 0
 
-    learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist())
+    learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist(),
+                      groups=critic_groups(cfg, env))
     store_labels = algo.imitation and expert is not None  # else the expert only acts during warm-up
     demos = Demonstrations(cfg.demos, n, f, a, seed=cfg.seed + 1) if cfg.demos else None
     kept = len(demos) if cfg.demo_replay else 0

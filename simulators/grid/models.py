@@ -212,18 +212,32 @@ def lightsim_supported(net):
 def lightsim_ready_copy(net):
     """Copy of ``net`` that lightsim2grid's converter reads like pandapower does.
 
-    The converter ignores switches, so: open line/trafo switches put the branch out of
-    service, closed bus-bus switches fuse their buses; then buses are renumbered 0..n-1.
-    Returns (copy, {original bus index: lightsim bus index}).
+    The converter ignores switches, so: an open line/trafo switch moves that end of the branch
+    to a new auxiliary bus (as pandapower does: the branch stays energized from its other end,
+    so a cable's charging current still counts; SimBench's MV rings are opened that way), closed
+    bus-bus switches fuse their buses; then buses are renumbered 0..n-1.
+    Returns (copy, {original bus index: lightsim bus index}, {auxiliary lightsim bus index:
+    lightsim index of the bus it was split from}); a solve starts an auxiliary bus from that bus.
     """
+    import pandapower as pp
     import pandapower.toolbox as tb
 
     ls = copy.deepcopy(net)
     sw = ls.switch
     closed = sw["closed"].astype(bool)
-    ls.line.loc[sw.loc[(sw["et"] == "l") & ~closed, "element"].unique(), "in_service"] = False
-    ls.trafo.loc[sw.loc[(sw["et"] == "t") & ~closed, "element"].unique(), "in_service"] = False
-    rep = {int(b): int(b) for b in ls.bus.index}
+    aux = {}  # auxiliary bus -> the bus whose switch opened that branch end
+    for et, table, ends in (("l", "line", ("from_bus", "to_bus")), ("t", "trafo", ("hv_bus", "lv_bus"))):
+        opened = sw.loc[(sw["et"] == et) & ~closed].groupby("element")["bus"].apply(set)
+        for element, buses in opened.items():
+            open_ends = [end for end in ends if int(ls[table].at[element, end]) in buses]
+            if len(open_ends) == len(ends):  # open at both ends: carries nothing at all
+                ls[table].at[element, "in_service"] = False
+            for end in open_ends[: len(ends) - 1]:
+                bus = int(ls[table].at[element, end])
+                new_bus = pp.create_bus(ls, vn_kv=ls.bus.at[bus, "vn_kv"])
+                ls[table].at[element, end] = new_bus
+                aux[int(new_bus)] = bus
+    rep = {int(b): int(b) for b in net.bus.index}
 
     def root(b):
         while rep[b] != b:
@@ -237,7 +251,7 @@ def lightsim_ready_copy(net):
             rep[r2] = r1
     ls.switch = ls.switch.iloc[0:0]
     new = tb.create_continuous_bus_index(ls)
-    return ls, {b: int(new[root(b)]) for b in rep}
+    return ls, {b: int(new[root(b)]) for b in rep}, {int(new[a]): int(new[root(b)]) for a, b in aux.items()}
 
 
 class AcGrid(RunppGrid):
@@ -274,7 +288,7 @@ class AcGrid(RunppGrid):
         """Build and verify the lightsim2grid model; return '' on success, else the reason."""
         from lightsim2grid.network import init_from_pandapower
 
-        ls_net, pos = lightsim_ready_copy(self.net)
+        ls_net, pos, twin_of = lightsim_ready_copy(self.net)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # converter chatter about ext_grid-as-generator, switches
             try:
@@ -296,6 +310,8 @@ class AcGrid(RunppGrid):
         v_start = np.ones(self._ls.total_bus(), dtype=complex)
         ok = self.bus_in_service & np.isfinite(reference.vm_pu)
         v_start[self._ls_pos[ok]] = reference.vm_pu[ok] * np.exp(1j * np.deg2rad(reference.va_deg[ok]))
+        for aux, twin in twin_of.items():
+            v_start[aux] = v_start[twin]
         self._v, self._v_base = v_start.copy(), v_start.copy()
         mine = self._solve_lightsim(np.zeros(self.n_bus), np.zeros(self.n_bus))
         if not mine.converged:

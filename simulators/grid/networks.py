@@ -1,9 +1,15 @@
 """Feeder registry: pandapower networks by name, with the project's voltage band applied.
 
+A network is named either by a key of NETWORKS (``ieee33``, ``ieee141``, and aliases of SimBench
+grids such as ``simbench_lv_rural3``) or by any SimBench code with the prefix ``simbench:``, e.g.
+``simbench:1-LV-semiurb4--0-sw`` or ``simbench:1-MVLV-rural-all-0-sw`` (all 246 codes of
+``simbench.collect_all_simbench_codes()``), without editing the registry.
+
 Every builder returns a fresh pandapower net whose buses carry the band V_MIN_PU..V_MAX_PU
 (0.95..1.05 p.u.) in ``bus.min_vm_pu`` / ``bus.max_vm_pu``; pandapower's case33bw stores
-0.9/1.1, which we override.  Building a SimBench net parses CSV files (~3 s), so each source
-net is built once per process and deep-copied on every call.
+0.9/1.1, which we override.  Building a SimBench net parses CSV files (3 s for an LV feeder,
+7-13 s for a combined MV/LV grid), so each source net is built once per process and
+deep-copied on every call.
 """
 
 import copy
@@ -12,7 +18,7 @@ import functools
 import numpy as np
 
 from simulators.units import KW_PER_MW, V_MAX_PU, V_MIN_PU
-from simulators.validation import ConfigError, check_choice
+from simulators.validation import ConfigError
 
 
 def _ieee33():
@@ -22,12 +28,12 @@ def _ieee33():
     return pn.case33bw()
 
 
-def _simbench_lv_rural3():
-    """SimBench ``1-LV-rural3--0-sw``: 0.4 kV rural feeder behind one 0.4 MVA 20/0.4 kV Dyn5
-    transformer; 129 buses (one on the 20 kV side), 118 household loads, 17 PV sgens."""
+def _simbench(code):
+    """The SimBench grid of ``code`` (e.g. '1-LV-rural3--0-sw': 0.4 kV rural feeder behind one
+    0.4 MVA 20/0.4 kV Dyn5 transformer; 129 buses, 118 household loads, 17 PV sgens)."""
     import simbench
 
-    return simbench.get_simbench_net("1-LV-rural3--0-sw")
+    return simbench.get_simbench_net(code)
 
 
 def _ieee141():
@@ -38,12 +44,49 @@ def _ieee141():
     return load_case141()
 
 
+SIMBENCH_PREFIX = "simbench:"
+"""network names starting with this are SimBench codes"""
+
+SIMBENCH_ALIASES = {"simbench_lv_rural3": "1-LV-rural3--0-sw"}
+"""short names of SimBench grids; ``simbench_lv_rural3`` and ``simbench:1-LV-rural3--0-sw`` are one net"""
+
 NETWORKS = {
     "ieee33": _ieee33,
     "ieee141": _ieee141,
-    "simbench_lv_rural3": _simbench_lv_rural3,
+    **{alias: functools.partial(_simbench, code) for alias, code in SIMBENCH_ALIASES.items()},
 }
-"""feeder name -> builder of the raw pandapower net (use make_network, which adds the band)"""
+"""feeder name -> builder of the raw pandapower net (use make_network, which adds the band);
+any other SimBench grid is reached by its code, ``simbench:<code>``"""
+
+
+def simbench_codes():
+    """Every SimBench code the installed ``simbench`` package knows (246 in simbench 1.6)."""
+    import simbench
+
+    return list(simbench.collect_all_simbench_codes())
+
+
+def check_network(name):
+    """Return ``name`` if it names a network (a NETWORKS key or 'simbench:<code>' of a known
+    SimBench code); else ConfigError naming the field, the value and what is allowed."""
+    if isinstance(name, str) and name in NETWORKS:
+        return name
+    if isinstance(name, str) and name.startswith(SIMBENCH_PREFIX):
+        code = name[len(SIMBENCH_PREFIX):]
+        codes = simbench_codes()
+        if code in codes:
+            return name
+        near = [c for c in codes if c.split("-")[:2] == code.split("-")[:2]][:4] or codes[-4:]
+        raise ConfigError(f"network: {name!r} is not a SimBench code; allowed: 'simbench:' + one of the "
+                          f"{len(codes)} codes of simbench.collect_all_simbench_codes(), e.g. "
+                          f"{', '.join(SIMBENCH_PREFIX + c for c in near)}")
+    raise ConfigError(f"network: {name!r} is not one of {sorted(NETWORKS)} nor "
+                      f"'{SIMBENCH_PREFIX}<code>' with a SimBench code (e.g. {SIMBENCH_PREFIX}1-LV-semiurb4--0-sw)")
+
+
+def _canonical(name):
+    """One key per net: an alias becomes its 'simbench:<code>' name."""
+    return SIMBENCH_PREFIX + SIMBENCH_ALIASES[name] if name in SIMBENCH_ALIASES else name
 
 
 def _clean(net):
@@ -64,14 +107,15 @@ def _clean(net):
 
 @functools.lru_cache(maxsize=None)
 def _source(name):
-    """The cleaned net of ``name``, built once per process; never handed out (deep-copy it)."""
+    """The cleaned net of canonical ``name``, built once per process; never handed out (deep-copy it)."""
+    if name.startswith(SIMBENCH_PREFIX):
+        return _clean(_simbench(name[len(SIMBENCH_PREFIX):]))
     return _clean(NETWORKS[name]())
 
 
 def make_network(name):
-    """A fresh pandapower net of feeder ``name`` (a key of NETWORKS); ConfigError otherwise."""
-    check_choice("network", name, NETWORKS)
-    return copy.deepcopy(_source(name))
+    """A fresh pandapower net of network ``name`` (see check_network); ConfigError otherwise."""
+    return copy.deepcopy(_source(_canonical(check_network(name))))
 
 
 def load_buses(net):
@@ -98,3 +142,18 @@ def largest_load_buses(net, n):
         raise ConfigError(f"n: {n!r} outside the allowed range [1, {len(nominal)}] (load buses of the net)")
     ranked = sorted(nominal, key=lambda bus: (-nominal[bus], bus))
     return sorted(ranked[:n])
+
+
+def feeder_groups(net, buses):
+    """Feeder label (0, 1, ...) of each bus of ``buses``: the connected parts of the net with its
+    transformers and open switches taken out, numbered in order of first appearance.  On a
+    SimBench MV/LV grid every LV grid is one feeder and the MV level another; a feeder without
+    transformers (ieee33) is one feeder.  Used as attention neighbourhoods (agents/marl/attention.py)."""
+    import pandapower.topology as top
+
+    graph = top.create_nxgraph(net, include_trafos=False, include_trafo3ws=False, respect_switches=True)
+    component = {}
+    for k, part in enumerate(top.connected_components(graph)):
+        component.update(dict.fromkeys(part, k))
+    labels = {}
+    return np.array([labels.setdefault(component[int(b)], len(labels)) for b in buses], dtype=np.int64)

@@ -7,18 +7,23 @@ once, and get_data serves the stored result.  A Bus's 'P[MW]' / 'Q[MVar]' output
 demand at the bus (the inputs plus the feeder's own loads minus sgens), as pandapower's
 res_bus.p_mw / q_mvar.  A power flow that does not converge yields 'converged' False, NaN
 voltages and losses, and 'n_violations' equal to the number of buses (a failed flow counts as
-a violation everywhere, as agents/env.py does).  Attribute table: simulators/tables.py GRID_SIM;
-out of process: ``python -m simulators.grid.sim HOST:PORT``.
+a violation everywhere, as agents/env.py does).  The Grid entity's ``buses`` output holds every
+bus's voltage as one table {"bus": [bus indices], "Vm[pu]": [...]} (NaN where the flow failed),
+so a recorder takes a 5000-bus grid through one mosaik value.  Given ``dates`` (mosaik time 0 =
+00:00 of the first), the feeder's own loads and generators at buses without a prosumer follow
+their SimBench profiles (simulators/grid/background.py); without, they stay nominal.  Attribute
+table: simulators/tables.py GRID_SIM; out of process: ``python -m simulators.grid.sim HOST:PORT``.
 """
 
 import mosaik_api_v3
 import numpy as np
 
 from simulators.attrs import ON_INVALID, InputReader, check_unknown, meta
+from simulators.grid.background import Background
 from simulators.grid.models import make_grid
 from simulators.grid.networks import make_network
 from simulators.tables import BUS, GRID, GRID_SIM
-from simulators.units import STEP_S, V_MAX_PU, V_MIN_PU
+from simulators.units import STEP_S, STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
 from simulators.validation import ConfigError, check_choice, check_range
 
 META = meta(GRID_SIM)
@@ -33,7 +38,7 @@ class GridSim(mosaik_api_v3.Simulator):
         self.bus_of = {}  # Bus eid -> position in model.bus_ids
 
     def init(self, sid, time_resolution=1.0, step_size=STEP_S, network="ieee33", model="ac", prosumer_buses=None,
-             p_max_mw=None, on_invalid="raise", **unknown):
+             p_max_mw=None, on_invalid="raise", dates=None, **unknown):
         """See simulators/tables.py GRID_SIM.init for every parameter."""
         check_unknown("Grid init", unknown, GRID_SIM.init)
         if not isinstance(step_size, (int, np.integer)) or step_size <= 0:
@@ -49,6 +54,13 @@ class GridSim(mosaik_api_v3.Simulator):
         total = float(np.abs(self.model.p_background_mw).sum())
         self.p_max_mw = check_range("p_max_mw", 10.0 * (total + 1.0) if p_max_mw is None else p_max_mw, 0.0, 1e6,
                                     lo_open=True)
+        self.dates, self.background = list(dates or []), None
+        if self.dates:
+            from simulators.profiles.data import ProfileBank
+
+            self.background = Background(self.model.net, self.model.bus_ids, ProfileBank.simbench())
+            for date in self.dates:
+                self.background.bank.day_index(date)  # a date outside the data fails here, not mid-run
         # the first solve allocates (and compiles, with numba): pay it here, not inside world.run
         zeros = np.zeros(self.model.n_bus)
         self.model.solve(zeros, zeros)
@@ -90,26 +102,41 @@ class GridSim(mosaik_api_v3.Simulator):
         pos = np.array([self.bus_of[e] for e in self.eids], dtype=np.int64)
         p = np.bincount(pos, x["P[MW]"], minlength=self.model.n_bus)
         q = np.bincount(pos, x["Q[MVar]"], minlength=self.model.n_bus)
+        if self.background is not None and self.background.active:
+            k = time // self.step_size
+            if k >= STEPS_PER_DAY * len(self.dates):
+                raise ConfigError(f"dates: time {time} is step {k}, past the last step of {self.dates}")
+            dp, dq = self.background.delta(self.dates[k // STEPS_PER_DAY], k % STEPS_PER_DAY)
+            p, q = p + dp, q + dq
         self.p_mw, self.q_mvar = p, q
         self.result = self.model.solve(p, q)
         self.grid_values = grid_outputs(self.result)
-        self.clipped = dict(zip(self.eids, self.reader.clipped))
+        self.bus_values = None
         return time + self.step_size
 
     def get_data(self, outputs):
-        return {eid: {attr: self._value(eid, attr) for attr in attrs} for eid, attrs in outputs.items()}
+        if self.result is None:  # asked before the first step
+            return {eid: {attr: None for attr in attrs} for eid, attrs in outputs.items()}
+        if self.bus_values is None:  # per-bus outputs as lists, once per step (thousands of Bus entities)
+            r, m = self.result, self.model
+            self.bus_values = {"Vm[pu]": r.vm_pu.tolist(), "Va[deg]": r.va_deg.tolist(),
+                               "P[MW]": (self.p_mw + m.p_background_mw).tolist(),
+                               "Q[MVar]": (self.q_mvar + m.q_background_mvar).tolist()}
+            self.clipped = dict(zip(self.eids, self.reader.clipped.tolist()))
+        data = {}
+        for eid, attrs in outputs.items():
+            if eid == self.grid_eid:
+                data[eid] = {attr: self._grid_value(attr) for attr in attrs}
+                continue
+            pos = self.bus_of[eid]
+            data[eid] = {attr: self.bus_values[attr][pos] if attr != "inputs_clipped" else self.clipped[eid]
+                         for attr in attrs}
+        return data
 
-    def _value(self, eid, attr):
-        r = self.result
-        if r is None:  # asked before the first step
-            return None
-        if eid == self.grid_eid:
-            return self.grid_values[attr]
-        pos = self.bus_of[eid]
-        values = {"Vm[pu]": r.vm_pu[pos], "Va[deg]": r.va_deg[pos], "inputs_clipped": self.clipped[eid],
-                  "P[MW]": self.p_mw[pos] + self.model.p_background_mw[pos],
-                  "Q[MVar]": self.q_mvar[pos] + self.model.q_background_mvar[pos]}
-        return float(values[attr]) if attr != "inputs_clipped" else int(values[attr])
+    def _grid_value(self, attr):
+        if attr == "buses":
+            return {"bus": self.model.bus_ids.tolist(), "Vm[pu]": self.bus_values["Vm[pu]"]}
+        return self.grid_values[attr]
 
 
 def grid_outputs(result):

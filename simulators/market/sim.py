@@ -12,8 +12,11 @@ market prices, so a prosumer connected to its participant (time-shifted) sees la
 Every participant needs a bid quantity at every step (a participant that receives none is an
 error: simulators/attrs.py); one with a quantity but no limit price is a price taker (bids λ_B
 when buying, asks λ_S when selling).  Several sources into one participant: quantities add up,
-limit prices are averaged.  Limit prices must lie in the step's tariff band.  Attribute table:
-simulators/tables.py MARKET_SIM; out of process: ``python -m simulators.market.sim HOST:PORT``.
+limit prices are averaged.  Limit prices must lie in the step's tariff band.  The Market entity
+also serves ``participants``: every participant's recorded outputs (energies and cost) as one
+table {"eid": [participant ids], <attr>: [values], ...}, so a recorder takes them through one
+mosaik value instead of five per participant.  Attribute table: simulators/tables.py MARKET_SIM;
+out of process: ``python -m simulators.market.sim HOST:PORT``.
 """
 
 import mosaik_api_v3
@@ -36,6 +39,8 @@ class MarketSim(mosaik_api_v3.Simulator):
         self.participants = {}  # eid -> position in the bid vector
         self.bid_max = []  # largest |bid| per participant [kWh]
         self.values = None  # field -> scalar or (N,) array of the last clearing
+        self.columns = {}  # Attr -> the last clearing's value as served (list over participants), built on request
+        self.outputs = {m.name: {a.name: a for a in m.outputs} for m in (MARKET, PARTICIPANT)}
 
     def init(self, sid, time_resolution=1.0, step_size=STEP_S, mechanism="sdr", tariff=None, start_step=0,
              params=None, on_invalid="raise", **unknown):
@@ -96,22 +101,36 @@ class MarketSim(mosaik_api_v3.Simulator):
         result = clear(q, price, buy, sell, self.mechanism, **self.params)
         self.values = {**vars(result), "tariff_buy_eur_per_kwh": buy, "tariff_sell_eur_per_kwh": sell,
                        "inputs_clipped": self.reader.clipped}
+        self.columns = {}
         return time + self.step_size
 
     def get_data(self, outputs):
+        if self.values is None:  # asked before the first clearing
+            return {eid: {attr: None for attr in attrs} for eid, attrs in outputs.items()}
         data = {}
         for eid, attrs in outputs.items():
-            table = MARKET if eid == self.market_eid else PARTICIPANT
-            data[eid] = {attr: self._value(table.output(attr), eid) for attr in attrs}
+            market = eid == self.market_eid
+            table = self.outputs["Market" if market else "Participant"]
+            row = data[eid] = {}
+            for name in attrs:
+                value = self._column(table[name])
+                row[name] = value[self.participants[eid]] if isinstance(value, list) and not market else value
         return data
 
-    def _value(self, attr, eid):
-        if self.values is None:
-            return None
-        value = self.values[attr.field]
-        if isinstance(value, np.ndarray):
-            value = value[self.participants[eid]]
-        return value if isinstance(value, str) else float(value) * attr.factor
+    def _column(self, attr):
+        """The last clearing's value of ``attr``: a number, a string, a table, or a list over participants."""
+        if attr not in self.columns:
+            if attr.field == "participants":
+                value = {"eid": list(self.participants),
+                         **{a.name: self._column(a) for a in PARTICIPANT.outputs if a.record}}
+            else:
+                value = self.values[attr.field]
+                if isinstance(value, np.ndarray):
+                    value = (value * attr.factor).tolist()
+                elif not isinstance(value, str):
+                    value = float(value) * attr.factor
+            self.columns[attr] = value
+        return self.columns[attr]
 
 
 def main():

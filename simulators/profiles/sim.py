@@ -80,13 +80,14 @@ class ProfileSim(mosaik_api_v3.Simulator):
         return time + self.step_size
 
     def get_data(self, outputs):
-        data = {}
+        data, rows = {}, {}  # rows: id(days) -> attr -> this step's values as a list (built once)
         for eid, attrs in outputs.items():
             days, col = self.entities[eid]
-            data[eid] = {}
-            for attr in attrs:
-                a = PROFILE.output(attr)
-                data[eid][attr] = float(getattr(days, a.field)[self.row, col]) * a.factor
+            if id(days) not in rows:
+                rows[id(days)] = {a.name: (getattr(days, a.field)[self.row] * a.factor).tolist()
+                                  for a in PROFILE.outputs}
+            values = rows[id(days)]
+            data[eid] = {attr: values[attr][col] for attr in attrs}
         return data
 
 

@@ -9,6 +9,7 @@ hundreds of kW) and an LV feeder (households of a few kW).
 import numpy as np
 
 from simulators.prosumer.spec import spec_from_dict
+from simulators.validation import ConfigError
 
 PREFERENCE_EXAMPLES = (
     "don't run the generator at night",
@@ -17,6 +18,19 @@ PREFERENCE_EXAMPLES = (
     "limit grid import to {limit} kW",
 )
 """preferences attached to some prosumers; the expert layer turns them into soft constraints"""
+
+
+def choose_buses(bus_load_kw, n, seed):
+    """The entries of ``bus_load_kw`` (bus -> nominal load [kW]) of ``n`` load buses drawn
+    without replacement with numpy Generator([seed, 1]) (a stream apart from generate_specs'
+    own); ``n`` = 0 keeps every bus.  ConfigError when the net has fewer than ``n`` load buses."""
+    if not n:
+        return dict(bus_load_kw)
+    buses = sorted(bus_load_kw)
+    if not 1 <= n <= len(buses):
+        raise ConfigError(f"n_prosumers: {n!r} outside the allowed range [0, {len(buses)}] (load buses of the net)")
+    drawn = np.random.default_rng([int(seed), 1]).choice(len(buses), size=n, replace=False)
+    return {buses[i]: bus_load_kw[buses[i]] for i in sorted(drawn)}
 
 
 def generate_specs(bus_load_kw, seed, pv_share=0.8, battery_share=0.5, generator_share=0.25,

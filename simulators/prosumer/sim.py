@@ -2,11 +2,16 @@
 
 One simulator instance holds one prosumer (per-prosumer mode: any agent can run in its own
 process or on another host, ``python -m simulators.prosumer.sim HOST:PORT``) or many (grouped
-mode, for large scenarios).  Each step it reads its prosumers' profiles of this step and the
+mode, for large scenarios; several grouped instances, each holding a block of prosumers, can run
+in worker processes or on other hosts).  Each step it reads its prosumers' profiles of this step and the
 feedback of the last step (own bus voltage, market prices; connected with ``time_shifted=True``
 and ``initial_data``), checks every input against the prosumer's spec (simulators/attrs.py),
 asks the policy for actions from local observations only, applies them to the devices and
-publishes meter power and the bid.  Its attribute table is simulators/tables.py ``prosumer_sim()``::
+publishes meter power and the bid.  Besides one ``Prosumer`` entity per prosumer, an instance
+offers one ``Prosumers`` entity whose ``prosumers`` output is the step's outputs of all its
+prosumers as one table ({"eid": [entity ids], <output attr>: [values], ...}): a recorder takes a
+block of N prosumers through one mosaik value instead of one per prosumer and attribute.  Its
+attribute table is simulators/tables.py ``prosumer_sim()``::
 
     sim = world.start("Prosumer", step_size=900, policy="rule",
                       context={"specs": [s.to_dict() for s in specs], "tariff": tariff.to_dict()})
@@ -22,7 +27,7 @@ from simulators.prosumer.devices import load_device_modules
 from simulators.prosumer.fleet import Fleet
 from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.prosumer.spec import spec_from_dict
-from simulators.tables import LOAD_MARGIN, V_RANGE_PU, prosumer_sim
+from simulators.tables import LOAD_MARGIN, TABLE, V_RANGE_PU, prosumer_sim
 from simulators.units import KW_PER_MW, STEP_S, STEPS_PER_DAY
 from simulators.validation import ConfigError, check_choice, check_range
 
@@ -67,6 +72,8 @@ class ProsumerSim(mosaik_api_v3.Simulator):
         super().__init__(META)
         self.eids = []
         self.result = None
+        self.columns = None  # output attr -> this step's values as a list, built on first request
+        self.table_eid = None
 
     def init(self, sid, time_resolution=1.0, step_size=STEP_S, policy="rule", context=None, start_step=0,
              on_invalid="raise", device_modules=(), **unknown):
@@ -92,7 +99,14 @@ class ProsumerSim(mosaik_api_v3.Simulator):
         return self.meta
 
     def create(self, num, model, agent_ids=None, **unknown):
-        """``agent_ids``: positions in context['specs']; without them the instance must create all prosumers."""
+        """``agent_ids``: positions in context['specs']; without them the instance must create all prosumers.
+        Model ``Prosumers``: the one table entity of the instance (no parameters)."""
+        if model == TABLE:
+            if num != 1 or self.table_eid is not None or agent_ids is not None or unknown:
+                raise ConfigError(f"{TABLE}: one entity per simulator and no parameters; asked for {num} more "
+                                  f"with {sorted(unknown) + (['agent_ids'] if agent_ids is not None else [])}")
+            self.table_eid = TABLE
+            return [{"eid": TABLE, "type": model}]
         check_unknown("Prosumer create", unknown, self.table.models[0].params)
         if agent_ids is None:
             if num + len(self.eids) != len(self.specs):
@@ -144,6 +158,7 @@ class ProsumerSim(mosaik_api_v3.Simulator):
                                  x["price_sell[EUR/kWh]"], buy, sell)
         actions = self.policy.act(obs, self.agent_ids)
         self.result = self.fleet.apply(step, actions, load_kw, load_kvar, pv_kw, buy, sell)
+        self.columns = None
         return time + self.step_size
 
     def _check_tariff(self, time, x, buy, sell):
@@ -158,20 +173,19 @@ class ProsumerSim(mosaik_api_v3.Simulator):
                                  "market and the prosumers the same tariff")
 
     def get_data(self, outputs):
-        attrs = {a.name: a for a in self.table.models[0].outputs}
+        if self.result is None:  # asked before the first step
+            return {eid: {name: None for name in names} for eid, names in outputs.items()}
+        if self.columns is None:
+            self.columns = {a.name: self.reader.clipped.tolist() if a.field == "inputs_clipped"
+                            else (getattr(self.result, a.field) * a.factor).tolist()
+                            for a in self.table.models[0].outputs}
         data = {}
         for eid, names in outputs.items():
-            i = self.position[eid]
-            row = {}
-            for name in names:
-                a = attrs[name]
-                if self.result is None:
-                    row[name] = None
-                elif a.field == "inputs_clipped":
-                    row[name] = int(self.reader.clipped[i])
-                else:
-                    row[name] = float(getattr(self.result, a.field)[i]) * a.factor
-            data[eid] = row
+            if eid == self.table_eid:
+                data[eid] = {"prosumers": {"eid": self.eids, **self.columns}}
+            else:
+                i = self.position[eid]
+                data[eid] = {name: self.columns[name][i] for name in names}
         return data
 
 

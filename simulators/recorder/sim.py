@@ -5,6 +5,12 @@ e.g. mosaik-pandapower-2's ExternalGrid and Line entities); several sources of o
 are reduced (FEEDER_REDUCE).  What no source gives is derived from the buses when it can be:
 ``converged`` = every bus voltage finite, Vm_min / Vm_max over the buses, losses = minus the sum
 of the buses' net demand 'P_bus[MW]' (slack bus included); otherwise it is recorded as NaN.
+
+Many entities can also arrive as one table per source (TABLES: a prosumer simulator's
+``prosumers``, the market's ``participants``, the grid's ``buses``): a dict of columns keyed by
+the same attribute names as the per-entity outputs, plus the rows' entity ids ("eid", made full
+ids with the source's simulator id) or bus indices ("bus").  Both ways give the same rows;
+tables keep mosaik's per-value cost off large scenarios.
 """
 
 import datetime as dt
@@ -20,6 +26,8 @@ from simulators.validation import ConfigError
 FEEDER_REDUCE = {"converged": all, "losses[MW]": sum, "P_slack[MW]": sum, "Vm_min[pu]": min, "Vm_max[pu]": max,
                  "loading_max[%]": max}
 """how the values of several feeder sources combine (one source: its value unchanged)"""
+TABLES = {"prosumers": "prosumer", "participants": "participant", "buses": "bus"}
+"""table input attr -> the role of its rows"""
 META = meta(RECORDER_SIM, any_inputs=("Recorder",))
 
 
@@ -42,7 +50,9 @@ class RecorderSim(mosaik_api_v3.Simulator):
     def create(self, num, model, run_dir=None, layout=None, start=None, **unknown):
         """``layout`` maps each connected source's full id to its role:
         {"prosumer": {full_id: name}, "participant": {full_id: name}, "bus": {full_id: bus},
-         "market": full_id, "feeder": [full_id, ...]}; ``start`` is the ISO time of mosaik time 0."""
+         "market": full_id, "feeder": [full_id, ...]}, optionally "buses": [bus index, ...], the
+        buses of grid.csv when they come as a 'buses' table (default: the values of "bus");
+        ``start`` is the ISO time of mosaik time 0."""
         check_unknown("Recorder create", unknown, RECORDER_SIM.models[0].params)
         if num != 1 or self.recorder is not None:
             raise ConfigError("Recorder: a RecorderSim holds exactly one Recorder")
@@ -66,7 +76,9 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.prosumer_index = {name: i for i, name in enumerate(names)}
         self.bus_index = {fid: i for i, fid in enumerate(layout["bus"])}
         self.feeder_sources = set(layout["feeder"])
-        buses = list(layout["bus"].values())
+        buses = list(layout.get("buses") or layout["bus"].values())
+        self.bus_position = {int(b): i for i, b in enumerate(buses)}
+        self.rows = {}  # (role, table source full id) -> (its row ids, positions), see _positions / _bus_rows
         specs_bus = layout.get("prosumer_bus", {})
         self.recorder = RunRecorder(run_dir, names, [specs_bus.get(n, -1) for n in names], buses)
         return [{"eid": "Recorder", "type": model}]
@@ -81,6 +93,9 @@ class RecorderSim(mosaik_api_v3.Simulator):
                     name = self.layout[role].get(src)
                     if name is not None:
                         pros[col][self.prosumer_index[name]] = np.nan if value is None else float(value) * factor
+        for attr in ("prosumers", "participants"):
+            for src, table in data.get(attr, {}).items():
+                self._take_table(TABLES[attr], src, table, pros)
         pros["cost_eur"] = pros["market_cost_eur"] + pros["device_cost_eur"]
         market = self._scalars("market", data)
         vm = self._per_bus("Vm[pu]", data)
@@ -89,12 +104,43 @@ class RecorderSim(mosaik_api_v3.Simulator):
         self.recorder.record(time // self.step_size, stamp, pros, market, vm, feeder)
         return time + self.step_size
 
+    def _take_table(self, role, src, table, columns):
+        """Write a table's columns into ``columns`` (recorder column -> (N,) array) at its rows."""
+        if table is None:  # the source has not stepped yet
+            return
+        pos = self._positions(role, src, table["eid"])
+        for attr, (col, factor) in self.sources[role].items():
+            if attr in table:
+                columns[col][pos] = np.asarray(table[attr], dtype=float) * factor
+
+    def _positions(self, role, src, eids):
+        """Positions (in our prosumer order) of a table's rows, cached per source."""
+        cached = self.rows.get((role, src))
+        if cached is None or cached[0] != eids:
+            sid = src.rsplit(".", 1)[0]
+            names = [self.layout[role][f"{sid}.{eid}"] for eid in eids]
+            cached = self.rows[(role, src)] = (list(eids), np.array([self.prosumer_index[n] for n in names], dtype=int))
+        return cached[1]
+
     def _per_bus(self, attr, data):
-        values = np.full(len(self.bus_index), np.nan)
+        values = np.full(len(self.bus_position), np.nan)
         for src, value in data.get(attr, {}).items():
             if src in self.bus_index:
                 values[self.bus_index[src]] = np.nan if value is None else float(value)
+        for src, table in data.get("buses", {}).items():
+            if table is not None and attr in table:
+                mine, theirs = self._bus_rows(src, table["bus"])
+                values[mine] = np.asarray(table[attr], dtype=float)[theirs]
         return values
+
+    def _bus_rows(self, src, buses):
+        """(our positions, the table's rows) of the recorded buses in a 'buses' table, cached per source."""
+        cached = self.rows.get(("buses", src))
+        if cached is None or cached[0] != buses:
+            theirs = [j for j, b in enumerate(buses) if int(b) in self.bus_position]
+            mine = [self.bus_position[int(buses[j])] for j in theirs]
+            cached = self.rows[("buses", src)] = (list(buses), np.array(mine, dtype=int), np.array(theirs, dtype=int))
+        return cached[1], cached[2]
 
     def _feeder(self, data, vm):
         """FEEDER_COLUMNS of one step: reduced over the feeder sources, else derived from the buses."""
