@@ -13,14 +13,23 @@ import torch
 from torch import nn
 
 from agents.marl.algorithms import ALGORITHMS
-from agents.marl.attention import DifferentialMultiHeadAttention, SoftmaxMultiHeadAttention, lambda_init
+from agents.marl.attention import (
+    DifferentialMultiHeadAttention,
+    SoftmaxMultiHeadAttention,
+    lambda_init,
+)
 from agents.marl.buffer import Demonstrations, ReplayBuffer
 from agents.marl.critics import CRITICS, AttentionCritic, MLPCritic
 from agents.marl.losses import anneal, deterministic_imitation, wasserstein_imitation
 from agents.marl.networks import Actor, AgentMLP
 from agents.marl.policy import ActorPolicy, save_actor
 from agents.marl.train import TrainConfig, train
-from simulators.prosumer.interface import ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, OBS_FIELDS
+from simulators.prosumer.interface import (
+    ACTION_FIELDS,
+    ACTION_HIGH,
+    ACTION_LOW,
+    OBS_FIELDS,
+)
 from simulators.prosumer.policies import PolicyContext, resolve_policy
 from simulators.validation import ConfigError
 

@@ -24,8 +24,15 @@ from collections import OrderedDict
 
 import numpy as np
 
-from agents.expert.joint import (FORECASTS, VOLTAGE_PENALTY_EUR_PER_PU, JointExpert, RecedingHorizon, evaluate,
-                                 forecast_profiles, plan_from_fleet)
+from agents.expert.joint import (
+    FORECASTS,
+    VOLTAGE_PENALTY_EUR_PER_PU,
+    JointExpert,
+    RecedingHorizon,
+    evaluate,
+    forecast_profiles,
+    plan_from_fleet,
+)
 from simulators.prosumer.interface import ACTION_FIELDS, OBS, OBS_FIELDS
 from simulators.prosumer.policies import Policy, PolicyContext
 from simulators.units import STEPS_PER_DAY

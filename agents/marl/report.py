@@ -120,8 +120,9 @@ def markdown(table, comparison, caption):
         lines.append(f"| {r['method']} | {r['runs']} | " + " | ".join(cells) + " |")
     if comparison is not None and len(comparison):
         metrics = [m for m in PAIRED if f"{m}_diff" in comparison]
-        lines += ["", f"Paired per-day differences of {comparison.method.iloc[0]} against each other method "
-                  "(mean over evaluated days, 95 % bootstrap CI over days and seeds; negative cost = cheaper):", "",
+        intro = (f"Paired per-day differences of {comparison.method.iloc[0]} against each other method (mean over "
+                 "evaluated days, 95 % bootstrap CI over days and seeds; negative cost = cheaper):")
+        lines += ["", intro, "",
                   "| against | " + " | ".join(PAIRED[m][0] for m in metrics) + " | Δ cost [%] |",
                   "|---|" + "---|" * (len(metrics) + 1)]
         for _, r in comparison.iterrows():

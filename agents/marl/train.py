@@ -50,7 +50,7 @@ from simulators.prosumer.interface import OBS_FIELDS
 from simulators.recorder.recorder import new_run_dir as make_run_dir
 from simulators.validation import ConfigError
 
-__all__ = ["TrainConfig", "train", "make_env", "make_expert", "evaluate"]
+__all__ = ["TrainConfig", "evaluate", "make_env", "make_expert", "train"]
 SETTLE_WINDOW = 100
 """critic pretraining compares the mean TD loss of consecutive windows of this many steps"""
 
