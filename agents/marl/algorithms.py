@@ -47,6 +47,8 @@ class Algorithm:
     """soft Q-learning with entropy bonus entropy_coef (SAC-style, MAAC)"""
     needs_state: bool = False
     """the critic reads the environment's global state"""
+    online_labels: bool = False
+    """needs an online expert that labels the states the actors visit (DAgger), demonstrations alone are not enough"""
 
 
 ALGORITHMS = {
@@ -61,6 +63,9 @@ ALGORITHMS = {
     "maac": Algorithm("softmax_attn", 1, "gaussian", False, 1, imitation=False, entropy=True),
     "iddpg": Algorithm("local", 1, "deterministic", False, 1, imitation=False),
     "bc": Algorithm("", 0, "gaussian", False, 1, imitation=True, rl=False),
+    # behaviour cloning on the demonstrations plus the expert's labels of the states the actor visits
+    # (Ross et al. 2011); the evaluation gives it expert='policy:expert' (agents.marl.evaluate.TRAIN_OPTIONS)
+    "dagger": Algorithm("", 0, "gaussian", False, 1, imitation=True, rl=False, online_labels=True),
 }
 
 
@@ -173,6 +178,13 @@ class Learner:
         _step(self.critic_opt, loss, self.critic, cfg.max_grad_norm)
         _soft_update(self.critic_target, self.critic, cfg.tau)
         return {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
+
+    def fit_critic_mc(self, obs, act, returns):
+        """One regression step of every critic onto Monte-Carlo returns (B, N) of the actions ``act``."""
+        target = self.cfg.reward_scale * self.reward_weight * returns
+        loss = td_loss(self.critic(obs, act), target)
+        _step(self.critic_opt, loss, self.critic, self.cfg.max_grad_norm)
+        return {"critic_mc_loss": loss.item() / self.algo.n_critics}
 
     @torch.no_grad()
     def q_values(self, obs, act, state=None):

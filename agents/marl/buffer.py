@@ -166,6 +166,16 @@ class Demonstrations:
         return {"obs": self.obs, "act": self.actions, "rew": rew, "next_obs": next_obs,
                 "done": last.astype(np.float32)}
 
+    def returns_to_go(self, gamma=1.0):
+        """(T, N) discounted return from each step to the end of its episode (the Monte-Carlo value
+        of the expert's own action there)."""
+        tr = self.transitions()
+        out, acc = np.zeros_like(tr["rew"]), np.zeros(tr["rew"].shape[1], np.float32)
+        for t in range(len(out) - 1, -1, -1):
+            acc = tr["rew"][t] + gamma * (1.0 - tr["done"][t]) * acc
+            out[t] = acc
+        return out
+
     def __len__(self):
         return len(self.obs)
 

@@ -21,7 +21,7 @@ class TrainConfig:
     scenario: str = "ieee33"
     """name of the training scenario; the first part of the run folder's name"""
     algo: str = "imitative_diffattn"
-    """algorithm: a name from ALGORITHMS (imitative_diffattn | imitative_softmax | matd3 | matd3_bc | maddpg | maac | iddpg | bc)"""
+    """algorithm: a name from ALGORITHMS (imitative_diffattn | imitative_softmax | matd3 | matd3_bc | maddpg | maac | iddpg | bc | dagger)"""
     seed: int = 0
     """seeds torch, numpy, python, the replay buffer, the episode draws and the environment"""
     env_options: dict = field(default_factory=dict)
@@ -44,9 +44,9 @@ class TrainConfig:
     pretrain_steps: int = 0
     """gradient steps of actor imitation on the demonstrations before the first environment step"""
     critic_pretrain_steps: int = 0
-    """at most this many TD steps on the demonstration replay after the actor's pretraining (needs demo_replay)"""
+    """at most this many steps regressing the critics onto the demonstrations' Monte-Carlo return-to-go (the value of the expert's own actions), after the actor's pretraining (needs demo_replay)"""
     critic_pretrain_tol: float = 0.02
-    """critic pretraining stops once the mean TD loss of the last 100 steps changed by less than this fraction"""
+    """critic pretraining stops once the mean loss of the last 100 steps moved by less than this fraction"""
     critic_warmup_steps: int = 0
     """environment steps after learning_starts in which the critic learns but the actor only imitates (Q term off)"""
     warmup_with_expert: bool = True

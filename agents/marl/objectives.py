@@ -8,7 +8,7 @@ over the action dimensions (so that the weights mean what they mean in TD3+BC):
   others' actions from the replay, L = -α Q_1(s, a_-i, π_i(o_i)) / mean|Q| + β D
   (α = q_weight; without imitation L = -Q, plus α_H log π for soft-Q algorithms);
 - ``awac`` (advantage-weighted actor-critic, Nair et al. 2020, in its fixed-variance form):
-  L = mean over replay (s, a) of w · |tanh μ_i(o_i) - a_i|² / A + β D, with
+  L = mean over replay (s, a) of w · |μ_i(o_i) - atanh(a_i)|² / A + β D (μ before tanh), with
   w = exp(A_i / (λ mean|A_i|)) clipped at awac_max_weight and normalized to mean 1 over the
   batch, A_i = min_k Q_k(s, a) - min_k Q_k(s, a_-i, μ_i(o_i)) from the twin critics.  It moves the
   policy only toward actions the data holds (the demonstrations and the actors' own explored
@@ -23,6 +23,8 @@ error of the mean only, so that the spread keeps exploring (with the actor's min
 import torch
 
 IMITATION_LOSSES = ("w2", "mean")
+PRE_TANH_CLIP = 0.995
+"""actions at a bound are regressed to atanh(±0.995) ≈ ±3 before the squashing"""
 
 
 def imitation_distance(actor, obs, expert_action, kind):
@@ -57,7 +59,10 @@ def awac_objective(learner, b, imitation, beta):
         w = torch.exp(adv / (cfg.awac_temperature * adv.abs().mean().clamp_min(1e-6))).clamp_max(cfg.awac_max_weight)
         w = w / w.mean()
     mu, _ = actor(b["obs"])
-    regression = (torch.tanh(mu) - actor.normalize(b["act"])).pow(2).mean(-1)
+    # the Gaussian's log-likelihood with a fixed spread is a squared error *before* tanh: after it, the
+    # actor's own explored actions near a bound lie all on one side and would drag the mean inward
+    target = torch.atanh(actor.normalize(b["act"]).clamp(-PRE_TANH_CLIP, PRE_TANH_CLIP))
+    regression = (mu - target).pow(2).mean(-1)
     loss = (w * regression).mean()
     il = imitation_distance(actor, *imitation, cfg.imitation_loss).mean()
     metrics = {"actor_q": q_pi.mean().item(), "advantage": adv.mean().item(), "awac_weight_max": w.max().item(),

@@ -143,6 +143,9 @@ def setup(cfg, make_env, expert_fn, resume):
     expert = expert_fn or make_expert(cfg, env)
     if algo.imitation and expert is None and not cfg.demos:
         raise ConfigError(f"algo: {cfg.algo!r} imitates an expert; give expert or demos")
+    if algo.online_labels and expert is None:
+        raise ConfigError(f"expert: algo {cfg.algo!r} learns from the expert's labels of the states it visits; "
+                          f"give expert, e.g. 'policy:expert'")
     n, f, a = env.n_agents, env.obs_dim, env.act_dim
     low, high = _action_bounds(env)
     episode = {"seed": int(rng.integers(2**31)), "t": 0, "return": np.zeros(n), "count": 0}
@@ -180,23 +183,25 @@ def new_run_dir(cfg):
 
 
 def pretrain(run, demos):
-    """Demonstration replay into the buffer; actor imitation; critic TD on the replay until it settles."""
+    """Demonstration replay into the buffer; actor imitation; the critics regressed onto the demonstrations'
+    Monte-Carlo returns until that error settles (then the targets start from them)."""
     cfg, learner = run.cfg, run.learner
     if cfg.demo_replay:
         run.buffer.prefill(**demos.transitions())
     for _ in range(cfg.pretrain_steps):
         run.log.add(**learner.pretrain_actor(run.labels.sample(cfg.batch_size)))
-    if cfg.critic_pretrain_steps:
-        learner.fit_reward_norm(run.buffer.data["rew"][:len(run.buffer)])
-        learner.actor_target.load_state_dict(learner.actor.state_dict())  # evaluate the pretrained actor
-        losses, steps = [], 0
-        while steps < cfg.critic_pretrain_steps and not _settled(losses, cfg.critic_pretrain_tol):
-            batch = run.buffer.sample(cfg.batch_size, cfg.n_step, cfg.gamma)
-            metrics = learner.update_critic(batch)
-            losses.append(metrics["critic_loss"])
-            run.log.add(**metrics)
-            steps += 1
-        run.log.add(critic_pretrain_steps=steps)
+    if not cfg.critic_pretrain_steps:
+        return
+    learner.fit_reward_norm(run.buffer.data["rew"][:len(run.buffer)])
+    returns, rng = torch.from_numpy(demos.returns_to_go(cfg.gamma)), np.random.default_rng(cfg.seed + 2)
+    obs, act = torch.from_numpy(demos.obs), torch.from_numpy(demos.actions)
+    losses = []
+    while len(losses) < cfg.critic_pretrain_steps and not _settled(losses, cfg.critic_pretrain_tol):
+        idx = torch.from_numpy(rng.integers(len(demos), size=cfg.batch_size))
+        losses.append(learner.fit_critic_mc(obs[idx], act[idx], returns[idx])["critic_mc_loss"])
+    learner.critic_target.load_state_dict(learner.critic.state_dict())
+    learner.actor_target.load_state_dict(learner.actor.state_dict())
+    run.log.add(critic_pretrain_steps=len(losses), critic_mc_loss=float(np.mean(losses[-SETTLE_WINDOW:])))
 
 
 def _settled(losses, tol):
