@@ -15,7 +15,8 @@ ALGOS = "imitative_diffattn,iddpg"
 def evaluation(tmp_path_factory):
     cfg = EvalConfig(algos=ALGOS, seeds="0,1", total_steps=120, max_prosumers=3, days=1, demo_days=1,
                      baselines="rule", progress=False, snapshot_every=60, bootstrap=200, split="validation",
-                     train_options={"imitative_diffattn": {"pretrain_steps": 50, "critic_pretrain_steps": 200},
+                     train_options={"imitative_diffattn": {"pretrain_steps": 50, "critic_pretrain_steps": 200,
+                                                           "label_every": 40},
                                     "*": {"batch_size": 64, "eval_episodes": 1, "eval_every": 60}},
                      results_dir=str(tmp_path_factory.mktemp("eval")), run_name="eval")
     return evaluate(cfg)
@@ -63,6 +64,9 @@ def test_train_options_merge_and_every_choice_uses_validation_days(evaluation):
     proposed = json.loads((evaluation / "train" / "imitative_diffattn__p0__s0" / "config.json").read_text())
     baseline = json.loads((evaluation / "train" / "iddpg__p0__s0" / "config.json").read_text())
     assert proposed["demo_replay"] is True and proposed["pretrain_steps"] == 50  # TRAIN_OPTIONS, then ours
+    assert proposed["expert"] == "policy:expert" and proposed["label_every"] == 40  # DAgger labels of visited states
+    labels = pd.read_csv(evaluation / "train" / "imitative_diffattn__p0__s0" / "progress.csv").labels.iloc[-1]
+    assert labels == 96 + 120 // 40  # one demonstration day, then a label every 40th step
     assert proposed["batch_size"] == baseline["batch_size"] == 64                # "*" reaches every algorithm
     assert baseline["demo_replay"] is False and baseline["pretrain_steps"] == 0
     assert proposed["eval_days"] == baseline["eval_days"] == "validation" and baseline["keep_best"]
@@ -127,6 +131,8 @@ def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
 
 @pytest.mark.parametrize("change, field", [({"algos": "ppo"}, "algos"), ({"seeds": "a,b"}, "seeds"),
                                            ({"scenario_seeds": ""}, "scenario_seeds"),
+                                           ({"algo_seeds": {"ppo": "1"}}, "algo_seeds"),
+                                           ({"algo_seeds": {"bc": "x"}}, r"algo_seeds\.bc"),
                                            ({"baselines": "oracle"}, "baselines"), ({"scenario": "nowhere"}, "scenario"),
                                            ({"split": "train"}, "split"),
                                            ({"train_dir": "/no/such/folder"}, "train_dir"),
@@ -186,3 +192,16 @@ def test_compare_reads_the_evaluation_runs_by_method_and_seed(evaluation):
         run = mine.loc[row.run_dir.rsplit("/", 1)[-1]]
         assert run.method == row.method and run.cost_eur == pytest.approx(row.cost_eur)
         assert pd.isna(run.train_seed) if row.method == "rule" else run.train_seed == row.seed
+
+
+def test_demonstrations_are_reused_only_when_they_are_the_same(evaluation, tmp_path):
+    import dataclasses
+
+    from agents.marl.evaluate import scenario_config, write_demos
+
+    cfg = dataclasses.replace(load_config(evaluation), demo_dir=str(evaluation))
+    copy = write_demos(cfg, scenario_config(cfg, 0), tmp_path)
+    assert copy.read_bytes() == (evaluation / "demos_p0.npz").read_bytes()
+    other = dataclasses.replace(cfg, demo_options={"network_limits": False})
+    with pytest.raises(ConfigError, match=r"demo_dir: .* differs .* in \['options'\]"):
+        write_demos(other, scenario_config(other, 0), tmp_path / "x")

@@ -62,18 +62,28 @@ BASELINES = {"rule": ("rule", {}), "expert": ("expert", {}),
              "expert_unaware": ("expert", {"network_limits": False})}
 """non-learned policies run through the same co-simulation: name -> (policy, policy options)"""
 SPLITS = ("validation", "test")
+IMITATION = {"pretrain_steps": 2000, "learning_starts": 192, "imitation_schedule": "constant", "imitation_start": 1.0,
+             "imitation_end": 1.0}
+"""what every method fed the demonstrations shares: 2000 imitation steps before the first environment step"""
 TRAIN_OPTIONS = {
-    # every algorithm: a critic on the day-long undiscounted return (γ = 1, 8-step targets), the actor of the
-    # best evaluation on 6 validation days kept (evaluated at the start and every 250 steps)
+    # every algorithm: a critic on the day-long undiscounted return (γ = 1, 8-step targets, targets tracking
+    # at τ 0.01 every critic step), batches of 128 every second step; the actor of the best evaluation on 6
+    # validation days kept (evaluated after pretraining and every 250 steps)
     "*": {"keep_best": True, "eval_every": 250, "eval_episodes": 6, "eval_days": "validation", "n_step": 8,
-          "tau": 0.01},
-    "imitative_diffattn": {"demo_replay": True, "pretrain_steps": 2000, "critic_pretrain_steps": 2000,
-                           "critic_warmup_steps": 500, "imitation_loss": "mean", "min_std": 0.1,
-                           "imitation_start": 1.0, "imitation_end": 1.0, "imitation_schedule": "constant"},
+          "tau": 0.01, "batch_size": 128, "update_every": 2},
+    # the proposed method (README "How the recipe was chosen", validation days only): demonstrations
+    # pretrained and replayed, the critics regressed onto their Monte-Carlo returns, the joint expert's
+    # labels of every 4th visited state (DAgger), TD3+BC with the validated Q weight, mean imitation and a
+    # σ floor so that exploration stays alive
+    "imitative_diffattn": {**IMITATION, "demo_replay": True, "critic_pretrain_steps": 1000,
+                           "critic_warmup_steps": 300, "imitation_loss": "mean", "min_std": 0.1, "q_weight": 0.3,
+                           "expert": "policy:expert", "label_every": 4},
+    "bc": dict(IMITATION),
+    "dagger": {**IMITATION, "expert": "policy:expert", "label_every": 4},
+    "matd3_bc": {**IMITATION, "demo_replay": True, "imitation_loss": "mean"},
 }
 """TrainConfig overrides per algorithm ("*": every algorithm); EvalConfig.train_options is merged over it.
-imitative_softmax (the attention ablation) takes imitative_diffattn's recipe unless given its own;
-matd3_bc takes the same demonstrations through TD3+BC."""
+imitative_softmax (the attention ablation) takes imitative_diffattn's recipe unless given its own."""
 RECIPE_TWINS = {"imitative_softmax": "imitative_diffattn"}
 
 
@@ -85,6 +95,8 @@ class EvalConfig:
     """comma-separated algorithms (agents.marl.algorithms.ALGORITHMS); the first is the proposed method"""
     seeds: str = "0,1,2,3,4"
     """comma-separated training seeds"""
+    algo_seeds: dict = dataclasses.field(default_factory=dict)
+    """training seeds of particular algorithms instead of ``seeds``, e.g. '{"maac": "0,1,2"}'"""
     scenario_seeds: str = "0"
     """comma-separated profile-assignment seeds of the scenario; each gets its own demonstrations and runs"""
     total_steps: int = 4000
@@ -97,6 +109,8 @@ class EvalConfig:
     """days evaluated, spread evenly over the split through the year (0 = all)"""
     demo_days: int = 12
     """training days of expert demonstrations for the imitating algorithms (0 = label online with the rule policy)"""
+    demo_dir: str = ""
+    """reuse the demonstrations demos_p<p>.npz of this folder (checked to be the very ones this evaluation would write)"""
     demo_options: dict = dataclasses.field(default_factory=dict)
     """options of the expert that writes the demonstrations and labels online, e.g. '{"network_limits": false}'"""
     baselines: str = "rule,expert"
@@ -132,6 +146,10 @@ class EvalConfig:
     def seed_list(self):
         return _ints("seeds", self.seeds)
 
+    def seeds_of(self, algo):
+        """Training seeds of ``algo``: its algo_seeds entry, else seeds."""
+        return _ints(f"algo_seeds.{algo}", self.algo_seeds[algo]) if algo in self.algo_seeds else self.seed_list
+
     @property
     def pseed_list(self):
         return _ints("scenario_seeds", self.scenario_seeds)
@@ -156,7 +174,9 @@ def validate(cfg):
         check_choice("algos", algo, ALGORITHMS)
     for name in cfg.baseline_list:
         check_choice("baselines", name, BASELINES)
-    cfg.seed_list, cfg.pseed_list  # noqa: B018 -- parse both now, so a bad list fails before anything runs
+    if not isinstance(cfg.algo_seeds, dict) or set(cfg.algo_seeds) - set(cfg.algo_list):
+        raise ConfigError(f"algo_seeds: {cfg.algo_seeds!r} must map algorithms of algos to seed lists")
+    cfg.pseed_list, [cfg.seeds_of(a) for a in cfg.algo_list]  # noqa: B018 -- parse now: a bad list fails first
     check_choice("split", cfg.split, SPLITS)
     check_range("total_steps", cfg.total_steps, 10, 10**8)
     for name in ("days", "demo_days", "snapshot_every"):
@@ -252,6 +272,10 @@ def evaluation_days(cfg):
 
 # ---- the jobs ----------------------------------------------------------------------------------
 def write_demos(cfg, base, out):
+    """out/demos_p<p>.npz: the expert on ``demo_days`` training days drawn with the profile seed p (a copy
+    of cfg.demo_dir's file when that holds the very same demonstrations)."""
+    import shutil
+
     from agents.expert.policy import write_demonstrations
     from simulators.profiles.data import ProfileBank, train_days
 
@@ -260,7 +284,30 @@ def write_demos(cfg, base, out):
         return path
     days = train_days(ProfileBank.simbench())
     pick = np.random.default_rng(base.seed).choice(len(days), cfg.demo_days, replace=False)
-    write_demonstrations(path, [str(days[i].date()) for i in sorted(pick)], env_config(base), cfg.demo_options)
+    dates = [str(days[i].date()) for i in sorted(pick)]
+    if cfg.demo_dir:
+        shutil.copyfile(_matching_demos(cfg, base, dates), path)
+        return path
+    write_demonstrations(path, dates, env_config(base), cfg.demo_options)
+    return path
+
+
+def _matching_demos(cfg, base, dates):
+    """cfg.demo_dir's demos_p<p>.npz, checked to hold the expert, scenario and days this evaluation would write."""
+    from agents.expert.policy import DEFAULT_OPTIONS, load_demonstrations
+
+    path = Path(cfg.demo_dir) / f"demos_p{base.seed}.npz"
+    if not path.is_file():
+        raise ConfigError(f"demo_dir: {str(path)!r} not found")
+    from agents.env import EnvConfig
+
+    _, meta = load_demonstrations(path)
+    meta["env_config"] = dataclasses.asdict(EnvConfig(**meta["env_config"]))  # fields added since take their defaults
+    want = {"env_config": dataclasses.asdict(env_config(base)), "options": {**DEFAULT_OPTIONS, **cfg.demo_options},
+            "dates": dates}
+    differ = sorted(k for k, v in want.items() if json.loads(json.dumps(v)) != meta.get(k))
+    if differ:
+        raise ConfigError(f"demo_dir: {str(path)!r} differs from this evaluation's demonstrations in {differ}")
     return path
 
 
@@ -297,7 +344,7 @@ def train_all(cfg, bases, out, bar):
     """Every (algo, profile seed, seed) run, ``cfg.workers`` at a time; {(algo, pseed, seed): run folder}."""
     demos = {p: write_demos(cfg, b, out) if cfg.demo_days else None for p, b in bases.items()}
     jobs = {(a, p, s): (cfg, bases[p], a, s, out, demos[p]) for a in cfg.algo_list for p in bases
-            for s in cfg.seed_list}
+            for s in cfg.seeds_of(a)}
     runs = {}
     if cfg.workers == 1:
         for key, job in jobs.items():
@@ -373,7 +420,7 @@ def evaluate(cfg):
         (out / "config.json").write_text(json.dumps(recorded_config(cfg), indent=1))
     bases = {p: scenario_config(cfg, p) for p in cfg.pseed_list}
     days = evaluation_days(cfg)
-    keys = [(a, p, s) for a in cfg.algo_list for p in bases for s in cfg.seed_list]
+    keys = [(a, p, s) for a in cfg.algo_list for p in bases for s in cfg.seeds_of(a)]
     bar = tqdm(total=len(days) * len(bases) + (0 if cfg.train_dir else len(keys)), disable=not cfg.progress,
                desc="evaluation")
     if keys and not cfg.train_dir:
@@ -407,8 +454,9 @@ def write_report(cfg, runs_df, days, out):
     comparison = report.comparisons(runs_df, proposed, others, cfg.bootstrap) if proposed and others else None
     if comparison is not None:
         comparison.to_csv(out / "comparisons.csv", index=False)
+    seeds = cfg.seeds + "".join(f", {a}: {s}" for a, s in cfg.algo_seeds.items())
     caption = (f"{cfg.split.capitalize()} days ({len(days)}): {', '.join(days)}; profile seeds {cfg.scenario_seeds}, "
-               f"training seeds {cfg.seeds}, {cfg.total_steps} training steps per run; median [IQR] over runs "
+               f"training seeds {seeds}, {cfg.total_steps} training steps per run; median [IQR] over runs "
                f"(rule and expert are deterministic); <algo>@last = the last actor instead of the kept one.")
     (out / "table.md").write_text(report.markdown(table, comparison, caption))
 
