@@ -197,7 +197,8 @@ def test_compare_reads_the_evaluation_runs_by_method_and_seed(evaluation):
 def test_demonstrations_are_reused_only_when_they_are_the_same(evaluation, tmp_path):
     import dataclasses
 
-    from agents.marl.evaluate import scenario_config, write_demos
+    from agents.marl.evaluate import scenario_config
+    from agents.marl.jobs import write_demos
 
     cfg = dataclasses.replace(load_config(evaluation), demo_dir=str(evaluation))
     copy = write_demos(cfg, scenario_config(cfg, 0), tmp_path)

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -51,8 +50,10 @@ from agents.marl.jobs import (
     env_config,
     env_day,
     set_aside,
+    test_curve,
     training_finished,
     wall_from_progress,
+    write_demos,
 )
 from agents.marl.report import BOUND
 from simulators.recorder.recorder import new_run_dir
@@ -271,46 +272,6 @@ def evaluation_days(cfg):
 
 
 # ---- the jobs ----------------------------------------------------------------------------------
-def write_demos(cfg, base, out):
-    """out/demos_p<p>.npz: the expert on ``demo_days`` training days drawn with the profile seed p (a copy
-    of cfg.demo_dir's file when that holds the very same demonstrations)."""
-    import shutil
-
-    from agents.expert.policy import write_demonstrations
-    from simulators.profiles.data import ProfileBank, train_days
-
-    path = out / f"demos_p{base.seed}.npz"
-    if path.is_file():  # resumed evaluation: written in full before (the write is atomic)
-        return path
-    days = train_days(ProfileBank.simbench())
-    pick = np.random.default_rng(base.seed).choice(len(days), cfg.demo_days, replace=False)
-    dates = [str(days[i].date()) for i in sorted(pick)]
-    if cfg.demo_dir:
-        shutil.copyfile(_matching_demos(cfg, base, dates), path)
-        return path
-    write_demonstrations(path, dates, env_config(base), cfg.demo_options)
-    return path
-
-
-def _matching_demos(cfg, base, dates):
-    """cfg.demo_dir's demos_p<p>.npz, checked to hold the expert, scenario and days this evaluation would write."""
-    from agents.expert.policy import DEFAULT_OPTIONS, load_demonstrations
-
-    path = Path(cfg.demo_dir) / f"demos_p{base.seed}.npz"
-    if not path.is_file():
-        raise ConfigError(f"demo_dir: {str(path)!r} not found")
-    from agents.env import EnvConfig
-
-    _, meta = load_demonstrations(path)
-    meta["env_config"] = dataclasses.asdict(EnvConfig(**meta["env_config"]))  # fields added since take their defaults
-    want = {"env_config": dataclasses.asdict(env_config(base)), "options": {**DEFAULT_OPTIONS, **cfg.demo_options},
-            "dates": dates}
-    differ = sorted(k for k, v in want.items() if json.loads(json.dumps(v)) != meta.get(k))
-    if differ:
-        raise ConfigError(f"demo_dir: {str(path)!r} differs from this evaluation's demonstrations in {differ}")
-    return path
-
-
 def train_one(cfg, base, algo, seed, out, demos):
     """Train ``algo`` with ``seed`` into out/train/<algo>__p<p>__s<seed> (a finished one is kept as it is)."""
     from agents.marl.train import TrainConfig, train
@@ -391,26 +352,6 @@ def evaluate_days(cfg, bases, runs, walls, days, out, bar):
     return pd.DataFrame(rows)
 
 
-def test_curve(cfg, bases, runs, days):
-    """Cost [EUR/day] on ``days`` of every snapshot of every run, after all training (informs no choice)."""
-    from agents.env import P2PEnv
-    from agents.marl.policy import load_actor
-
-    rows = []
-    for pseed, base in bases.items():
-        env = P2PEnv(env_config(base))
-        for (algo, p, seed), run_dir in runs.items():
-            for snap in sorted((run_dir / "snapshots").glob("actor_*.pt")) if p == pseed else ():
-                actor = load_actor(snap)
-                cost = np.mean([env_day(env, actor, d)["cost_eur"] for d in days])
-                rows.append({"method": algo, "pseed": p, "seed": seed, "step": int(snap.stem.split("_")[1]),
-                             "cost_eur": cost})
-    return pd.DataFrame(rows, columns=["method", "pseed", "seed", "step", "cost_eur"])
-
-
-test_curve.__test__ = False  # a name starting with "test": keep pytest from collecting it where imported
-
-
 def evaluate(cfg):
     """Run the whole evaluation; return the evaluation folder."""
     validate(cfg)
@@ -438,7 +379,7 @@ def evaluate(cfg):
     plots.plot_learning_curves(Path(cfg.train_dir) if cfg.train_dir else out / "train", out / "learning_curves.png")
     plots.plot_envelopes(runs_df, spread(days, 5), out / "voltage_envelopes.png")
     if cfg.snapshot_every and runs and not cfg.train_dir:
-        curve = test_curve(cfg, bases, runs, days)
+        curve = test_curve(bases, runs, days)
         curve.to_csv(out / "test_curve.csv", index=False)
         plots.plot_test_curve(curve, out / "test_curve.png")
     return out

@@ -1,13 +1,17 @@
-"""The unit jobs of an evaluation (agents.marl.evaluate): one co-simulated day, one day in the training
-environment, one perfect-foresight bound, and the checks that let an interrupted evaluation resume."""
+"""The unit jobs of an evaluation (agents.marl.evaluate): the demonstrations, one co-simulated day,
+one day in the training environment, one perfect-foresight bound, the test curve, and the checks
+that let an interrupted evaluation resume."""
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from simulators.validation import ConfigError
 
 METRICS = ("cost_eur", "voltage_violation_rate", "controllable_rate", "losses_kwh", "p2p_volume_kwh")
 """what runs.csv keeps of a day"""
@@ -103,3 +107,61 @@ def bound_one(base, day):
     unconstrained = [dataclasses.replace(s, preferences=()) for s in specs]
     expert = JointExpert(unconstrained, tariff, net, voltage_penalty_eur_per_pu=0.0)
     return perfect_foresight(expert, profiles, market=base.market)["cost_eur"]
+
+
+def write_demos(cfg, base, out):
+    """out/demos_p<p>.npz: the expert on ``demo_days`` training days drawn with the profile seed p (a copy
+    of cfg.demo_dir's file when that holds the very same demonstrations)."""
+    from agents.expert.policy import write_demonstrations
+    from simulators.profiles.data import ProfileBank, train_days
+
+    path = out / f"demos_p{base.seed}.npz"
+    if path.is_file():  # resumed evaluation: written in full before (the write is atomic)
+        return path
+    days = train_days(ProfileBank.simbench())
+    pick = np.random.default_rng(base.seed).choice(len(days), cfg.demo_days, replace=False)
+    dates = [str(days[i].date()) for i in sorted(pick)]
+    if cfg.demo_dir:
+        shutil.copyfile(_matching_demos(cfg, base, dates), path)
+        return path
+    write_demonstrations(path, dates, env_config(base), cfg.demo_options)
+    return path
+
+
+def _matching_demos(cfg, base, dates):
+    """cfg.demo_dir's demos_p<p>.npz, checked to hold the expert, scenario and days this evaluation would write."""
+    from agents.env import EnvConfig
+    from agents.expert.policy import DEFAULT_OPTIONS, load_demonstrations
+
+    path = Path(cfg.demo_dir) / f"demos_p{base.seed}.npz"
+    if not path.is_file():
+        raise ConfigError(f"demo_dir: {str(path)!r} not found")
+
+    _, meta = load_demonstrations(path)
+    meta["env_config"] = dataclasses.asdict(EnvConfig(**meta["env_config"]))  # fields added since take their defaults
+    want = {"env_config": dataclasses.asdict(env_config(base)), "options": {**DEFAULT_OPTIONS, **cfg.demo_options},
+            "dates": dates}
+    differ = sorted(k for k, v in want.items() if json.loads(json.dumps(v)) != meta.get(k))
+    if differ:
+        raise ConfigError(f"demo_dir: {str(path)!r} differs from this evaluation's demonstrations in {differ}")
+    return path
+
+
+def test_curve(bases, runs, days):
+    """Cost [EUR/day] on ``days`` of every snapshot of every run, after all training (informs no choice)."""
+    from agents.env import P2PEnv
+    from agents.marl.policy import load_actor
+
+    rows = []
+    for pseed, base in bases.items():
+        env = P2PEnv(env_config(base))
+        for (algo, p, seed), run_dir in runs.items():
+            for snap in sorted((run_dir / "snapshots").glob("actor_*.pt")) if p == pseed else ():
+                actor = load_actor(snap)
+                cost = np.mean([env_day(env, actor, d)["cost_eur"] for d in days])
+                rows.append({"method": algo, "pseed": p, "seed": seed, "step": int(snap.stem.split("_")[1]),
+                             "cost_eur": cost})
+    return pd.DataFrame(rows, columns=["method", "pseed", "seed", "step", "cost_eur"])
+
+
+test_curve.__test__ = False  # a name starting with "test": keep pytest from collecting it where imported
