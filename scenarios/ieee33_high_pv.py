@@ -6,9 +6,9 @@ of them) and, where it had none, a battery of BATTERY_HOURS hours at half-rating
 controllable loads, existing batteries and preferences stay as they are.  At midday the feeder
 exports several MW and the voltages at its far ends rise above 1.05 p.u. unless the prosumers
 absorb reactive power, store or curtail: measured on validation days (README, "Imitative expert
-MARL"), the rule policy leaves the 0.95..1.05 band on most steps (its one-step-delayed droop and
-battery rules oscillate), the optimization expert that ignores the network on a sixth of the
-steps, while the joint expert with the network limits stays inside at the same cost.
+MARL"), the rule policy leaves the 0.95..1.05 band on 44 % of the steps (its one-step-delayed
+droop and battery rules oscillate), the optimization expert that ignores the network on 5 % of
+them, while the joint expert with the network limits stays inside at the same cost.
 
 The shipped file scenarios/data/ieee33_high_pv_prosumers.json is exactly
 

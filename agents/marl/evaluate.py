@@ -92,7 +92,7 @@ RECIPE_TWINS = {"imitative_softmax": "imitative_diffattn"}
 class EvalConfig:
     scenario: str = "ieee33_day"
     """named scenario (simulators.scenario.PRESETS) that defines feeder, prosumers, market and tariff"""
-    algos: str = "imitative_diffattn,imitative_softmax,bc,matd3_bc,matd3,maddpg,maac,iddpg"
+    algos: str = "imitative_diffattn,imitative_softmax,bc,dagger,matd3_bc,matd3,maddpg,maac,iddpg"
     """comma-separated algorithms (agents.marl.algorithms.ALGORITHMS); the first is the proposed method"""
     seeds: str = "0,1,2,3,4"
     """comma-separated training seeds"""
