@@ -177,7 +177,7 @@ def validate(cfg):
         check_choice("baselines", name, BASELINES)
     if not isinstance(cfg.algo_seeds, dict) or set(cfg.algo_seeds) - set(cfg.algo_list):
         raise ConfigError(f"algo_seeds: {cfg.algo_seeds!r} must map algorithms of algos to seed lists")
-    cfg.pseed_list, [cfg.seeds_of(a) for a in cfg.algo_list]  # noqa: B018 -- parse now: a bad list fails first
+    cfg.pseed_list, [cfg.seeds_of(a) for a in cfg.algo_list]  # parse now: a bad list fails before anything runs
     check_choice("split", cfg.split, SPLITS)
     check_range("total_steps", cfg.total_steps, 10, 10**8)
     for name in ("days", "demo_days", "snapshot_every"):
