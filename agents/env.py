@@ -25,7 +25,8 @@ import numpy as np
 from simulators.grid.background import Background
 from simulators.grid.models import make_grid
 from simulators.market.clearing import clear
-from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days, test_days, train_days
+from simulators.profiles.data import (ProfileBank, assign_profiles, prosumer_days, test_days, train_days,
+                                     validation_days)
 from simulators.prosumer.fleet import Fleet
 from simulators.tables import MARKET, PARTICIPANT
 from simulators.units import STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
@@ -48,7 +49,7 @@ class EnvConfig:
     tariff: str = "tou"
     """tariff preset (simulators.market.tariffs.TARIFFS)"""
     days: str = "train"
-    """days an episode is drawn from: 'train', 'test', or a comma-separated list of dates"""
+    """days an episode is drawn from: 'train', 'validation', 'test' (simulators.profiles.data), or a comma-separated list of dates"""
     episode_days: int = 1
     """consecutive days per episode"""
     voltage_penalty_eur_per_pu: float = 200.0
@@ -90,13 +91,12 @@ class P2PEnv:
         self.possible_agents = list(self.fleet.names)
         self.agents = list(self.possible_agents)
         self.rng = np.random.default_rng(cfg.seed)
-        self._day_pool = self._resolve_days(cfg.days)
+        self.day_pool = self._resolve_days(cfg.days)
 
     def _resolve_days(self, days):
-        if days == "train":
-            return [str(d.date()) for d in train_days(self.bank)]
-        if days == "test":
-            return [str(d.date()) for d in test_days(self.bank)]
+        splits = {"train": train_days, "validation": validation_days, "test": test_days}
+        if days in splits:
+            return [str(d.date()) for d in splits[days](self.bank)]
         pool = [d.strip() for d in days.split(",") if d.strip()]
         for d in pool:
             self.bank.day_index(d)
@@ -107,7 +107,7 @@ class P2PEnv:
         """Start an episode on ``day`` (a date) or a day drawn from the pool; return obs (N, F)."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-        start = day or self._day_pool[int(self.rng.integers(len(self._day_pool)))]
+        start = day or self.day_pool[int(self.rng.integers(len(self.day_pool)))]
         d0 = dt.date.fromisoformat(str(start))
         self.dates = [(d0 + dt.timedelta(days=k)).isoformat() for k in range(self.cfg.episode_days)]
         self.profiles = prosumer_days(self.bank, self.specs, self.assignment, self.dates)

@@ -224,6 +224,7 @@ PRESETS = {
                                          n_prosumers=1000, grouping="grouped"),
     "simbench_mvlv_all": ScenarioConfig(scenario="simbench_mvlv_all", network=MVLV_RURAL, specs="generate",
                                         grouping="grouped"),
+    "ieee33_high_pv": ScenarioConfig(scenario="ieee33_high_pv", specs=str(DATA_DIR / "ieee33_high_pv_prosumers.json")),
     "ieee141_20": ScenarioConfig(scenario="ieee141_20", network="ieee141",
                                  specs=str(DATA_DIR / "ieee141_prosumers.json"), grouping="grouped"),
 }

@@ -13,14 +13,23 @@ import torch
 from torch import nn
 
 from agents.marl.algorithms import ALGORITHMS
-from agents.marl.attention import DifferentialMultiHeadAttention, SoftmaxMultiHeadAttention, lambda_init
+from agents.marl.attention import (
+    DifferentialMultiHeadAttention,
+    SoftmaxMultiHeadAttention,
+    lambda_init,
+)
 from agents.marl.buffer import Demonstrations, ReplayBuffer
 from agents.marl.critics import CRITICS, AttentionCritic, MLPCritic
 from agents.marl.losses import anneal, deterministic_imitation, wasserstein_imitation
 from agents.marl.networks import Actor, AgentMLP
 from agents.marl.policy import ActorPolicy, save_actor
 from agents.marl.train import TrainConfig, train
-from simulators.prosumer.interface import ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, OBS_FIELDS
+from simulators.prosumer.interface import (
+    ACTION_FIELDS,
+    ACTION_HIGH,
+    ACTION_LOW,
+    OBS_FIELDS,
+)
 from simulators.prosumer.policies import PolicyContext, resolve_policy
 from simulators.validation import ConfigError
 
@@ -64,7 +73,7 @@ def toy_config(tmp_path, **kw):
     base = dict(scenario="toy", total_steps=300, learning_starts=60, batch_size=32, buffer_size=5000,
                 log_every=50, checkpoint_every=0, eval_episodes=0, actor_hidden=16, critic_hidden=32,
                 embed_dim=16, n_heads=2, imitation_anneal_steps=1000, threads=1, progress=False,
-                results_dir=str(tmp_path), gamma=0.5)
+                results_dir=str(tmp_path), gamma=0.5, reward_norm="none")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -275,9 +284,10 @@ def test_training_lowers_critic_and_imitation_loss(tmp_path):
 
 @pytest.mark.parametrize("algo", sorted(set(ALGORITHMS) - {"imitative_diffattn"}))
 def test_every_algorithm_runs(tmp_path, algo):
-    run_dir = run_toy(toy_config(tmp_path, algo=algo, total_steps=100, learning_starts=40, log_every=100))
+    run_dir = run_toy(toy_config(tmp_path, algo=algo, total_steps=100, learning_starts=40, log_every=100,
+                                 eval_episodes=1))
     row = progress(run_dir)[-1]
-    key = "imitation_loss" if algo == "bc" else "critic_loss"
+    key = "critic_loss" if ALGORITHMS[algo].rl else "imitation_loss"
     assert math.isfinite(row[key]) and math.isfinite(row["actor_loss"])
 
 
@@ -345,12 +355,12 @@ def test_prefilled_transitions_are_never_overwritten():
 def test_pretraining_on_demonstrations_with_demo_replay(tmp_path):
     env = ToyEnv()
     demos = str(toy_demos(tmp_path / "demos.npz", env, days=10))
-    cfg = toy_config(tmp_path, demos=demos, demo_replay=True, pretrain_steps=300, actor_lr=3e-3, total_steps=100,
-                     run_name="pre")
+    cfg = toy_config(tmp_path, demos=demos, demo_replay=True, pretrain_steps=300, critic_pretrain_steps=400,
+                     actor_lr=3e-3, total_steps=100, run_name="pre")
     run_dir = train(cfg, make_env=lambda c, evaluation: ToyEnv())
     rows = progress(run_dir)
     assert rows[0]["step"] == 0 and rows[0]["imitation_loss"] < 0.2  # the pretraining row
-    assert math.isfinite(rows[0]["critic_loss"])
+    assert math.isfinite(rows[0]["critic_mc_loss"])
     cold = train(toy_config(tmp_path, demos=demos, total_steps=100, run_name="cold", actor_lr=3e-3),
                  make_env=lambda c, evaluation: ToyEnv())
     # warm-up acts with the pretrained actor (close to the expert), not uniformly at random
@@ -397,7 +407,7 @@ def test_keep_best_keeps_the_actor_of_the_best_evaluation(tmp_path):
             with torch.no_grad():
                 return kept.mean_action(torch.as_tensor(obs).unsqueeze(0)).squeeze(0).numpy()
 
-    assert evaluate(Fixed(), ToyEnv(), 2) == pytest.approx(best["eval_return"], rel=1e-5)
+    assert evaluate(Fixed(), ToyEnv(), [None, None])[0] == pytest.approx(best["eval_return"], rel=1e-5)
     with pytest.raises(ConfigError, match="keep_best: .* eval_days other than 'test'"):
         train(dataclasses.replace(cfg, eval_days="test", run_name="bad"), make_env=lambda c, evaluation: ToyEnv())
 
@@ -422,6 +432,8 @@ def test_bad_training_config_fails_before_running(tmp_path):
         run_toy(toy_config(tmp_path, gamma=1.5))
     with pytest.raises(ConfigError, match="imitates an expert"):
         train(toy_config(tmp_path, algo="bc"), make_env=lambda c, evaluation: ToyEnv())
+    with pytest.raises(ConfigError, match="expert: algo 'dagger' learns from the expert's labels"):
+        train(toy_config(tmp_path, algo="dagger", demos="x.npz"), make_env=lambda c, evaluation: ToyEnv())
     assert not any(tmp_path.iterdir())
 
 
@@ -457,3 +469,112 @@ def test_actor_policy_rows_do_not_depend_on_grouping(tmp_path, shared):
         policy.act(obs[:1], [n])
     with pytest.raises(ConfigError, match="checkpoint"):
         ActorPolicy(PolicyContext(specs=[], options={}))
+
+
+# ---- the critic: n-step targets, per-agent reward scale, pretraining until settled ------------
+def test_n_step_sampling_stops_at_the_episode_end_and_the_newest_transition():
+    buf = ReplayBuffer(10, 1, 1, 1)
+    for r, done in [(1, 0), (2, 0), (3, 0), (4, 1), (10, 0), (20, 0)]:  # a finished episode, then an open one
+        buf.add(obs=[[r]], act=[[0]], rew=[r], next_obs=[[r + 0.5]], done=float(done))
+    b = buf.sample(300, n_step=3, gamma=0.5)
+    expected = {1: (1 + 0.5 * 2 + 0.25 * 3, 3.5, 0.125), 2: (2 + 1.5 + 1, 4.5, 0.0), 3: (3 + 2, 4.5, 0.0),
+                4: (4, 4.5, 0.0), 10: (10 + 10, 20.5, 0.25), 20: (20, 20.5, 0.5)}
+    seen = set()
+    for start, rew, nxt, disc in zip(b["obs"][:, 0, 0].tolist(), b["rew"][:, 0].tolist(),
+                                     b["next_obs"][:, 0, 0].tolist(), b["discount"].tolist()):
+        assert (rew, nxt, disc) == pytest.approx(expected[start]), start
+        seen.add(start)
+    assert seen == set(expected)
+    one = buf.sample(50, n_step=1, gamma=0.5)
+    assert torch.equal(one["rew"][:, 0], one["obs"][:, 0, 0]) and set(one["discount"].tolist()) <= {0.0, 0.5}
+
+
+def test_reward_norm_puts_every_agent_on_one_scale():
+    from agents.marl.algorithms import Learner
+
+    bounds = dict(action_low=[-1.0] * 2, action_high=[1.0] * 2)
+    learner = Learner(ALGORITHMS["iddpg"], TrainConfig(), 3, 4, 2, **bounds)
+    rewards = np.stack([np.random.default_rng(0).normal(-50, 20, 500), np.full(500, -0.5), np.zeros(500)], 1)
+    learner.fit_reward_norm(rewards)
+    rms = np.sqrt((rewards ** 2).mean(0))
+    w = learner.reward_weight.numpy()
+    assert w[0] * rms[0] == pytest.approx(1, rel=1e-5) and w[1] * rms[1] == pytest.approx(1, rel=1e-5)
+    assert w[2] == pytest.approx(1 / (0.01 * rms.mean()), rel=1e-5)  # an agent without rewards: floored
+    learner = Learner(ALGORITHMS["iddpg"], TrainConfig(reward_norm="none"), 3, 4, 2, **bounds)
+    learner.fit_reward_norm(rewards)
+    assert learner.reward_weight.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_critic_pretraining_fits_the_demonstrations_returns_until_settled(tmp_path):
+    env = ToyEnv(horizon=5)
+    demos = Demonstrations(toy_demos(tmp_path / "demos.npz", env, days=2), 3, 4, 2)
+    rtg = demos.returns_to_go(gamma=0.5)
+    rew = demos.transitions()["rew"]
+    np.testing.assert_allclose(rtg[4], rew[4])                                  # the day's last step
+    np.testing.assert_allclose(rtg[3], rew[3] + 0.5 * rew[4], rtol=1e-6)         # discounted within a day
+    np.testing.assert_allclose(rtg[0], sum(0.5 ** k * rew[k] for k in range(5)), rtol=1e-5)
+    cfg = toy_config(tmp_path, demos=str(tmp_path / "demos.npz"), demo_replay=True, pretrain_steps=100,
+                     critic_pretrain_steps=3000, critic_pretrain_tol=0.3, total_steps=30, learning_starts=10,
+                     critic_lr=3e-3)
+    first = progress(run_toy(cfg, env_kw={"horizon": 5}))[0]
+    assert 200 <= first["critic_pretrain_steps"] < 3000 and first["critic_pretrain_steps"] % 100 == 0
+    assert math.isfinite(first["critic_mc_loss"])
+
+
+# ---- the actor: AWAC, exploration floor, online labels ------------------------------------
+class _QuadraticCritic(nn.Module):
+    """Q_i = -(a_i0 - 0.5)^2 for each agent's own first action, twice (a fixed twin critic)."""
+
+    def forward(self, obs, act, state=None, act_self=None):
+        own = act if act_self is None else act_self
+        return (-(own[..., 0] - 0.5) ** 2).unsqueeze(0).expand(2, -1, -1)
+
+    def first(self, obs, act, state=None, act_self=None):
+        return self(obs, act, state, act_self)[0]
+
+
+def test_awac_moves_the_policy_toward_the_actions_the_critic_prefers():
+    from agents.marl.algorithms import Learner
+    from agents.marl.objectives import awac_objective
+
+    torch.manual_seed(0)
+    learner = Learner(ALGORITHMS["imitative_diffattn"], TrainConfig(actor_objective="awac", actor_lr=3e-3), 2, 3, 2,
+                      action_low=[-1.0, -1.0], action_high=[1.0, 1.0])
+    learner.critic = _QuadraticCritic()
+    obs = torch.rand(256, 2, 3)
+    act = torch.rand(256, 2, 2) * 2 - 1  # what the data holds: uniform actions
+    for _ in range(300):
+        loss, metrics = awac_objective(learner, {"obs": obs, "act": act}, (obs, act), beta=0.0)
+        learner.actor_opt.zero_grad()
+        loss.backward()
+        learner.actor_opt.step()
+    with torch.no_grad():
+        mean = learner.actor.mean_action(obs)
+    assert abs(float(mean[..., 0].mean()) - 0.5) < 0.2   # toward the best action in the data
+    assert abs(float(mean[..., 1].mean())) < 0.2          # the critic is indifferent: the data's mean
+    assert metrics["awac_weight_max"] > 1.0
+
+
+def test_min_std_keeps_exploring_while_the_mean_imitates(tmp_path):
+    cfg = toy_config(tmp_path, algo="bc", imitation_loss="mean", min_std=0.2, total_steps=200, learning_starts=0,
+                     actor_lr=3e-3)
+    env = ToyEnv()
+    run_dir = train(cfg, make_env=lambda c, evaluation: ToyEnv(), expert_fn=env.expert)
+    saved = torch.load(run_dir / "actor.pt", weights_only=True)
+    actor = Actor(**{**saved["spec"], "hidden": tuple(saved["spec"]["hidden"]),
+                     "log_std_bounds": tuple(saved["spec"]["log_std_bounds"])})
+    actor.load_state_dict(saved["state_dict"])
+    _, log_std = actor(torch.rand(8, 3, 4))
+    assert (actor.std(log_std) >= 0.2).all()
+    assert progress(run_dir)[-1]["imitation_loss"] < progress(run_dir)[0]["imitation_loss"]
+
+
+def test_early_stopping_after_patience_evaluations_without_a_better_actor(tmp_path):
+    cfg = toy_config(tmp_path, total_steps=3000, keep_best=True, eval_every=100, eval_episodes=1, eval_days="train",
+                     early_stop_patience=2, actor_lr=0.0, snapshot_every=100)  # the actor never changes: no gain
+    run_dir = run_toy(cfg)
+    loop = torch.load(run_dir / "checkpoint.pt", weights_only=True)["loop"]
+    assert loop["finished"] and loop["step"] == 200
+    assert sorted(p.name for p in (run_dir / "snapshots").iterdir()) == ["actor_0.pt", "actor_100.pt", "actor_200.pt"]
+    with pytest.raises(ConfigError, match="early_stop_patience: .* set keep_best"):
+        run_toy(dataclasses.replace(cfg, keep_best=False, run_name="bad"))

@@ -1,91 +1,147 @@
-"""The evaluation command end to end on a tiny budget: training, co-simulation, table, plots."""
+"""The evaluation command end to end on a tiny budget: training, co-simulation, table, paired statistics, plots."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from agents.marl.evaluate import BOUND, EvalConfig, evaluate, load_config
+from agents.marl.report import paired, summarize
 from simulators.validation import ConfigError
+
+ALGOS = "imitative_diffattn,iddpg"
 
 
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory):
-    cfg = EvalConfig(algos="imitative_diffattn,iddpg", seeds="0,1", total_steps=120, max_prosumers=3,
-                     test_days=1, demo_days=1, baselines="rule", progress=False,
-                     train_options={"imitative_diffattn": {"pretrain_steps": 50}, "*": {"batch_size": 64}},
+    cfg = EvalConfig(algos=ALGOS, seeds="0,1", total_steps=120, max_prosumers=3, days=1, demo_days=1,
+                     baselines="rule", progress=False, snapshot_every=60, bootstrap=200, split="validation",
+                     train_options={"imitative_diffattn": {"pretrain_steps": 50, "critic_pretrain_steps": 200,
+                                                           "label_every": 40},
+                                    "*": {"batch_size": 64, "eval_episodes": 1, "eval_every": 60}},
                      results_dir=str(tmp_path_factory.mktemp("eval")), run_name="eval")
     return evaluate(cfg)
 
 
 def test_folder_holds_table_runs_plots_and_every_run(evaluation):
-    for name in ("config.json", "demos.npz", "runs.csv", "table.csv", "table.md", "learning_curves.png",
-                 "voltage_envelopes.png", "training.csv"):
+    for name in ("config.json", "demos_p0.npz", "runs.csv", "table.csv", "table.md", "comparisons.csv",
+                 "learning_curves.png", "voltage_envelopes.png", "training.csv", "test_curve.csv", "test_curve.png"):
         assert (evaluation / name).is_file(), name
     runs = pd.read_csv(evaluation / "runs.csv")
-    assert sorted(runs.method.unique()) == sorted(["imitative_diffattn", "iddpg", "rule", BOUND])
-    assert len(runs) == 1 + 1 + 2 * 2  # bound, rule, two algorithms x two seeds, one day
+    learned = ["imitative_diffattn", "iddpg"]
+    assert sorted(runs.method.unique()) == sorted(learned + [f"{a}@last" for a in learned] + ["rule", BOUND])
+    assert len(runs) == 1 + 1 + 2 * 2 * 2  # bound, rule, two algorithms x two seeds x (kept, last), one day
+    assert runs.dropna(subset=["controllable_rate"]).controllable_rate.between(0, 1).all()
+    assert runs[runs.method != BOUND].controllable_rate.notna().all()
     for run_dir in runs.run_dir.dropna():
         assert (pd.read_csv(f"{run_dir}/prosumers.csv").prosumer.nunique()) == 3
-    for algo in ("imitative_diffattn", "iddpg"):
+    for algo in learned:
         for seed in (0, 1):
-            assert (evaluation / "train" / f"{algo}__s{seed}" / "actor.pt").is_file()
+            run = evaluation / "train" / f"{algo}__p0__s{seed}"
+            assert (run / "actor.pt").is_file() and (run / "snapshots" / "actor_0.pt").is_file()
+            progress = pd.read_csv(run / "progress.csv")
+            assert progress.q_corr.notna().any() and progress.q_bias.notna().any()  # the critic's fit, logged
+    curve = pd.read_csv(evaluation / "test_curve.csv")
+    assert sorted(curve.step.unique()) == [0, 60, 120] and len(curve) == 2 * 2 * 3
 
 
-def test_train_options_merge_over_the_method_defaults(evaluation):
+def test_environment_days_equal_the_co_simulation_days(evaluation):
+    """The @last rows and the test curve come from the training environment: same numbers as mosaik."""
+    from agents.env import P2PEnv
+    from agents.marl.evaluate import env_config, env_day, scenario_config
+    from agents.marl.policy import load_actor
+
+    cfg = load_config(evaluation)
+    runs = pd.read_csv(evaluation / "runs.csv").query("method == 'iddpg' and seed == 0").iloc[0]
+    env = P2PEnv(env_config(scenario_config(cfg, 0)))
+    mine = env_day(env, load_actor(evaluation / "train" / "iddpg__p0__s0" / "actor.pt"), runs.day)
+    for metric in ("cost_eur", "voltage_violation_rate", "controllable_rate"):
+        assert mine[metric] == pytest.approx(runs[metric], rel=1e-6, abs=1e-9), metric
+
+
+def test_train_options_merge_and_every_choice_uses_validation_days(evaluation):
     import json
 
-    proposed = json.loads((evaluation / "train" / "imitative_diffattn__s0" / "config.json").read_text())
-    baseline = json.loads((evaluation / "train" / "iddpg__s0" / "config.json").read_text())
+    proposed = json.loads((evaluation / "train" / "imitative_diffattn__p0__s0" / "config.json").read_text())
+    baseline = json.loads((evaluation / "train" / "iddpg__p0__s0" / "config.json").read_text())
     assert proposed["demo_replay"] is True and proposed["pretrain_steps"] == 50  # TRAIN_OPTIONS, then ours
+    assert proposed["expert"] == "policy:expert" and proposed["label_every"] == 40  # DAgger labels of visited states
+    labels = pd.read_csv(evaluation / "train" / "imitative_diffattn__p0__s0" / "progress.csv").labels.iloc[-1]
+    assert labels == 96 + 120 // 40  # one demonstration day, then a label every 40th step
     assert proposed["batch_size"] == baseline["batch_size"] == 64                # "*" reaches every algorithm
     assert baseline["demo_replay"] is False and baseline["pretrain_steps"] == 0
-    assert proposed["keep_best"] and baseline["keep_best"] and baseline["eval_days"] == "train"  # "*" defaults
-    for run in ("imitative_diffattn__s0", "iddpg__s1"):  # the evaluated actor is the kept one
+    assert proposed["eval_days"] == baseline["eval_days"] == "validation" and baseline["keep_best"]
+    for run in ("imitative_diffattn__p0__s0", "iddpg__p0__s1"):  # the evaluated actor is the kept one
         best = json.loads((evaluation / "train" / run / "best.json").read_text())
-        assert pd.read_csv(evaluation / "train" / run / "progress.csv").eval_return.max() <= best["eval_return"] + 1e-4
-    first = pd.read_csv(evaluation / "train" / "imitative_diffattn__s0" / "progress.csv").iloc[0]
-    assert first.step == 0 and first.imitation_loss > 0  # the pretraining row
+        assert pd.read_csv(evaluation / "train" / run / "progress.csv").eval_return.max() <= best["eval_return"] + 1e-5 * abs(best["eval_return"])
+    first = pd.read_csv(evaluation / "train" / "imitative_diffattn__p0__s0" / "progress.csv").iloc[0]
+    assert first.step == 0 and first.imitation_loss > 0 and 0 < first.critic_pretrain_steps <= 200
 
 
 def test_table_gap_is_cost_over_bound_and_bound_is_lowest(evaluation):
     runs = pd.read_csv(evaluation / "runs.csv")
     table = pd.read_csv(evaluation / "table.csv").set_index("method")
     bound = runs[runs.method == BOUND].cost_eur.sum()
-    assert table.loc[BOUND, "cost_eur_mean"] == pytest.approx(bound)
     for method, g in runs[runs.method != BOUND].groupby("method"):
         assert (g.cost_eur >= bound - 1e-6).all(), f"{method} beat the perfect-foresight bound"
         gaps = (g.groupby("seed").cost_eur.sum() - bound) / abs(bound)  # = cost / bound - 1 when bound > 0
-        assert table.loc[method, "gap_mean"] == pytest.approx(gaps.mean())
-        assert table.loc[method, "cost_eur_std"] == pytest.approx(g.groupby("seed").cost_eur.sum().std(ddof=0))
-    assert table.loc["rule", "cost_eur_std"] == 0.0 and table.loc["iddpg", "seeds"] == 2
+        assert table.loc[method, "gap_median"] == pytest.approx(gaps.median())
+        assert table.loc[method, "cost_eur_q75"] == pytest.approx(g.groupby("seed").cost_eur.mean().quantile(0.75))
+    assert table.loc["rule", "runs"] == 1 and table.loc["iddpg", "runs"] == 2
     training = pd.read_csv(evaluation / "training.csv")
     assert len(training) == 4 and (training.wall_s > 0).all()
-    assert table.loc["iddpg", "train_wall_s_mean"] == pytest.approx(training.query("method == 'iddpg'").wall_s.mean())
+    comparisons = pd.read_csv(evaluation / "comparisons.csv").set_index("other")
+    assert {"iddpg", "rule", "imitative_diffattn@last"} <= set(comparisons.index)
+    assert "Paired per-day differences of imitative_diffattn" in (evaluation / "table.md").read_text()
 
 
-def test_test_days_spread_over_the_year():
-    from agents.marl.evaluate import spread
+def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
+    rng = np.random.default_rng(0)
+    rows = []
+    for day in range(20):
+        level = rng.uniform(50, 150)  # days differ far more than the methods
+        for seed in range(5):
+            rows.append({"method": "a", "pseed": 0, "seed": seed, "day": day, "cost_eur": level - 2 + rng.normal(0, 1)})
+            rows.append({"method": "b", "pseed": 0, "seed": seed, "day": day, "cost_eur": level + rng.normal(0, 1)})
+            rows.append({"method": "c", "pseed": 0, "seed": seed, "day": day, "cost_eur": level + rng.normal(0, 1)})
+    runs = pd.DataFrame(rows)
+    ab, bc = paired(runs, "a", "b", n_boot=2000), paired(runs, "b", "c", n_boot=2000)
+    assert ab["hi"] < 0 and ab["lo"] < -2 < ab["hi"] and ab["units"] == 20  # paired: the day levels cancel
+    assert bc["lo"] < 0 < bc["hi"]
+    with pytest.raises(ValueError, match="no rows of method 'z'"):
+        paired(runs, "a", "z")
 
-    pool = list(range(45))
-    assert spread(pool, 0) == pool and spread(pool, 1) == [22] and spread(pool, 3) == [7, 22, 37]
+
+def test_summary_is_median_and_iqr_over_runs():
+    runs = pd.DataFrame([{"method": m, "pseed": 0, "seed": s, "day": "d", "cost_eur": c}
+                         for m, s, c in [("a", 0, 10.0), ("a", 1, 20.0), ("a", 2, 60.0), (BOUND, 0, 5.0)]])
+    row = summarize(runs).set_index("method").loc["a"]
+    assert row.cost_eur_median == 20.0 and row.cost_eur_q25 == 15.0 and row.cost_eur_q75 == 40.0
+    assert row.gap_median == pytest.approx(3.0)  # (20 - 5) / 5
 
 
 def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
-    cfg = EvalConfig(algos="iddpg", seeds="1", max_prosumers=3, test_days=1, baselines="", progress=False,
-                     train_dir=str(evaluation / "train"), results_dir=str(tmp_path), run_name="again")
+    cfg = EvalConfig(algos="iddpg", seeds="1", max_prosumers=3, days=1, baselines="", progress=False,
+                     split="validation", train_dir=str(evaluation / "train"), results_dir=str(tmp_path),
+                     run_name="again")
     again = evaluate(cfg)
     first = pd.read_csv(evaluation / "runs.csv").query("method == 'iddpg' and seed == 1").cost_eur.iloc[0]
     assert pd.read_csv(again / "runs.csv").query("method == 'iddpg'").cost_eur.iloc[0] == pytest.approx(first)
-    assert not (again / "demos.npz").exists()
+    assert not (again / "demos_p0.npz").exists()
 
 
 @pytest.mark.parametrize("change, field", [({"algos": "ppo"}, "algos"), ({"seeds": "a,b"}, "seeds"),
+                                           ({"scenario_seeds": ""}, "scenario_seeds"),
+                                           ({"algo_seeds": {"ppo": "1"}}, "algo_seeds"),
+                                           ({"algo_seeds": {"bc": "x"}}, r"algo_seeds\.bc"),
                                            ({"baselines": "oracle"}, "baselines"), ({"scenario": "nowhere"}, "scenario"),
+                                           ({"split": "train"}, "split"),
                                            ({"train_dir": "/no/such/folder"}, "train_dir"),
                                            ({"train_options": {"ppo": {}}}, "train_options"),
                                            ({"train_options": {"*": {"learning_rate": 1}}}, r"train_options\.\*")])
 def test_bad_config_names_the_field(tmp_path, change, field):
     with pytest.raises(ConfigError, match=field):
         evaluate(EvalConfig(results_dir=str(tmp_path), progress=False, **change))
+    assert not any(tmp_path.iterdir())
 
 
 def test_resume_keeps_finished_runs_and_redoes_interrupted_ones(evaluation, tmp_path):
@@ -97,15 +153,15 @@ def test_resume_keeps_finished_runs_and_redoes_interrupted_ones(evaluation, tmp_
     cfg = dataclasses.replace(load_config(folder), results_dir=str(tmp_path))
     for name in ("runs.csv", "table.csv", "table.md", "training.csv"):
         (folder / name).unlink()
-    (folder / "train" / "iddpg__s1" / "checkpoint.pt").unlink()       # killed before its end
-    cut = next((folder / "cosim").glob("imitative_diffattn__s0__*"))
+    (folder / "train" / "iddpg__p0__s1" / "checkpoint.pt").unlink()       # killed before its end
+    cut = next((folder / "cosim").glob("imitative_diffattn__p0__s0__*"))
     (cut / "summary.json").write_text(json.dumps({"incomplete": True}))                # killed mid-day
-    kept = {p: p.read_bytes() for p in (folder / "demos.npz", folder / "train" / "iddpg__s0" / "actor.pt")}
+    kept = {p: p.read_bytes() for p in (folder / "demos_p0.npz", folder / "train" / "iddpg__p0__s0" / "actor.pt")}
 
     evaluate(dataclasses.replace(cfg, resume=True))
     for path, content in kept.items():
         assert path.read_bytes() == content, f"{path} was rewritten"
-    assert len(list((folder / "train").glob("iddpg__s1.interrupted-*"))) == 1       # set aside, not deleted
+    assert len(list((folder / "train").glob("iddpg__p0__s1.interrupted-*"))) == 1       # set aside, not deleted
     assert len(list((folder / "cosim").glob(f"{cut.name}.interrupted-*"))) == 1
     again, first = (pd.read_csv(d / "runs.csv").set_index(["method", "seed", "day"]).cost_eur
                     for d in (folder, evaluation))
@@ -136,3 +192,17 @@ def test_compare_reads_the_evaluation_runs_by_method_and_seed(evaluation):
         run = mine.loc[row.run_dir.rsplit("/", 1)[-1]]
         assert run.method == row.method and run.cost_eur == pytest.approx(row.cost_eur)
         assert pd.isna(run.train_seed) if row.method == "rule" else run.train_seed == row.seed
+
+
+def test_demonstrations_are_reused_only_when_they_are_the_same(evaluation, tmp_path):
+    import dataclasses
+
+    from agents.marl.evaluate import scenario_config
+    from agents.marl.jobs import write_demos
+
+    cfg = dataclasses.replace(load_config(evaluation), demo_dir=str(evaluation))
+    copy = write_demos(cfg, scenario_config(cfg, 0), tmp_path)
+    assert copy.read_bytes() == (evaluation / "demos_p0.npz").read_bytes()
+    other = dataclasses.replace(cfg, demo_options={"network_limits": False})
+    with pytest.raises(ConfigError, match=r"demo_dir: .* differs .* in \['options'\]"):
+        write_demos(other, scenario_config(other, 0), tmp_path / "x")

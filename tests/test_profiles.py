@@ -71,10 +71,11 @@ def test_golden_values(bank):
 
 # ---- split -------------------------------------------------------------------------------------
 def test_split_is_disjoint_complete_and_spread(bank):
-    train, test = data.train_days(bank), data.test_days(bank)
-    assert len(train.intersection(test)) == 0
-    assert train.union(test).equals(bank.days)
-    assert len(test) == 45
+    train, test, val = data.train_days(bank), data.test_days(bank), data.validation_days(bank)
+    assert len(train.intersection(test)) == len(train.intersection(val)) == len(val.intersection(test)) == 0
+    assert train.union(test).union(val).equals(bank.days)
+    assert len(test) == 45 and len(val) == 46
+    assert all(set(val.month) & s for s in ({12, 1, 2}, {3, 4, 5}, {6, 7, 8}, {9, 10, 11}))
     seasons = ({12, 1, 2}, {3, 4, 5}, {6, 7, 8}, {9, 10, 11})
     assert all(set(test.month) & s for s in seasons)
     assert set(test.dayofweek) == set(range(7))

@@ -259,6 +259,24 @@ def forecast_profiles(kind, bank, specs, assignment, dates):
     return type(parts[0])(date=parts[0].date, dates=tuple(p.date for p in parts), **stack)
 
 
+def plan_from_fleet(expert, fleet, g, truth, forecast):
+    """(Plan, normalized actions (N, A)) of the expert at global step ``g`` from ``fleet``'s device state.
+
+    The plan sees the true profiles of step g and ``forecast`` for the rest of that day; the
+    actions are the plan's step-g set-points as the fleet takes them (bids at mid-band).
+    """
+    step = g % STEPS_PER_DAY
+    end = g - step + STEPS_PER_DAY
+
+    def ahead(field):
+        out = np.array(getattr(forecast, field)[g:end], dtype=float)
+        out[0] = getattr(truth, field)[g]
+        return out
+
+    plan = expert.plan(step, ahead("load_kw"), ahead("load_kvar"), ahead("pv_avail_kw"), fleet.planning_state(step))
+    return plan, fleet.actions_from_setpoints(plan.setpoints, 0.5, truth.pv_avail_kw[g])
+
+
 class RecedingHorizon:
     """The expert in closed loop with its own Fleet over consecutive days of ``truth`` profiles.
 
@@ -285,17 +303,8 @@ class RecedingHorizon:
         return self.actions[g]
 
     def _advance(self, g):
-        step, fleet, tr, fc = g % STEPS_PER_DAY, self.fleet, self.truth, self.forecast
-        end = g - step + STEPS_PER_DAY
-
-        def ahead(field):
-            out = np.array(getattr(fc, field)[g:end], dtype=float)
-            out[0] = getattr(tr, field)[g]
-            return out
-
-        plan = self.expert.plan(step, ahead("load_kw"), ahead("load_kvar"), ahead("pv_avail_kw"),
-                                fleet.planning_state(step))
-        a = fleet.actions_from_setpoints(plan.setpoints, 0.5, tr.pv_avail_kw[g])
+        step, fleet, tr = g % STEPS_PER_DAY, self.fleet, self.truth
+        plan, a = plan_from_fleet(self.expert, fleet, g, tr, self.forecast)
         buy, sell = self.expert.tariff.at(step)
         res = fleet.apply(step, a, tr.load_kw[g], tr.load_kvar[g], tr.pv_avail_kw[g], buy, sell)
         self.actions.append(a)

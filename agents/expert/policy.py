@@ -13,7 +13,8 @@ same context (per-prosumer mosaik simulators, each holding one prosumer): the fi
 asking for step t solves it, the others read the cached actions.
 
 Options (PolicyContext.options): forecast 'perfect' | 'yesterday' (joint.FORECASTS), fine_hours
-(default 3), v_margin_pu (default 0.0), solver (default 'CLARABEL').
+(default 3), v_margin_pu (default 0.0), solver (default 'CLARABEL'), network_limits (default
+true; false: the voltage band is left out of the plan, an expert that ignores the network).
 """
 
 import hashlib
@@ -23,13 +24,22 @@ from collections import OrderedDict
 
 import numpy as np
 
-from agents.expert.joint import FORECASTS, JointExpert, RecedingHorizon, evaluate, forecast_profiles
+from agents.expert.joint import (
+    FORECASTS,
+    VOLTAGE_PENALTY_EUR_PER_PU,
+    JointExpert,
+    RecedingHorizon,
+    evaluate,
+    forecast_profiles,
+    plan_from_fleet,
+)
 from simulators.prosumer.interface import ACTION_FIELDS, OBS, OBS_FIELDS
 from simulators.prosumer.policies import Policy, PolicyContext
 from simulators.units import STEPS_PER_DAY
 from simulators.validation import ConfigError, check_choice
 
-DEFAULT_OPTIONS = {"forecast": "perfect", "fine_hours": 3, "v_margin_pu": 0.0, "solver": "CLARABEL"}
+DEFAULT_OPTIONS = {"forecast": "perfect", "fine_hours": 3, "v_margin_pu": 0.0, "solver": "CLARABEL",
+                   "network_limits": True}
 FEEDBACK_COLUMNS = ("vm_dev", "price_buy_last", "price_sell_last")
 """observation columns from the grid and the market, which the expert's own fleet cannot know"""
 STATE_COLUMNS = np.array([OBS[f] for f in OBS_FIELDS if f not in FEEDBACK_COLUMNS])
@@ -54,6 +64,34 @@ def _cached(cache, key, build):
     return cache[key]
 
 
+def expert_options(options):
+    """DEFAULT_OPTIONS updated with ``options``, checked (ConfigError names the option)."""
+    opts = dict(DEFAULT_OPTIONS)
+    unknown = sorted(set(options) - set(opts))
+    if unknown:
+        raise ConfigError(f"policy_options: unknown option(s) {unknown} for policy 'expert'; allowed: {sorted(opts)}")
+    opts.update(options)
+    check_choice("policy_options.forecast", opts["forecast"], FORECASTS)
+    if not isinstance(opts["network_limits"], bool):
+        raise ConfigError(f"policy_options.network_limits: {opts['network_limits']!r} must be true or false")
+    return opts
+
+
+def joint_expert(specs, tariff, network, opts):
+    """The compiled JointExpert for these specs, tariff, network name and options (cached per process)."""
+    from simulators.grid.networks import make_network
+
+    def build():
+        penalty = VOLTAGE_PENALTY_EUR_PER_PU if opts["network_limits"] else 0.0
+        return JointExpert(specs, tariff, make_network(network), solver=opts["solver"],
+                           v_margin_pu=opts["v_margin_pu"], fine_hours=opts["fine_hours"],
+                           voltage_penalty_eur_per_pu=penalty)
+
+    key = _key([s.to_dict() for s in specs], tariff.to_dict(), network, opts["fine_hours"], opts["v_margin_pu"],
+               opts["solver"], opts["network_limits"])
+    return key, _cached(_EXPERTS, key, build)
+
+
 class ExpertPolicy(Policy):
     """``act(obs, agent_ids)`` -> the joint expert's actions for those prosumers at the observed step."""
 
@@ -61,30 +99,14 @@ class ExpertPolicy(Policy):
 
     def __init__(self, context):
         super().__init__(context)
-        opts = dict(DEFAULT_OPTIONS)
-        unknown = sorted(set(context.options) - set(opts))
-        if unknown:
-            raise ConfigError(f"policy_options: unknown option(s) {unknown} for policy 'expert'; "
-                              f"allowed: {sorted(opts)}")
-        opts.update(context.options)
-        check_choice("policy_options.forecast", opts["forecast"], FORECASTS)
+        opts = expert_options(context.options)
         if context.tariff is None or not context.dates:
             raise ConfigError("policy 'expert': the context needs a tariff and at least one date")
         self.options = opts
-        specs = [s.to_dict() for s in context.specs]
-        expert_key = _key(specs, context.tariff.to_dict(), context.network, opts["fine_hours"],
-                          opts["v_margin_pu"], opts["solver"])
-        self.expert = _cached(_EXPERTS, expert_key, self._build_expert)
+        expert_key, self.expert = joint_expert(context.specs, context.tariff, context.network, opts)
         run_key = _key(expert_key, list(context.dates), context.seed, opts["forecast"])
         self.run = _cached(_RUNS, run_key, self._build_run)
         self.reset()
-
-    def _build_expert(self):
-        from simulators.grid.networks import make_network
-
-        c, o = self.context, self.options
-        return JointExpert(c.specs, c.tariff, make_network(c.network), solver=o["solver"],
-                           v_margin_pu=o["v_margin_pu"], fine_hours=o["fine_hours"])
 
     def _build_run(self):
         from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days
@@ -139,6 +161,33 @@ class _CheckedRun(RecedingHorizon):
                               f"{obs[i, STATE_COLUMNS[j]]:.6g}, the expert's own fleet has {mine[i, j]:.6g}; the "
                               "context (specs, dates, seed, tariff) must match the run and every prosumer must "
                               "follow the expert")
+
+
+class StateExpert:
+    """The joint expert planned from the state a training environment is in: labels of visited states.
+
+    ``label(env) -> actions (N, A)``: the expert's plan from the environment's current step, its
+    fleet's device state (SoC, generator output, controllable-load energy left) and the episode's
+    profiles (its options' forecast for the rest of the day, the truth for the current step),
+    turned into actions as in the closed loop (RecedingHorizon).  This is DAgger's expert: it
+    labels the states the learner's own actions lead to, which demonstrations never visit.
+    One solve per call (~0.2 s for 32 prosumers after ~6 s of compiling on first use).
+    """
+
+    def __init__(self, env, options=None):
+        self.options = expert_options(options or {})
+        self.env = env
+        _, self.expert = joint_expert(env.specs, env.tariff, env.cfg.network, self.options)
+        self._dates, self._forecast = None, None
+
+    def label(self, env=None):
+        env = env or self.env
+        if self._dates != env.dates:
+            self._dates = list(env.dates)
+            self._forecast = forecast_profiles(self.options["forecast"], env.bank, env.specs, env.assignment,
+                                               env.dates)
+        _, actions = plan_from_fleet(self.expert, env.fleet, env.t, env.profiles, self._forecast)
+        return actions
 
 
 # ---- demonstrations ------------------------------------------------------------------------------

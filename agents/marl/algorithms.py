@@ -6,10 +6,11 @@ actor, target policy smoothing, delayed actor updates, an entropy term (soft Q, 
 Wasserstein imitation term.  train.py runs the loop; this module holds the networks and the
 gradient steps, so no algorithm is a copy of another.
 
-Actor update (agent i follows its own Q_i, the others' actions from the buffer):
-    L = mean_i[ -Q_i(s, a_1..π_i(o_i)..a_N) / mean|Q| + α log π_i ] + β_t · mean_i W2²(π_i(o_i), a_E,i)
-with the 1/mean|Q| normalization (as TD3+BC) only when imitation is on, so that β_t has the
-same meaning whatever the reward scale.
+Critic target (n-step, undiscounted by default; the buffer cuts the sum at the day's end):
+    y_i = reward_scale · w_i · Σ_k γ^k r_i,t+k + γ^n (1 - done) min_k Q'_k,i(s', π'(o') + ε)
+with w_i = 1 / RMS of agent i's rewards in the replay at the first update (``reward_norm='agent'``),
+so that every agent's Q is on the same scale.  Critic targets track the critics at every critic
+step (τ), the actor target at every actor step.  The actor loss is one of objectives.OBJECTIVES.
 """
 
 import copy
@@ -21,6 +22,9 @@ from torch import nn
 from agents.marl.critics import CRITICS, CriticEnsemble
 from agents.marl.losses import td_loss
 from agents.marl.networks import Actor
+from agents.marl.objectives import OBJECTIVES, imitation_distance
+
+REWARD_NORMS = ("agent", "none")
 
 
 @dataclass(frozen=True)
@@ -43,21 +47,32 @@ class Algorithm:
     """soft Q-learning with entropy bonus entropy_coef (SAC-style, MAAC)"""
     needs_state: bool = False
     """the critic reads the environment's global state"""
+    online_labels: bool = False
+    """needs an online expert that labels the states the actors visit (DAgger), demonstrations alone are not enough"""
 
 
 ALGORITHMS = {
     "imitative_diffattn": Algorithm("diffattn", 2, "gaussian", True, 2, imitation=True),
+    # the attention ablation: the proposed method with MAAC's softmax attention in the critic
+    "imitative_softmax": Algorithm("softmax_attn", 2, "gaussian", True, 2, imitation=True),
     "matd3": Algorithm("mlp", 2, "deterministic", True, 2, imitation=False, needs_state=True),
+    # MATD3 fed the same demonstrations (TD3+BC); its MLP critic reads every agent's observation
+    # instead of the global state, which demonstrations do not hold
+    "matd3_bc": Algorithm("mlp", 2, "deterministic", True, 2, imitation=True),
     "maddpg": Algorithm("mlp", 1, "deterministic", False, 1, imitation=False, needs_state=True),
     "maac": Algorithm("softmax_attn", 1, "gaussian", False, 1, imitation=False, entropy=True),
     "iddpg": Algorithm("local", 1, "deterministic", False, 1, imitation=False),
     "bc": Algorithm("", 0, "gaussian", False, 1, imitation=True, rl=False),
+    # behaviour cloning on the demonstrations plus the expert's labels of the states the actor visits
+    # (Ross et al. 2011); the evaluation gives it expert='policy:expert' (agents.marl.evaluate.TRAIN_OPTIONS)
+    "dagger": Algorithm("", 0, "gaussian", False, 1, imitation=True, rl=False, online_labels=True),
 }
 
 
 def critic_kwargs(kind, cfg):
     """Constructor options of each critic kind from the TrainConfig."""
-    attention = dict(embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, depth=cfg.attn_depth)
+    attention = dict(embed_dim=cfg.embed_dim, n_heads=cfg.n_heads, depth=cfg.attn_depth,
+                     id_embed_dim=cfg.critic_agent_id)
     width = (cfg.critic_hidden, cfg.critic_hidden)
     return {"diffattn": attention, "softmax_attn": attention, "mlp": dict(hidden=width),
             "local": dict(hidden=width)}[kind]
@@ -72,7 +87,7 @@ class Learner:
         self.algo, self.cfg = algo, cfg
         bounds = {} if action_low is None else dict(action_low=action_low, action_high=action_high)
         self.actor = Actor(n_agents, obs_dim, act_dim, hidden=(cfg.actor_hidden,) * cfg.actor_layers,
-                           head=algo.actor_head, shared=cfg.shared_actor, **bounds)
+                           head=algo.actor_head, shared=cfg.shared_actor, min_std=cfg.min_std, **bounds)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic = self.critic_target = self.actor_target = self.critic_opt = None
         if algo.critic:
@@ -84,6 +99,22 @@ class Learner:
             self.actor_target = _frozen_copy(self.actor)
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.n_updates = 0
+        self.reward_weight = None
+        """(N,) tensor: per-agent reward factor of the TD target, fixed by fit_reward_norm"""
+
+    def fit_reward_norm(self, rewards):
+        """Fix the per-agent reward factor from stored rewards (K, N): 1/RMS per agent, or 1.
+
+        An agent's RMS is floored at 1 % of the mean over agents (an agent that earned almost
+        nothing must not get a huge factor); rewards that are all ~0 (e.g. an exact expert's
+        warm-up on a task paid by the distance to it) leave the factor at 1.
+        """
+        rewards = torch.as_tensor(rewards, dtype=torch.float32)
+        rms = rewards.pow(2).mean(0).sqrt()
+        if self.cfg.reward_norm == "agent" and rms.mean() > 1e-6:
+            self.reward_weight = 1.0 / rms.clamp_min(0.01 * rms.mean())
+        else:
+            self.reward_weight = torch.ones(rewards.shape[1])
 
     # ---- acting ------------------------------------------------------------------------
     @torch.no_grad()
@@ -112,26 +143,24 @@ class Learner:
         ``use_q=False`` (critic warm-up) leaves the Q term out of the actor loss of an imitating
         algorithm: the actor keeps imitating until the critic has learned from its own data.
         """
-        metrics = self._update_critic(batch) if self.critic is not None else {}
+        metrics = self.update_critic(batch) if self.critic is not None else {}
         self.n_updates += 1
         if self.n_updates % self.algo.policy_delay == 0:
             metrics.update(self._update_actor(batch, imitation, beta, use_q or not self.algo.imitation))
             if self.critic is not None:
-                _soft_update(self.critic_target, self.critic, self.cfg.tau)
                 _soft_update(self.actor_target, self.actor, self.cfg.tau)
         return metrics
 
-    def pretrain(self, batch, imitation):
-        """One step on demonstrations only: actor by imitation, critic (if batch) by TD; targets follow."""
-        metrics = self._update_critic(batch) if batch is not None and self.critic is not None else {}
-        il = self.actor.imitation_loss(*imitation).mean()
+    def pretrain_actor(self, imitation):
+        """One imitation step on (obs, expert action); the actor target follows."""
+        il = imitation_distance(self.actor, *imitation, self.cfg.imitation_loss).mean()
         _step(self.actor_opt, il, self.actor, self.cfg.max_grad_norm)
         if self.critic is not None:
-            _soft_update(self.critic_target, self.critic, self.cfg.tau)
             _soft_update(self.actor_target, self.actor, self.cfg.tau)
-        return {**metrics, "imitation_loss": il.item(), "actor_loss": il.item()}
+        return {"imitation_loss": il.item(), "actor_loss": il.item()}
 
-    def _update_critic(self, b):
+    def update_critic(self, b):
+        """One TD step of the critics on batch ``b`` (with 'discount'); critic targets follow."""
         cfg = self.cfg
         with torch.no_grad():
             if self.algo.entropy:
@@ -143,36 +172,40 @@ class Learner:
             q_next = self.critic_target(b["next_obs"], next_act, b.get("next_state")).min(dim=0).values
             if next_logp is not None:
                 q_next = q_next - cfg.entropy_coef * next_logp
-            target = cfg.reward_scale * b["rew"] + cfg.gamma * (1.0 - b["done"]).unsqueeze(-1) * q_next
+            target = cfg.reward_scale * self.reward_weight * b["rew"] + b["discount"].unsqueeze(-1) * q_next
         q = self.critic(b["obs"], b["act"], b.get("state"))
         loss = td_loss(q, target)
         _step(self.critic_opt, loss, self.critic, cfg.max_grad_norm)
+        _soft_update(self.critic_target, self.critic, cfg.tau)
         return {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
 
+    def fit_critic_mc(self, obs, act, returns):
+        """One regression step of every critic onto Monte-Carlo returns (B, N) of the actions ``act``."""
+        target = self.cfg.reward_scale * self.reward_weight * returns
+        loss = td_loss(self.critic(obs, act), target)
+        _step(self.critic_opt, loss, self.critic, self.cfg.max_grad_norm)
+        return {"critic_mc_loss": loss.item() / self.algo.n_critics}
+
+    @torch.no_grad()
+    def q_values(self, obs, act, state=None):
+        """Q_1 (T, N) of the first critic for observations (T, N, F) and joint actions (T, N, A)."""
+        as_t = lambda x: None if x is None else torch.as_tensor(x, dtype=torch.float32)
+        return self.critic.first(as_t(obs), as_t(act), as_t(state)).numpy()
+
     def _update_actor(self, b, imitation, beta, use_q=True):
-        loss, metrics = 0.0, {}
         if self.algo.rl and use_q:
-            act, logp = self.actor.sample(b["obs"])
-            self.critic.requires_grad_(False)  # the actor step must not leave gradients in the critic
-            q = self.critic.first(b["obs"], b["act"], b.get("state"), act_self=act)
-            self.critic.requires_grad_(True)
-            rl = -q / q.abs().mean().detach().clamp_min(1e-6) if self.algo.imitation and self.cfg.q_normalize else -q
-            if self.algo.entropy:
-                rl = rl + self.cfg.entropy_coef * logp
-            loss = rl.mean()
-            metrics["actor_q"] = q.mean().item()
-        if self.algo.imitation:
-            obs_e, act_e = imitation
-            il = self.actor.imitation_loss(obs_e, act_e).mean()
-            loss = loss + (beta if self.algo.rl and use_q else 1.0) * il
-            metrics["imitation_loss"] = il.item()
+            loss, metrics = OBJECTIVES[self.cfg.actor_objective](self, b, imitation, beta)
+        else:  # behaviour cloning, or an imitating algorithm before its critic is trusted
+            loss = imitation_distance(self.actor, *imitation, self.cfg.imitation_loss).mean()
+            metrics = {"imitation_loss": loss.item()}
         _step(self.actor_opt, loss, self.actor, self.cfg.max_grad_norm)
         metrics["actor_loss"] = loss.item()
         return metrics
 
     # ---- checkpointing -----------------------------------------------------------------
     def state_dict(self):
-        sd = {"actor": self.actor.state_dict(), "actor_opt": self.actor_opt.state_dict(), "n_updates": self.n_updates}
+        sd = {"actor": self.actor.state_dict(), "actor_opt": self.actor_opt.state_dict(), "n_updates": self.n_updates,
+              "reward_weight": self.reward_weight}
         if self.critic is not None:
             sd.update(critic=self.critic.state_dict(), critic_target=self.critic_target.state_dict(),
                       actor_target=self.actor_target.state_dict(), critic_opt=self.critic_opt.state_dict())
@@ -180,6 +213,7 @@ class Learner:
 
     def load_state_dict(self, sd):
         self.n_updates = int(sd["n_updates"])
+        self.reward_weight = sd.get("reward_weight")
         for name in ("actor", "actor_opt", "critic", "critic_target", "actor_target", "critic_opt"):
             if getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(sd[name])

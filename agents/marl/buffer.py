@@ -1,10 +1,14 @@
-"""Replay buffer of batched multi-agent transitions and a demonstration set, numpy storage.
+"""Replay buffer of batched multi-agent transitions, demonstrations, and the expert labels, numpy storage.
 
-One transition holds every agent: obs (N, F), act (N, A), rew (N,), next_obs (N, F), done,
-optionally the expert's action (N, A) for the same observation, and the global state (S,)
-before and after.  Sampling uses the buffer's own seeded generator, whose state is saved with
-the contents, so a resumed run draws the same batches.  ``prefill`` puts transitions (the
-expert's demonstrations, as in DDPGfD) at the front, where new transitions never overwrite them.
+One transition holds every agent: obs (N, F), act (N, A), rew (N,), next_obs (N, F), done, and
+optionally the global state (S,) before and after.  Sampling uses the buffer's own seeded
+generator, whose state is saved with the contents, so a resumed run draws the same batches.
+``prefill`` puts transitions (the expert's demonstrations, as in DDPGfD) at the front, where new
+transitions never overwrite them.  ``sample(n_step=n)`` returns n-step transitions read off the
+stored trajectory: the rewards of up to n consecutive transitions, cut at an episode's end and
+at the newest transition, with the discount to bootstrap from the last one's next observation.
+``LabelSet`` holds (observation, expert action) pairs for the imitation term: the
+demonstrations plus the online expert's labels of visited states (DAgger's aggregated data).
 """
 
 import json
@@ -17,12 +21,10 @@ from simulators.validation import ConfigError
 
 
 class ReplayBuffer:
-    def __init__(self, capacity, n_agents, obs_dim, act_dim, state_dim=0, expert=False, seed=0):
+    def __init__(self, capacity, n_agents, obs_dim, act_dim, state_dim=0, seed=0):
         self.capacity = int(capacity)
         shapes = {"obs": (n_agents, obs_dim), "act": (n_agents, act_dim), "rew": (n_agents,),
                   "next_obs": (n_agents, obs_dim), "done": ()}
-        if expert:
-            shapes["expert_act"] = (n_agents, act_dim)
         if state_dim:
             shapes["state"] = shapes["next_state"] = (state_dim,)
         self.shapes = shapes
@@ -71,10 +73,32 @@ class ReplayBuffer:
         idx = np.where(idx < self.kept, idx + ring, idx) if self.kept else idx % self.capacity
         return self.data[key][idx]
 
-    def sample(self, batch_size):
-        """Dict of float32 tensors, each (batch, ...)."""
+    def sample(self, batch_size, n_step=1, gamma=1.0):
+        """Dict of float32 tensors, each (batch, ...): the stored fields, with ``rew`` the discounted
+        sum over up to ``n_step`` transitions, ``next_obs``/``next_state``/``done`` those of the last
+        one, and ``discount`` (batch,) = gamma^steps * (1 - done) to bootstrap with."""
         idx = self.rng.integers(0, self.size, size=batch_size)
-        return {k: torch.from_numpy(v[idx]) for k, v in self.data.items()}
+        rew, last, steps = self.data["rew"][idx].copy(), idx.copy(), np.ones(batch_size)
+        for k in range(1, n_step):
+            nxt = self._next(last)
+            alive = (self.data["done"][last] == 0) & (nxt != self.ptr) & (nxt < self.size)
+            if not alive.any():
+                break
+            last = np.where(alive, nxt, last)
+            rew += alive[:, None] * gamma ** k * self.data["rew"][last]
+            steps += alive
+        batch = {k: torch.from_numpy(v[idx]) for k, v in self.data.items()}
+        for key in ("next_obs", "next_state", "done"):
+            if key in self.data:
+                batch[key] = torch.from_numpy(self.data[key][last])
+        batch["rew"] = torch.from_numpy(rew)
+        batch["discount"] = torch.from_numpy((gamma ** steps * (1.0 - self.data["done"][last])).astype(np.float32))
+        return batch
+
+    def _next(self, idx):
+        """The slot written after ``idx``: the next row of the kept (prefilled) block, else ring order."""
+        ring_next = np.where(idx + 1 >= self.capacity, self.kept, idx + 1)
+        return np.where(idx < self.kept, idx + 1, ring_next)
 
     def state_dict(self):
         arrays = {k: v[: self.size] for k, v in self.data.items()}
@@ -142,16 +166,61 @@ class Demonstrations:
         return {"obs": self.obs, "act": self.actions, "rew": rew, "next_obs": next_obs,
                 "done": last.astype(np.float32)}
 
+    def returns_to_go(self, gamma=1.0):
+        """(T, N) discounted return from each step to the end of its episode (the Monte-Carlo value
+        of the expert's own action there)."""
+        tr = self.transitions()
+        out, acc = np.zeros_like(tr["rew"]), np.zeros(tr["rew"].shape[1], np.float32)
+        for t in range(len(out) - 1, -1, -1):
+            acc = tr["rew"][t] + gamma * (1.0 - tr["done"][t]) * acc
+            out[t] = acc
+        return out
+
     def __len__(self):
         return len(self.obs)
 
+
+class LabelSet:
+    """(observation (N, F), expert action (N, A)) pairs: the demonstrations, then labels added online.
+
+    ``sample`` draws uniformly from all of them with its own seeded generator; ``state_dict``
+    holds that generator and the added labels, so a resumed run continues with the same data.
+    """
+
+    def __init__(self, n_agents, obs_dim, act_dim, demos=None, seed=0):
+        self.fixed = 0 if demos is None else len(demos)
+        self.obs = np.zeros((max(self.fixed, 1) * 2, n_agents, obs_dim), np.float32)
+        self.actions = np.zeros((len(self.obs), n_agents, act_dim), np.float32)
+        if demos is not None:
+            self.obs[:self.fixed], self.actions[:self.fixed] = demos.obs, demos.actions
+        self.size = self.fixed
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return self.size
+
+    def add(self, obs, actions):
+        """Append one labelled state: obs (N, F), the expert's actions (N, A)."""
+        if self.size == len(self.obs):  # grow by doubling
+            self.obs = np.concatenate([self.obs, np.zeros_like(self.obs)])
+            self.actions = np.concatenate([self.actions, np.zeros_like(self.actions)])
+        self.obs[self.size], self.actions[self.size] = obs, actions
+        self.size += 1
+
     def sample(self, batch_size):
         """(obs (batch, N, F), expert actions (batch, N, A)) as tensors."""
-        idx = self.rng.integers(0, len(self.obs), size=batch_size)
+        if not self.size:
+            raise ValueError("LabelSet.sample: no labels yet")
+        idx = self.rng.integers(0, self.size, size=batch_size)
         return torch.from_numpy(self.obs[idx]), torch.from_numpy(self.actions[idx])
 
     def state_dict(self):
-        return {"rng": self.rng.bit_generator.state}
+        added = slice(self.fixed, self.size)
+        return {"rng": self.rng.bit_generator.state, "obs": torch.from_numpy(self.obs[added].copy()),
+                "actions": torch.from_numpy(self.actions[added].copy())}
 
     def load_state_dict(self, sd):
         self.rng.bit_generator.state = sd["rng"]
+        self.size = self.fixed
+        for obs, act in zip(sd.get("obs", torch.zeros(0)).numpy(), sd.get("actions", torch.zeros(0)).numpy()):
+            self.add(obs, act)

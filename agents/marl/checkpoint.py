@@ -2,7 +2,7 @@
 
 checkpoint.pt holds the learner (actor, critics, targets, optimizers, update counter), the RNG
 states of torch, numpy (the global one and the run's Generator) and python, the demonstration
-sampler's state and the loop's counters; buffer.npz holds the replay contents and the buffer's
+sampler's state with the labels added online, and the loop's counters; buffer.npz holds the replay contents and the buffer's
 sampling generator.  Both are written under temporary names and renamed together, so a crash
 never leaves a checkpoint next to a buffer of another step.  Everything loads with
 ``torch.load(weights_only=True)``.
@@ -16,13 +16,13 @@ import torch
 from simulators.validation import ConfigError
 
 
-def save_checkpoint(run_dir, learner, buffer, demos, rng, loop):
+def save_checkpoint(run_dir, learner, buffer, labels, rng, loop):
     """Write checkpoint.pt and buffer.npz into ``run_dir``; ``loop``: the loop's own counters."""
     state = {
         "learner": learner.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "numpy_global": _numpy_global_state(),
                 "numpy": rng.bit_generator.state, "python": random.getstate()},
-        "demos": demos.state_dict() if demos is not None else None,
+        "labels": labels.state_dict(),
         "loop": loop,
     }
     torch.save(state, run_dir / "checkpoint.tmp")
@@ -31,7 +31,7 @@ def save_checkpoint(run_dir, learner, buffer, demos, rng, loop):
     (run_dir / "checkpoint.tmp").replace(run_dir / "checkpoint.pt")
 
 
-def load_checkpoint(run_dir, learner, buffer, demos, rng):
+def load_checkpoint(run_dir, learner, buffer, labels, rng):
     """Restore what save_checkpoint wrote (in place) and return the loop's counters."""
     path = run_dir / "checkpoint.pt"
     if not path.is_file() or not (run_dir / "buffer.npz").is_file():
@@ -39,8 +39,7 @@ def load_checkpoint(run_dir, learner, buffer, demos, rng):
     state = torch.load(path, weights_only=True)
     learner.load_state_dict(state["learner"])
     buffer.load(run_dir / "buffer.npz")
-    if demos is not None:
-        demos.load_state_dict(state["demos"])
+    labels.load_state_dict(state["labels"])
     torch.set_rng_state(state["rng"]["torch"])
     glob = state["rng"]["numpy_global"]
     np.random.set_state({**glob, "state": {**glob["state"], "key": np.array(glob["state"]["key"], np.uint32)}})

@@ -88,10 +88,12 @@ class Actor(nn.Module):
 
     ``head='gaussian'``: a ~ low + (tanh(u) + 1)/2 (high - low), u ~ N(mu, sigma) (reparameterized);
     ``head='deterministic'``: u = mu.  ``mean_action`` is the deterministic action of both.
+    ``min_std`` is added to the Gaussian's standard deviation, a floor that keeps it exploring.
     """
 
     def __init__(self, n_agents, obs_dim, act_dim, hidden=(64, 64), head="gaussian", shared=False,
-                 id_embed_dim=8, action_low=ACTION_LOW, action_high=ACTION_HIGH, log_std_bounds=(-5.0, 1.0)):
+                 id_embed_dim=8, action_low=ACTION_LOW, action_high=ACTION_HIGH, log_std_bounds=(-5.0, 1.0),
+                 min_std=0.0):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head: {head!r} is not one of {list(HEADS)}")
@@ -100,13 +102,15 @@ class Actor(nn.Module):
                              f"{len(action_high)}")
         self.spec = dict(n_agents=n_agents, obs_dim=obs_dim, act_dim=act_dim, hidden=list(hidden), head=head,
                          shared=shared, id_embed_dim=id_embed_dim, action_low=list(map(float, action_low)),
-                         action_high=list(map(float, action_high)), log_std_bounds=list(log_std_bounds))
+                         action_high=list(map(float, action_high)), log_std_bounds=list(log_std_bounds),
+                         min_std=float(min_std))
         self.n_agents, self.obs_dim, self.act_dim, self.head = n_agents, obs_dim, act_dim, head
         out = 2 * act_dim if head == "gaussian" else act_dim
         self.body = AgentMLP(n_agents, obs_dim, out, hidden, shared=shared, id_embed_dim=id_embed_dim)
         self.register_buffer("low", torch.tensor(action_low, dtype=torch.float32))
         self.register_buffer("high", torch.tensor(action_high, dtype=torch.float32))
         self.log_std_bounds = log_std_bounds
+        self.min_std = float(min_std)
 
     def forward(self, obs, agent_ids=None):
         """Pre-squash mean mu (B, n, A) and log-std (B, n, A) (None for a deterministic head)."""
@@ -136,7 +140,7 @@ class Actor(nn.Module):
         mu, log_std = self(obs, agent_ids)
         if log_std is None:
             return self.scale(torch.tanh(mu)), None
-        std = log_std.exp()
+        std = self.std(log_std)
         u = mu + std * torch.randn_like(mu)
         t = torch.tanh(u)
         log_prob = torch.distributions.Normal(mu, std).log_prob(u)
@@ -144,16 +148,21 @@ class Actor(nn.Module):
         log_prob = log_prob - torch.log((1.0 - t.pow(2)).clamp_min(1e-6)) - torch.log(0.5 * (self.high - self.low))
         return self.scale(t), log_prob.sum(-1)
 
-    def imitation_loss(self, obs, expert_action, agent_ids=None):
-        """Distance to expert actions (B, n) in the normalized [-1, 1] action space.
+    def std(self, log_std):
+        """Standard deviation (before tanh) of the Gaussian head: exp(log_std) + min_std."""
+        return log_std.exp() + self.min_std
+
+    def imitation_loss(self, obs, expert_action, agent_ids=None, spread=True):
+        """Distance to expert actions (B, n), summed over action dimensions, normalized [-1, 1] space.
 
         Gaussian head: W2² between the policy and the deterministic expert, the squashed policy
         taken as the Gaussian N(tanh mu, (sigma (1 - tanh² mu))²) (first-order delta method);
-        deterministic head: squared error.
+        ``spread=False`` or a deterministic head: the squared error of the mean.
         """
         check_shape("expert_action", expert_action, (None, obs.shape[1], self.act_dim))
         mu, log_std = self(obs, agent_ids)
         m = torch.tanh(mu)
         target = self.normalize(expert_action)
-        sigma = torch.zeros_like(m) if log_std is None else log_std.exp() * (1.0 - m.pow(2))
-        return wasserstein_imitation(m, sigma, target)
+        if log_std is None or not spread:
+            return wasserstein_imitation(m, torch.zeros_like(m), target)
+        return wasserstein_imitation(m, self.std(log_std) * (1.0 - m.pow(2)), target)

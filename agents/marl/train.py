@@ -1,22 +1,28 @@
-"""Train prosumer actors with multi-agent RL, CleanRL style: config, seeding, rollout, update, log, checkpoint.
+"""Train prosumer actors with multi-agent RL, CleanRL style: config, seeding, rollout, update, logging, checkpoint.
 
     python -m agents.marl.train --algo imitative_diffattn --env-options '{"max_prosumers": 8}' \\
         --expert policy:rule --total-steps 20000
     python -m agents.marl.train --resume results/<run> --total-steps 40000   # continue a run
 
 One environment step moves every prosumer by 15 minutes; an episode is a day (96 steps).
-With demonstrations (``--demos``) the proposed method can start from the expert: ``--demo-replay``
-keeps them in the replay buffer for good (DDPGfD), ``--pretrain-steps`` imitates them (and fits the
-critic to them) before the first environment step, and ``--critic-warmup-steps`` keeps the Q term
-out of the actor loss until the critic has learned from the actors' own transitions.
+The expert enters three ways: demonstrations (``--demos``; ``--demo-replay`` keeps them in the
+replay buffer for good, DDPGfD), pretraining on them (``--pretrain-steps`` of actor imitation, then
+up to ``--critic-pretrain-steps`` of TD on their replay until the TD error settles), and online
+labels of the states the actors visit (``--expert policy:expert``: the joint expert planned from
+the visited state, DAgger).  ``--critic-warmup-steps`` keeps the Q term out of the actor loss until
+the critic has learned from the actors' own transitions.  The actor is evaluated every
+``--eval-every`` steps on validation days (never test days); ``--keep-best`` keeps the best actor,
+``--early-stop-patience`` stops when it has not improved for that many evaluations, and every
+evaluation logs how well the first critic's Q matches the Monte-Carlo return (q_bias, q_corr).
+
 Everything lands in results/<scenario>__<algo>__<seed>__<timestamp>/: config.json,
-progress.csv (means per ``log_every`` steps; ``wall_s``: seconds of the run so far, pretraining
-and resumes included), checkpoint.pt + buffer.npz (resume) and actor.pt (for ``--policy actor``).
-A resumed run continues identically to an uninterrupted one: the checkpoint holds networks,
-targets, optimizers, buffer, every RNG state and the step counter; the current episode is
-restored by resetting the environment with its seed and replaying its actions from the buffer
-(exact when the environment is deterministic in its seed and the actions; a replay that differs
-only at solver tolerance continues with a warning).
+progress.csv (runlog.LOG_COLUMNS; means per ``log_every`` steps), checkpoint.pt + buffer.npz
+(resume), actor.pt (for ``--policy actor``), best.json and actor_last.pt with keep_best,
+snapshots/actor_<step>.pt with ``--snapshot-every``.  A resumed run continues identically to an
+uninterrupted one: the checkpoint holds networks, targets, optimizers, buffer, labels, every RNG
+state and the counters; the current episode is restored by resetting the environment with its
+seed and replaying its actions from the buffer (exact when the environment is deterministic in
+its seed and the actions; a replay that differs only at solver tolerance continues with a warning).
 """
 
 import argparse
@@ -26,7 +32,7 @@ import random
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,153 +40,19 @@ import torch
 from tqdm import tqdm
 
 from agents.marl.algorithms import ALGORITHMS, Learner
-from agents.marl.buffer import Demonstrations, ReplayBuffer
+from agents.marl.buffer import Demonstrations, LabelSet, ReplayBuffer
 from agents.marl.checkpoint import load_checkpoint, save_checkpoint
-from agents.marl.losses import SCHEDULES, anneal
+from agents.marl.config import CLI_CHOICES, TrainConfig, validate
+from agents.marl.losses import anneal
 from agents.marl.policy import save_actor
+from agents.marl.runlog import Clock, LogAccumulator
 from simulators.prosumer.interface import OBS_FIELDS
 from simulators.recorder.recorder import new_run_dir as make_run_dir
-from simulators.validation import ConfigError, check_choice, check_range
+from simulators.validation import ConfigError
 
-LOG_COLUMNS = ("step", "episodes", "episode_return", "critic_loss", "q_mean", "actor_loss", "actor_q",
-               "imitation_loss", "beta", "eval_return", "sps", "wall_s")
-
-
-@dataclass
-class TrainConfig:
-    scenario: str = "ieee33"
-    """name of the training scenario; the first part of the run folder's name"""
-    algo: str = "imitative_diffattn"
-    """algorithm: a name from ALGORITHMS (imitative_diffattn | matd3 | maddpg | maac | iddpg | bc)"""
-    seed: int = 0
-    """seeds torch, numpy, python, the replay buffer, the episode draws and the environment"""
-    env_options: dict = field(default_factory=dict)
-    """agents.env.EnvConfig overrides as JSON, e.g. '{"network": "ieee33", "max_prosumers": 8}'"""
-    eval_days: str = "test"
-    """days of the evaluation environment (EnvConfig.days)"""
-    total_steps: int = 20_000
-    """environment steps to train for (one step = every agent acts once)"""
-    expert: str = ""
-    """online expert labels for every visited state: '' (none) | 'policy:<name>' (POLICIES); e.g. policy:expert, policy:rule"""
-    demos: str = ""
-    """expert demonstrations, .npz with obs (T, N, F) and actions (T, N, A); used when no online expert"""
-    demo_replay: bool = False
-    """keep the demonstrations in the replay buffer for good, as DDPGfD (needs demos with rewards, a critic without global state)"""
-    pretrain_steps: int = 0
-    """gradient steps on the demonstrations before the first environment step: actor by imitation, critic by TD on the demonstration replay"""
-    critic_warmup_steps: int = 0
-    """environment steps after learning_starts in which the critic learns but the actor only imitates (Q term off)"""
-    warmup_with_expert: bool = True
-    """act with the online expert until learning_starts (without one: the pretrained actor, else uniformly at random)"""
-    learning_starts: int = 960
-    """environment steps collected before the first update"""
-    buffer_size: int = 100_000
-    """replay capacity in environment steps"""
-    batch_size: int = 256
-    """transitions per gradient step"""
-    update_every: int = 1
-    """environment steps between update rounds"""
-    updates_per_round: int = 1
-    """gradient steps per update round"""
-    gamma: float = 0.99
-    """discount per 15-minute step"""
-    tau: float = 0.005
-    """Polyak factor of the target networks"""
-    actor_lr: float = 3e-4
-    """actor learning rate (Adam)"""
-    critic_lr: float = 1e-3
-    """critic learning rate (Adam)"""
-    max_grad_norm: float = 10.0
-    """gradient-norm clip (0 = off)"""
-    reward_scale: float = 1.0
-    """rewards are multiplied by this in the TD target"""
-    exploration_noise: float = 0.1
-    """std of the Gaussian exploration noise of deterministic actors, in normalized [-1, 1] units"""
-    policy_noise: float = 0.2
-    """std of the target policy smoothing noise (TD3), normalized units"""
-    noise_clip: float = 0.5
-    """clip of the target policy smoothing noise, normalized units"""
-    entropy_coef: float = 0.01
-    """entropy weight α of soft-Q algorithms (maac)"""
-    imitation_start: float = 1.0
-    """imitation weight β at step 0"""
-    imitation_end: float = 0.1
-    """imitation weight β after imitation_anneal_steps"""
-    imitation_schedule: str = "linear"
-    """annealing of β: constant | linear | cosine | exponential"""
-    imitation_anneal_steps: int = 20_000
-    """environment steps over which β moves from start to end"""
-    q_normalize: bool = True
-    """divide the actor's Q term by mean|Q| when imitation is on (as TD3+BC)"""
-    actor_hidden: int = 64
-    """width of the actor's hidden layers"""
-    actor_layers: int = 2
-    """hidden layers of the actor"""
-    shared_actor: bool = False
-    """one actor network for all agents plus an agent-id embedding (False: weights per agent)"""
-    critic_hidden: int = 128
-    """width of the MLP and local critics"""
-    embed_dim: int = 64
-    """embedding width of the attention critics"""
-    n_heads: int = 4
-    """attention heads"""
-    attn_depth: int = 0
-    """layer index giving the differential attention's λ_init = 0.8 - 0.6 exp(-0.3 depth)"""
-    critic_neighbourhood: str = "all"
-    """attention critics: all (every agent attends to every other: O(N²)) | feeder (within its feeder, plus over the feeders' means: for thousands of agents)"""
-    log_every: int = 500
-    """environment steps per progress.csv row"""
-    eval_every: int = 0
-    """environment steps between deterministic evaluation episodes (0 = only at the end)"""
-    eval_episodes: int = 1
-    """episodes per evaluation (0 = no evaluation)"""
-    keep_best: bool = False
-    """actor.pt is the actor of the best evaluation (pretrained one at step 0 included; the latest: actor_last.pt); needs eval_days other than 'test'"""
-    checkpoint_every: int = 5_000
-    """environment steps between checkpoints (one is always written at the end)"""
-    results_dir: str = "results"
-    """parent folder of the run folder"""
-    run_name: str = ""
-    """run folder name; empty = <scenario>__<algo>__<seed>__<timestamp>"""
-    threads: int = 2
-    """torch CPU threads"""
-    progress: bool = True
-    """show a progress bar"""
-
-
-def validate(cfg):
-    """Check every field before anything runs; raises ConfigError naming field, value, allowed range."""
-    check_choice("algo", cfg.algo, ALGORITHMS)
-    check_choice("imitation_schedule", cfg.imitation_schedule, SCHEDULES)
-    check_choice("critic_neighbourhood", cfg.critic_neighbourhood, NEIGHBOURHOODS)
-    if cfg.critic_neighbourhood != "all" and ALGORITHMS[cfg.algo].critic not in NEIGHBOURHOOD_CRITICS:
-        raise ConfigError(f"critic_neighbourhood: {cfg.critic_neighbourhood!r} needs an attention critic; algo "
-                          f"{cfg.algo!r} has {ALGORITHMS[cfg.algo].critic or 'none'!r} (allowed: all)")
-    for name in ("total_steps", "batch_size", "buffer_size", "update_every", "updates_per_round", "log_every",
-                 "actor_hidden", "actor_layers", "critic_hidden", "embed_dim", "n_heads", "threads"):
-        check_range(name, getattr(cfg, name), 1, 10**9)
-    for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "attn_depth", "pretrain_steps",
-                 "critic_warmup_steps",
-                 "imitation_anneal_steps"):
-        check_range(name, getattr(cfg, name), 0, 10**9)
-    check_range("gamma", cfg.gamma, 0.0, 1.0)
-    check_range("tau", cfg.tau, 0.0, 1.0, lo_open=True)
-    if not isinstance(cfg.env_options, dict):
-        raise ConfigError(f"env_options: {cfg.env_options!r} must be a JSON object")
-    if cfg.expert and not cfg.expert.startswith("policy:"):
-        raise ConfigError(f"expert: {cfg.expert!r} is not one of '', 'policy:<name>'")
-    if cfg.keep_best and (not cfg.eval_episodes or cfg.eval_days == "test"):
-        raise ConfigError(f"keep_best: selects the actor on evaluation episodes; needs eval_episodes > 0 (got "
-                          f"{cfg.eval_episodes}) and eval_days other than 'test' (got {cfg.eval_days!r}), so that "
-                          f"the held-out test days stay unseen")
-    algo = ALGORITHMS[cfg.algo]
-    if (cfg.pretrain_steps or cfg.demo_replay) and not cfg.demos:
-        raise ConfigError("demos: pretrain_steps > 0 and demo_replay learn from demonstrations; give demos (.npz)")
-    if cfg.demo_replay and (not algo.critic or algo.needs_state):
-        raise ConfigError(f"demo_replay: algo {cfg.algo!r} has {'no critic' if not algo.critic else 'a critic that reads'}"
-                          f"{'' if not algo.critic else ' the global state, which demonstrations do not hold'}; "
-                          f"allowed with: {sorted(k for k, a in ALGORITHMS.items() if a.critic and not a.needs_state)}")
-    return cfg
+__all__ = ["TrainConfig", "evaluate", "make_env", "make_expert", "train"]
+SETTLE_WINDOW = 100
+"""critic pretraining compares the mean TD loss of consecutive windows of this many steps"""
 
 
 # ---- environment and expert ------------------------------------------------------------
@@ -197,20 +69,25 @@ def make_env(cfg, evaluation=False):
 
 
 def make_expert(cfg, env):
-    """Online expert ``f(obs (N, F)) -> actions (N, A)`` named by cfg.expert, or None."""
+    """Online expert ``f(obs (N, F)) -> actions (N, A)`` for the state ``env`` is in, or None.
+
+    'policy:expert' plans the joint expert from the environment's own state (StateExpert: labels
+    of the states the actors visit); any other policy acts on the observation alone.
+    """
     if not cfg.expert:
         return None
+    name = cfg.expert.split(":", 1)[1]
+    if name == "expert":
+        from agents.expert.policy import StateExpert
+
+        labeller = StateExpert(env, cfg.expert_options)
+        return lambda obs: labeller.label(env)
     from simulators.prosumer.policies import PolicyContext, make_policy
 
-    policy = make_policy(cfg.expert.split(":", 1)[1],
-                         PolicyContext(specs=env.specs, tariff=env.tariff, seed=cfg.seed,
-                                       network=env.cfg.network))
+    policy = make_policy(name, PolicyContext(specs=env.specs, tariff=env.tariff, seed=cfg.seed,
+                                             network=env.cfg.network, options=dict(cfg.expert_options)))
     ids = np.arange(env.n_agents)
     return lambda obs: policy.act(obs, ids)
-
-
-NEIGHBOURHOODS = ("all", "feeder")
-NEIGHBOURHOOD_CRITICS = ("diffattn", "softmax_attn")
 
 
 def critic_groups(cfg, env):
@@ -222,132 +99,297 @@ def critic_groups(cfg, env):
     return feeder_groups(env.net, [s.bus for s in env.specs])
 
 
-# ---- the run folder --------------------------------------------------------------------
+# ---- the state of a run ----------------------------------------------------------------
+@dataclass
+class Run:
+    """Everything train() moves along: the parts, the counters, the current episode."""
+
+    cfg: TrainConfig
+    env: object
+    eval_env: object
+    eval_days: list
+    learner: Learner
+    buffer: ReplayBuffer
+    labels: LabelSet
+    expert: object
+    rng: np.random.Generator
+    dir: Path = None
+    step: int = 0
+    episode: dict = None
+    obs: np.ndarray = None
+    log: LogAccumulator = None
+    best: dict = None
+    clock: Clock = None
+    stopped: bool = False
+
+    @property
+    def algo(self):
+        return self.learner.algo
+
+
+def seed_everything(cfg):
+    torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    return np.random.default_rng(cfg.seed)  # episode seeds and random warm-up actions
+
+
+def setup(cfg, make_env, expert_fn, resume):
+    """Environments, expert, learner, buffer and labels; a fresh run folder (pretrained) or a resumed one."""
+    rng = seed_everything(cfg)
+    algo = ALGORITHMS[cfg.algo]
+    env = make_env(cfg, False)
+    expert = expert_fn or make_expert(cfg, env)
+    if algo.imitation and expert is None and not cfg.demos:
+        raise ConfigError(f"algo: {cfg.algo!r} imitates an expert; give expert or demos")
+    if algo.online_labels and expert is None:
+        raise ConfigError(f"expert: algo {cfg.algo!r} learns from the expert's labels of the states it visits; "
+                          f"give expert, e.g. 'policy:expert'")
+    n, f, a = env.n_agents, env.obs_dim, env.act_dim
+    low, high = _action_bounds(env)
+    episode = {"seed": int(rng.integers(2**31)), "t": 0, "return": np.zeros(n), "count": 0}
+    obs = env.reset_batch(seed=episode["seed"])  # (a resumed run replaces both from its checkpoint)
+    state_dim = len(env.state()) if algo.needs_state else 0
+    learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist(),
+                      groups=critic_groups(cfg, env))
+    demos = Demonstrations(cfg.demos, n, f, a) if cfg.demos else None
+    kept = len(demos) if cfg.demo_replay else 0
+    eval_env = make_env(cfg, True) if cfg.eval_episodes else None
+    run = Run(cfg, env, eval_env, _eval_days(eval_env, cfg.eval_episodes), learner,
+              ReplayBuffer(cfg.buffer_size + kept, n, f, a, state_dim, seed=cfg.seed),
+              LabelSet(n, f, a, demos, seed=cfg.seed + 1), expert, rng, log=LogAccumulator(),
+              episode=episode, obs=obs, best={"eval_return": -float("inf"), "step": -1, "stale": 0}, clock=Clock())
+    if resume:
+        run.dir = Path(resume)
+        _load(run)
+        run.obs = _restore_episode(env, run.episode, run.buffer)
+        return run
+    run.dir = new_run_dir(cfg)
+    pretrain(run, demos)
+    snapshot(run)
+    if cfg.eval_episodes and cfg.keep_best:  # the starting (pretrained) actor is a candidate too
+        evaluate_and_keep(run)
+    if run.log.sums:  # row 0: pretraining and the first evaluation
+        run.log.write(run.dir / "progress.csv", step=0, episodes=0, sps=float("nan"), labels=len(run.labels),
+                      wall_s=run.clock())
+    return run
+
+
 def new_run_dir(cfg):
     path = make_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, cfg.algo, cfg.seed)
     (path / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     return path
 
 
+def pretrain(run, demos):
+    """Demonstration replay into the buffer; actor imitation; the critics regressed onto the demonstrations'
+    Monte-Carlo returns until that error settles (then the targets start from them)."""
+    cfg, learner = run.cfg, run.learner
+    if cfg.demo_replay:
+        run.buffer.prefill(**demos.transitions())
+    for _ in range(cfg.pretrain_steps):
+        run.log.add(**learner.pretrain_actor(run.labels.sample(cfg.batch_size)))
+    if not cfg.critic_pretrain_steps:
+        return
+    learner.fit_reward_norm(run.buffer.data["rew"][:len(run.buffer)])
+    returns, rng = torch.from_numpy(demos.returns_to_go(cfg.gamma)), np.random.default_rng(cfg.seed + 2)
+    obs, act = torch.from_numpy(demos.obs), torch.from_numpy(demos.actions)
+    losses = []
+    while len(losses) < cfg.critic_pretrain_steps and not _settled(losses, cfg.critic_pretrain_tol):
+        idx = torch.from_numpy(rng.integers(len(demos), size=cfg.batch_size))
+        losses.append(learner.fit_critic_mc(obs[idx], act[idx], returns[idx])["critic_mc_loss"])
+    learner.critic_target.load_state_dict(learner.critic.state_dict())
+    learner.actor_target.load_state_dict(learner.actor.state_dict())
+    run.log.add(critic_pretrain_steps=len(losses), critic_mc_loss=float(np.mean(losses[-SETTLE_WINDOW:])))
+
+
+def _settled(losses, tol):
+    """Whether the mean TD loss of the last SETTLE_WINDOW steps moved by less than ``tol`` (relative)."""
+    if len(losses) < 2 * SETTLE_WINDOW or len(losses) % SETTLE_WINDOW:
+        return False
+    last, before = np.mean(losses[-SETTLE_WINDOW:]), np.mean(losses[-2 * SETTLE_WINDOW:-SETTLE_WINDOW])
+    return abs(before - last) <= tol * max(before, 1e-12)
+
+
+# ---- the loop ----------------------------------------------------------------------------
 def train(cfg, make_env=make_env, expert_fn=None, resume=None):
     """Train (or continue the run in folder ``resume``) up to cfg.total_steps; return the run folder.
 
     ``make_env(cfg, evaluation)`` builds environments with the batched API (reset_batch, step_batch,
     state, n_agents, obs_dim, act_dim); ``expert_fn(obs) -> actions`` overrides cfg.expert.
     """
-    # ---- config, seeding, environment ---------------------------------------------------
     validate(cfg)
-    clock = _Clock()
-    algo = ALGORITHMS[cfg.algo]
-    torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)  # episode seeds and random warm-up actions
-    env = make_env(cfg, False)
-    expert = expert_fn or make_expert(cfg, env)
-    if algo.imitation and expert is None and not cfg.demos:
-        raise ConfigError(f"algo: {cfg.algo!r} imitates an expert; give expert or demos")
-    n, f, a = env.n_agents, env.obs_dim, env.act_dim
-    low, high = _action_bounds(env)
-    ep = {"seed": int(rng.integers(2**31)), "t": 0, "return": np.zeros(n), "count": 0}
-    obs = env.reset_batch(seed=ep["seed"])
-    state_dim = len(env.state()) if algo.needs_state else 0
-
-    learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist(),
-                      groups=critic_groups(cfg, env))
-    store_labels = algo.imitation and expert is not None  # else the expert only acts during warm-up
-    demos = Demonstrations(cfg.demos, n, f, a, seed=cfg.seed + 1) if cfg.demos else None
-    kept = len(demos) if cfg.demo_replay else 0
-    buffer = ReplayBuffer(cfg.buffer_size + kept, n, f, a, state_dim, expert=store_labels, seed=cfg.seed)
-
-    # ---- fresh run or resume -----------------------------------------------------------
-    step, log, best = 0, _LogAccumulator(), {"eval_return": -float("inf"), "step": -1}
-    eval_env = make_env(cfg, True) if cfg.eval_episodes else None
-    if resume:
-        run_dir = Path(resume)
-        step, ep, log, best, clock.before = _load(run_dir, learner, buffer, demos, rng)
-        obs = _restore_episode(env, ep, buffer)
-    else:
-        run_dir = new_run_dir(cfg)
-        _pretrain(cfg, learner, buffer, demos, log, run_dir, clock)
-        if cfg.keep_best:  # the starting (pretrained) actor is a candidate too
-            _keep_if_best(run_dir, learner, best, evaluate(learner, eval_env, cfg.eval_episodes), 0, env)
-    t_start, step_start = time.perf_counter(), step
-
-    # ---- the loop ----------------------------------------------------------------------
-    bar = tqdm(total=cfg.total_steps, initial=step, disable=not cfg.progress, desc=cfg.algo)
-    while step < cfg.total_steps:
-        # rollout: one step of every agent
-        warmup = step < cfg.learning_starts
-        need_label = store_labels or (warmup and expert is not None and cfg.warmup_with_expert)
-        label = np.asarray(expert(obs), dtype=np.float32) if need_label else None
-        if not warmup or (cfg.pretrain_steps and label is None):
-            action = learner.act(obs, explore=True)
-        elif label is not None and cfg.warmup_with_expert:
-            action = label
-        else:
-            action = rng.uniform(low, high, size=(n, a))
-        action = np.clip(action, low, high).astype(np.float32)  # float32: exactly what the buffer stores
-        transition = {"obs": obs, "act": action}
-        if store_labels:
-            transition["expert_act"] = label
-        if state_dim:
-            transition["state"] = env.state()
-        next_obs, reward, done, _ = env.step_batch(action)
-        if state_dim:
-            transition["next_state"] = env.state()
-        buffer.add(**transition, rew=reward, next_obs=next_obs, done=float(done))
-        ep["t"] += 1
-        ep["return"] += reward
-        obs = next_obs
-        if done:
-            log.add(episode_return=float(ep["return"].mean()))
-            ep.update(seed=int(rng.integers(2**31)), t=0, count=ep["count"] + 1)
-            ep["return"] = np.zeros(n)
-            obs = env.reset_batch(seed=ep["seed"])
-        step += 1
-
-        # update: critic every round, actor every policy_delay-th
-        if step > cfg.learning_starts and step % cfg.update_every == 0:
-            beta = anneal(cfg.imitation_schedule, cfg.imitation_start, cfg.imitation_end, step,
-                          cfg.imitation_anneal_steps)
-            use_q = step > cfg.learning_starts + cfg.critic_warmup_steps
-            for _ in range(cfg.updates_per_round):
-                batch = buffer.sample(cfg.batch_size)
-                imitation = _imitation_batch(algo, batch, demos, cfg.batch_size)
-                log.add(beta=beta, **learner.update(batch, imitation, beta, use_q=use_q))
-
-        # logging, evaluation, checkpoint
-        eval_due = cfg.eval_episodes and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps)
-        if eval_due:
-            eval_return = evaluate(learner, eval_env, cfg.eval_episodes)
-            log.add(eval_return=eval_return)
-            if cfg.keep_best:
-                _keep_if_best(run_dir, learner, best, eval_return, step, env)
-        if step % cfg.log_every == 0 or step == cfg.total_steps:
-            sps = (step - step_start) / max(time.perf_counter() - t_start, 1e-9)
-            log.write(run_dir / "progress.csv", step=step, episodes=ep["count"], sps=sps, wall_s=clock())
-        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.total_steps:
-            _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best, clock())
+    run = setup(cfg, make_env, expert_fn, resume)
+    t_start, step_start = time.perf_counter(), run.step
+    bar = tqdm(total=cfg.total_steps, initial=run.step, disable=not cfg.progress, desc=cfg.algo)
+    while run.step < cfg.total_steps and not run.stopped:
+        rollout(run)
+        update(run)
+        last = run.step == cfg.total_steps
+        if cfg.eval_episodes and ((cfg.eval_every and run.step % cfg.eval_every == 0) or last):
+            evaluate_and_keep(run)
+        snapshot(run)
+        last = last or run.stopped
+        if run.step % cfg.log_every == 0 or last:
+            sps = (run.step - step_start) / max(time.perf_counter() - t_start, 1e-9)
+            run.log.write(run.dir / "progress.csv", step=run.step, episodes=run.episode["count"], sps=sps,
+                          labels=len(run.labels), wall_s=run.clock())
+        if (cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0) or last:
+            checkpoint(run)
         bar.update(1)
     bar.close()
-    return run_dir
+    return run.dir
 
 
-def _pretrain(cfg, learner, buffer, demos, log, run_dir, clock):
-    """Demonstration replay into the buffer, then cfg.pretrain_steps gradient steps on it (row step 0)."""
-    if cfg.demo_replay:
-        replay = demos.transitions()
-        if "expert_act" in buffer.shapes:
-            replay["expert_act"] = replay["act"]
-        buffer.prefill(**replay)
-    if not cfg.pretrain_steps:
+def rollout(run):
+    """One step of every agent: act (expert during warm-up, else the actor), label, store, advance."""
+    cfg, env = run.cfg, run.env
+    low, high = _action_bounds(env)
+    warmup = run.step < cfg.learning_starts
+    label_due = run.expert is not None and run.algo.imitation and run.step % cfg.label_every == 0
+    expert_acts = warmup and run.expert is not None and cfg.warmup_with_expert
+    label = np.asarray(run.expert(run.obs), dtype=np.float32) if (label_due or expert_acts) else None
+    if label_due:
+        run.labels.add(run.obs, label)
+    if expert_acts:
+        action = label
+    elif not warmup or cfg.pretrain_steps:
+        action = run.learner.act(run.obs, explore=True)
+    else:
+        action = run.rng.uniform(low, high, size=(env.n_agents, env.act_dim))
+    action = np.clip(action, low, high).astype(np.float32)  # float32: exactly what the buffer stores
+    transition = {"obs": run.obs, "act": action}
+    if "state" in run.buffer.shapes:
+        transition["state"] = env.state()
+    next_obs, reward, done, _ = env.step_batch(action)
+    if "state" in run.buffer.shapes:
+        transition["next_state"] = env.state()
+    run.buffer.add(**transition, rew=reward, next_obs=next_obs, done=float(done))
+    ep = run.episode
+    ep["t"] += 1
+    ep["return"] += reward
+    run.obs = next_obs
+    if done:
+        run.log.add(episode_return=float(ep["return"].mean()))
+        ep.update(seed=int(run.rng.integers(2**31)), t=0, count=ep["count"] + 1, **{"return": np.zeros(env.n_agents)})
+        run.obs = env.reset_batch(seed=ep["seed"])
+    run.step += 1
+
+
+def update(run):
+    """After learning_starts, every update_every steps: updates_per_round gradient steps."""
+    cfg, learner = run.cfg, run.learner
+    if run.step <= cfg.learning_starts or run.step % cfg.update_every:
         return
-    for _ in range(cfg.pretrain_steps):
-        batch = buffer.sample(cfg.batch_size) if cfg.demo_replay else None
-        log.add(**learner.pretrain(batch, demos.sample(cfg.batch_size)))
-    log.write(run_dir / "progress.csv", step=0, episodes=0, sps=float("nan"), wall_s=clock())
+    if learner.reward_weight is None:  # fixed once, from the demonstrations and the warm-up data
+        learner.fit_reward_norm(run.buffer.data["rew"][:len(run.buffer)])
+    beta = anneal(cfg.imitation_schedule, cfg.imitation_start, cfg.imitation_end, run.step, cfg.imitation_anneal_steps)
+    use_q = run.step > cfg.learning_starts + cfg.critic_warmup_steps
+    for _ in range(cfg.updates_per_round):
+        batch = run.buffer.sample(cfg.batch_size, cfg.n_step, cfg.gamma)
+        imitation = run.labels.sample(cfg.batch_size) if run.algo.imitation else None
+        run.log.add(beta=beta, **learner.update(batch, imitation, beta, use_q=use_q))
+
+
+# ---- evaluation ----------------------------------------------------------------------------
+def evaluate(learner, env, days, gamma=1.0):
+    """Deterministic episodes on ``days`` (a list; None = the env's draw with a fixed seed).
+
+    Returns (mean over days and agents of the undiscounted return, critic fit dict with q_bias and
+    q_corr of the first critic's Q against the return-to-go, NaN without a fitted critic).
+    """
+    returns, qs, gs = [], [], []
+    critic = getattr(learner, "critic", None) is not None and getattr(learner, "reward_weight", None) is not None
+    for k, day in enumerate(days):
+        obs, done, rows = env.reset_batch(seed=10**6 + k, day=day), False, []
+        while not done:
+            action = learner.act(obs, explore=False)
+            state = env.state() if critic and learner.algo.needs_state else None
+            next_obs, reward, done, _ = env.step_batch(action)
+            rows.append((obs, action, state, np.asarray(reward, dtype=float)))
+            obs = next_obs
+        rewards = np.stack([r[3] for r in rows])
+        returns.append(float(rewards.sum(0).mean()))
+        if critic:
+            scaled = learner.cfg.reward_scale * learner.reward_weight.numpy() * rewards
+            gs.append(_return_to_go(scaled, gamma))
+            states = None if rows[0][2] is None else np.stack([r[2] for r in rows])
+            qs.append(learner.q_values(np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]), states))
+    return float(np.mean(returns)), _critic_fit(qs, gs)
+
+
+def _return_to_go(rewards, gamma):
+    out, acc = np.zeros_like(rewards), np.zeros(rewards.shape[1])
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    return out
+
+
+def _critic_fit(qs, gs):
+    if not qs:
+        return {"q_bias": float("nan"), "q_corr": float("nan")}
+    q, g = np.concatenate(qs).ravel(), np.concatenate(gs).ravel()
+    corr = float(np.corrcoef(q, g)[0, 1]) if q.std() > 0 and g.std() > 0 else float("nan")
+    return {"q_bias": float(np.mean(q - g) / max(np.mean(np.abs(g)), 1e-12)), "q_corr": corr}
+
+
+def _eval_days(env, episodes):
+    """``episodes`` days spread evenly over the evaluation environment's pool (None each without a pool)."""
+    pool = getattr(env, "day_pool", None)
+    if not episodes or not pool:
+        return [None] * episodes
+    return [pool[int((k + 0.5) * len(pool) / episodes)] for k in range(min(episodes, len(pool)))]
+
+
+def evaluate_and_keep(run):
+    """Evaluate; log; keep the actor if it is the best so far; snapshot; count toward early stopping."""
+    cfg = run.cfg
+    eval_return, fit = evaluate(run.learner, run.eval_env, run.eval_days, cfg.gamma)
+    run.log.add(eval_return=eval_return, **fit)
+    if not cfg.keep_best:
+        return
+    if eval_return > run.best["eval_return"]:  # ties keep the earlier actor
+        run.best.update(eval_return=float(eval_return), step=int(run.step), stale=0)
+        _write_actor(run.dir / "actor.pt", run.learner, run.step, run.env)
+        (run.dir / "best.json").write_text(json.dumps({k: run.best[k] for k in ("eval_return", "step")}))
+    else:
+        run.best["stale"] += 1
+        run.stopped = bool(cfg.early_stop_patience) and run.best["stale"] >= cfg.early_stop_patience
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+def snapshot(run):
+    """snapshots/actor_<step>.pt every snapshot_every steps (step 0: the pretrained actor)."""
+    if run.cfg.snapshot_every and run.step % run.cfg.snapshot_every == 0:
+        (run.dir / "snapshots").mkdir(exist_ok=True)
+        _write_actor(run.dir / "snapshots" / f"actor_{run.step}.pt", run.learner, run.step, run.env)
+
+
+def checkpoint(run):
+    """Checkpoint for resuming, plus the latest actor for the co-simulation policy (actor.pt, or
+    actor_last.pt when keep_best leaves actor.pt to the best evaluation)."""
+    finished = run.step >= run.cfg.total_steps or run.stopped
+    loop = {"step": run.step, "episode": {**run.episode, "return": torch.as_tensor(run.episode["return"])},
+            "log": run.log.state_dict(), "best": run.best, "wall_s": float(run.clock()), "finished": finished}
+    save_checkpoint(run.dir, run.learner, run.buffer, run.labels, run.rng, loop)
+    _write_actor(run.dir / ("actor_last.pt" if run.cfg.keep_best else "actor.pt"), run.learner, run.step, run.env)
+
+
+def _load(run):
+    """Restore the checkpoint in run.dir into ``run`` (learner, buffer, labels, RNGs in place)."""
+    loop = load_checkpoint(run.dir, run.learner, run.buffer, run.labels, run.rng)
+    run.step = loop["step"]
+    run.episode = {**loop["episode"], "return": loop["episode"]["return"].numpy().copy()}
+    run.log = LogAccumulator(loop["log"]["sums"], loop["log"]["counts"])
+    run.best = {"stale": 0, **loop.get("best", {"eval_return": -float("inf"), "step": -1})}
+    run.clock.before = float(loop.get("wall_s", float("nan")))
+
+
+def _write_actor(path, learner, step, env):
+    fields = getattr(env, "obs_fields", OBS_FIELDS if env.obs_dim == len(OBS_FIELDS) else ())
+    save_actor(path, learner.actor, algo=learner.cfg.algo, step=step, obs_fields=fields)
 
 
 def _action_bounds(env):
@@ -357,27 +399,6 @@ def _action_bounds(env):
     low, high = getattr(env, "action_low", None), getattr(env, "action_high", None)
     low, high = (ACTION_LOW, ACTION_HIGH) if low is None else (low, high)
     return np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
-
-
-def _imitation_batch(algo, batch, demos, batch_size):
-    """(obs, expert actions) for the imitation term: online labels if stored, else demonstrations."""
-    if not algo.imitation:
-        return None
-    if "expert_act" in batch:
-        return batch["obs"], batch["expert_act"]
-    return demos.sample(batch_size)
-
-
-def evaluate(learner, env, episodes):
-    """Mean over agents of the undiscounted return of deterministic episodes on fixed seeds."""
-    returns = []
-    for k in range(episodes):
-        obs, done, total = env.reset_batch(seed=10**6 + k), False, 0.0
-        while not done:
-            obs, reward, done, _ = env.step_batch(learner.act(obs, explore=False))
-            total += float(np.mean(reward))
-        returns.append(total)
-    return float(np.mean(returns))
 
 
 def _restore_episode(env, ep, buffer):
@@ -399,85 +420,7 @@ def _restore_episode(env, ep, buffer):
     return obs
 
 
-class _Clock:
-    """Wall seconds of a run so far (progress.csv's wall_s): since train() began, plus ``before``, the
-    seconds a resumed run had spent up to its checkpoint."""
-
-    def __init__(self):
-        self.before, self.start = 0.0, time.perf_counter()
-
-    def __call__(self):
-        return self.before + time.perf_counter() - self.start
-
-
-class _LogAccumulator:
-    """Means of the metrics since the last progress.csv row."""
-
-    def __init__(self, sums=None, counts=None):
-        self.sums, self.counts = dict(sums or {}), dict(counts or {})
-        self.columns = None  # progress.csv's header, read or written once
-
-    def add(self, **values):
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
-
-    def write(self, path, **fixed):
-        row = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        row.update(fixed)
-        new = not path.exists()
-        if self.columns is None and new:
-            self.columns = LOG_COLUMNS
-        elif self.columns is None:  # a resumed run keeps its file's header (an older run may lack newer columns)
-            with path.open() as fh:
-                self.columns = tuple(fh.readline().strip().split(","))
-        with path.open("a") as fh:
-            if new:
-                fh.write(",".join(self.columns) + "\n")
-            fh.write(",".join(_fmt(row.get(c, float("nan"))) for c in self.columns) + "\n")
-        self.sums, self.counts = {}, {}
-
-
-def _fmt(x):
-    return str(int(x)) if isinstance(x, int) else f"{x:.6g}"
-
-
-def _save(run_dir, learner, buffer, demos, rng, step, ep, log, env, best, wall_s):
-    """Checkpoint for resuming, plus the latest actor for the co-simulation policy (actor.pt, or
-    actor_last.pt when keep_best leaves actor.pt to the best evaluation)."""
-    loop = {"step": step, "episode": {**ep, "return": torch.as_tensor(ep["return"])},
-            "log": {"sums": log.sums, "counts": log.counts}, "best": best, "wall_s": float(wall_s)}
-    save_checkpoint(run_dir, learner, buffer, demos, rng, loop)
-    _write_actor(run_dir / ("actor_last.pt" if learner.cfg.keep_best else "actor.pt"), learner, step, env)
-
-
-def _write_actor(path, learner, step, env):
-    fields = getattr(env, "obs_fields", OBS_FIELDS if env.obs_dim == len(OBS_FIELDS) else ())
-    save_actor(path, learner.actor, algo=learner.cfg.algo, step=step, obs_fields=fields)
-
-
-def _keep_if_best(run_dir, learner, best, eval_return, step, env):
-    """Write actor.pt and best.json when ``eval_return`` beats the best so far (ties keep the earlier)."""
-    if eval_return > best["eval_return"]:
-        best.update(eval_return=float(eval_return), step=int(step))
-        _write_actor(run_dir / "actor.pt", learner, step, env)
-        (run_dir / "best.json").write_text(json.dumps(best))
-
-
-def _load(run_dir, learner, buffer, demos, rng):
-    """(step, episode counters, log accumulator, best evaluation, wall seconds so far) of the checkpoint
-    in ``run_dir``; restores the rest in place."""
-    loop = load_checkpoint(run_dir, learner, buffer, demos, rng)
-    ep = {**loop["episode"], "return": loop["episode"]["return"].numpy().copy()}
-    best = loop.get("best", {"eval_return": -float("inf"), "step": -1})
-    return (loop["step"], ep, _LogAccumulator(loop["log"]["sums"], loop["log"]["counts"]), best,
-            float(loop.get("wall_s", float("nan"))))
-
-
 # ---- command line ----------------------------------------------------------------------
-CLI_CHOICES = {"algo": ALGORITHMS, "imitation_schedule": SCHEDULES}
-
-
 def parse_args(argv=None):
     """TrainConfig from flags (field docstrings are the help); --resume reads the run's config.json."""
     from simulators.cli import add_config_flags, given_flags

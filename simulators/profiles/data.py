@@ -46,6 +46,10 @@ CACHE_FORMAT = 1
 TEST_EVERY = 8
 """test days: day-of-year divisible by 8 (45 of 366 days).  8 is coprime to 7, so the test
 days walk through every weekday, and they are spread evenly over all seasons"""
+VALIDATION_OFFSET = 4
+"""validation days: day-of-year = 4 mod TEST_EVERY (46 days, as evenly spread as the test days and
+disjoint from them); learners choose recipes, keep-best actors and early stops on these, never
+on test days, and do not train on them"""
 DEFAULT_TEST_DAY = "2016-06-08"
 """a test day (Wednesday, day 160): a smooth clear-sky PV bell (daily PV energy in the top 8 %
 of the year) and a household evening peak at 21-22 h, 1.6 x the daily mean, after the PV fades"""
@@ -161,7 +165,7 @@ def _parse_date(date, allowed):
     return ts
 
 
-# ---- train / test split ----------------------------------------------------------------------
+# ---- train / validation / test split ----------------------------------------------------------------------
 def is_test_day(date):
     """True if ``date`` belongs to the test set (day of year divisible by TEST_EVERY)."""
     return _parse_date(date, "any calendar day").dayofyear % TEST_EVERY == 0
@@ -175,9 +179,15 @@ def test_days(bank):
 test_days.__test__ = False  # a name starting with "test": keep pytest from collecting it where imported
 
 
+def validation_days(bank):
+    """The validation days of ``bank`` (DatetimeIndex): neither test nor training days."""
+    return bank.days[bank.days.dayofyear % TEST_EVERY == VALIDATION_OFFSET]
+
+
 def train_days(bank):
-    """Every day of ``bank`` that is not a test day (DatetimeIndex)."""
-    return bank.days[bank.days.dayofyear % TEST_EVERY != 0]
+    """Every day of ``bank`` that is neither a test nor a validation day (DatetimeIndex)."""
+    rest = bank.days.dayofyear % TEST_EVERY
+    return bank.days[(rest != 0) & (rest != VALIDATION_OFFSET)]
 
 
 # ---- prosumers ---------------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""Actor objectives: how an actor improves on the critic while it keeps close to the expert.
+
+Every objective is ``f(learner, batch, imitation, beta) -> (loss, metrics)`` for a step in which
+the Q term is on; an imitating algorithm adds β · D(π, a_E), D the imitation distance averaged
+over the action dimensions (so that the weights mean what they mean in TD3+BC):
+
+- ``q`` (DDPG / TD3, and TD3+BC for imitating algorithms): agent i follows its own Q_i with the
+  others' actions from the replay, L = -α Q_1(s, a_-i, π_i(o_i)) / mean|Q| + β D
+  (α = q_weight; without imitation L = -Q, plus α_H log π for soft-Q algorithms);
+- ``awac`` (advantage-weighted actor-critic, Nair et al. 2020, in its fixed-variance form):
+  L = mean over replay (s, a) of w · |μ_i(o_i) - atanh(a_i)|² / A + β D (μ before tanh), with
+  w = exp(A_i / (λ mean|A_i|)) clipped at awac_max_weight and normalized to mean 1 over the
+  batch, A_i = min_k Q_k(s, a) - min_k Q_k(s, a_-i, μ_i(o_i)) from the twin critics.  It moves the
+  policy only toward actions the data holds (the demonstrations and the actors' own explored
+  ones) and weighs them by how much better than the policy the critics think they are, so it
+  cannot leave the data's support the way the gradient of an extrapolating critic can.
+
+Imitation distances (``IMITATION_LOSSES``): ``w2`` the Wasserstein-2 distance of the squashed
+Gaussian to the expert action (it shrinks the spread with the error); ``mean`` the squared
+error of the mean only, so that the spread keeps exploring (with the actor's min_std floor).
+"""
+
+import torch
+
+IMITATION_LOSSES = ("w2", "mean")
+PRE_TANH_CLIP = 0.995
+"""actions at a bound are regressed to atanh(±0.995) ≈ ±3 before the squashing"""
+
+
+def imitation_distance(actor, obs, expert_action, kind):
+    """D(π(o), a_E) (B, N): the imitation distance averaged over action dimensions, normalized space."""
+    return actor.imitation_loss(obs, expert_action, spread=kind == "w2") / actor.act_dim
+
+
+def q_objective(learner, b, imitation, beta):
+    cfg, algo = learner.cfg, learner.algo
+    act, logp = learner.actor.sample(b["obs"])
+    learner.critic.requires_grad_(False)  # the actor step must not leave gradients in the critic
+    q = learner.critic.first(b["obs"], b["act"], b.get("state"), act_self=act)
+    learner.critic.requires_grad_(True)
+    metrics = {"actor_q": q.mean().item()}
+    if algo.imitation:
+        scale = q.abs().mean().detach().clamp_min(1e-6) if cfg.q_normalize else 1.0
+        loss = -cfg.q_weight * (q / scale).mean()
+        il = imitation_distance(learner.actor, *imitation, cfg.imitation_loss).mean()
+        metrics["imitation_loss"] = il.item()
+        return loss + beta * il, metrics
+    rl = -q + (cfg.entropy_coef * logp if algo.entropy else 0.0)
+    return rl.mean(), metrics
+
+
+def awac_objective(learner, b, imitation, beta):
+    cfg, actor = learner.cfg, learner.actor
+    with torch.no_grad():
+        state = b.get("state")
+        q_data = learner.critic(b["obs"], b["act"], state).min(dim=0).values
+        q_pi = learner.critic(b["obs"], b["act"], state, act_self=actor.mean_action(b["obs"])).min(dim=0).values
+        adv = q_data - q_pi
+        w = torch.exp(adv / (cfg.awac_temperature * adv.abs().mean().clamp_min(1e-6))).clamp_max(cfg.awac_max_weight)
+        w = w / w.mean()
+    mu, _ = actor(b["obs"])
+    # the Gaussian's log-likelihood with a fixed spread is a squared error *before* tanh: after it, the
+    # actor's own explored actions near a bound lie all on one side and would drag the mean inward
+    target = torch.atanh(actor.normalize(b["act"]).clamp(-PRE_TANH_CLIP, PRE_TANH_CLIP))
+    regression = (mu - target).pow(2).mean(-1)
+    loss = (w * regression).mean()
+    il = imitation_distance(actor, *imitation, cfg.imitation_loss).mean()
+    metrics = {"actor_q": q_pi.mean().item(), "advantage": adv.mean().item(), "awac_weight_max": w.max().item(),
+               "imitation_loss": il.item()}
+    return loss + beta * il, metrics
+
+
+OBJECTIVES = {"q": q_objective, "awac": awac_objective}
+"""actor_objective name -> f(learner, batch, imitation, beta) -> (loss, metrics)"""
