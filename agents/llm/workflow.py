@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agents.expert.preferences import preference_text
 from agents.llm import jail
 from agents.llm import prompts as P
 from agents.llm.llm import ChoiceList, cache_root
@@ -241,7 +242,7 @@ class ExpertWorkflow:
         return value
 
     def _edit(self, spec, res):
-        prefs = "; ".join(spec.preferences) or "none"
+        prefs = "; ".join(preference_text(p) for p in spec.preferences) or "none"
         prompt = P.EDIT_USER.format(devices=P.device_list(spec), preferences=prefs, basic=P.basic_model_text())
 
         def check(raw):
