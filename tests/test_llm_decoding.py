@@ -28,6 +28,9 @@ def tiny(tmp_path_factory):
 
 # ---- grammars ------------------------------------------------------------------------------
 def test_json_schema_grammar_accepts_exactly_the_schema():
+    assert SCHEMA.forced(SCHEMA.start()) == '{"quantity":'
+    assert SCHEMA.forced(matches(SCHEMA, '{"quantity": "gen')) == 'erator_power", "sense":'
+    assert SCHEMA.forced(matches(SCHEMA, '{"quantity": "')) == ""  # the value is the model's choice
     rows = json.loads(PHRASINGS.read_text())["phrasings"]
     for r in rows:  # every ground truth of the benchmark is a sentence of the grammar
         assert SCHEMA.parse(json.dumps(r["expected"])) == r["expected"], r["text"]
@@ -88,11 +91,14 @@ def test_json_schema_decoding_always_parses(tiny, temperature):
     from agents.llm import preference_extraction as X
 
     tiny.temperature = temperature
+    before = dict(tiny.decoder.stats)
     try:
         texts = ["keep the genset off 11pm to 7am", "our fuse allows 30 kW of import", "no spilling of solar"]
         structures, raws = X.extract(tiny, texts)
     finally:
         tiny.temperature = 0.0
+    steps, tokens = (tiny.decoder.stats[k] - before[k] for k in ("decode_steps", "tokens_out"))
+    assert steps < tokens / len(texts) / 2  # forced JSON text is fed without a step of its own
     for s, raw in zip(structures, raws):
         assert SCHEMA.parse(raw) == s and list(s) == list(STRUCTURE_SCHEMA["properties"])
         assert s["quantity"] in STRUCTURE_SCHEMA["properties"]["quantity"]["enum"] and s["bound"] >= 0

@@ -3,7 +3,8 @@
 A grammar is a small state machine over characters: ``start()`` gives the initial state,
 ``step(state, ch)`` the state after one more character (None when ``ch`` cannot follow),
 ``complete(state)`` says whether the text read so far is a whole sentence and ``final(state)``
-whether nothing may follow it (decoding stops there). States are hashable, so the set of
+whether nothing may follow it (decoding stops there); ``JsonSchema.forced(state)`` gives the
+text that must follow whatever the model chooses. States are hashable, so the set of
 vocabulary tokens allowed in a state is computed once (agents/llm/decoding.py walks a trie of
 the vocabulary with ``step``).
 
@@ -124,6 +125,26 @@ class JsonSchema:
                 and not (nonneg and text.startswith("-")):
             return (i, text)
         return self.step((i + 1, ""), ch) if (_INTEGER if integer else _NUMBER).fullmatch(part) else None
+
+    def forced(self, state):
+        """Text that must follow ``state`` whatever the model chooses, cut where the model should resume.
+
+        Literal JSON and the rest of an enum value once only one fits are forced; the text stops
+        before trailing whitespace and never enters a value the model still chooses, so the model
+        writes the tokens that join the two (BPE merges ' "' into one token; forcing '"at_' made
+        Qwen2.5-0.5B pick at_least for every wording: measured on the benchmark's dev split).
+        """
+        out, (i, part) = "", state
+        while i < len(self.segments):
+            kind, spec = self.segments[i]
+            if kind == "lit":
+                out, i, part = out + spec[len(part):], i + 1, ""
+                continue
+            options = [o for o in spec if o.startswith(part)] if kind == "enum" else []
+            if len(options) != 1 or not part:
+                break
+            out, i, part = out + options[0][len(part):], i + 1, ""
+        return out.rstrip()
 
     def complete(self, state):
         return state[0] == len(self.segments)

@@ -27,19 +27,20 @@ PHRASINGS = Path(__file__).with_name("data") / "preference_phrasings.json"
 SYSTEM = """You turn one energy-management preference of a household (a prosumer) into JSON.
 Fields, in this order:
 - quantity: generator_power (output of the generator, genset, diesel, CHP), battery_energy (energy
-  stored in the battery, its state of charge), grid_import (power drawn or bought from the grid),
-  grid_export (power fed, sold or injected into the grid), flexible_load_power (power of a
-  controllable or shiftable load: dishwasher, washing machine, heat pump, EV charger, pool pump),
-  pv_curtailment (solar power thrown away).
+  stored in the battery, its state of charge), grid_import (power drawn, taken, bought or imported
+  from the grid), grid_export (power fed in, sold, injected or exported into the grid),
+  flexible_load_power (power of a controllable or shiftable load: dishwasher, washing machine,
+  tumble dryer, heat pump, EV charger, pool pump), pv_curtailment (solar power thrown away).
 - sense: at_most or at_least.
 - bound: the number as written; unit: W, kW, MW, Wh, kWh, MWh or percent (of battery capacity).
   "off", "no", "never run", "not at all" mean at_most 0 kW.
-- from, to: times "HH:MM" on quarter hours, or null for the start or the end of the day. A window
-  may wrap past midnight (from 22:00 to 06:00). Night means 22:00 to 06:00, noon 12:00, midnight
-  00:00 as a start and 24:00 as an end; no time means the whole day (null, null).
-- applies: inside if the bound holds during the window; outside if something may happen ONLY in
-  the window ("run the dishwasher only between 9 and 15" = flexible_load_power at_most 0 kW,
-  applies outside 09:00-15:00).
+- from, to: times "HH:MM" on quarter hours, or null for the start or the end of the day:
+  "before T" = from null to T; "after T" = from T to null; "between A and B" = from A to B.
+  A window may wrap past midnight (from 22:00 to 06:00). Night means 22:00 to 06:00, noon 12:00,
+  midnight 00:00 as a start and 24:00 as an end; no time means the whole day (null, null).
+- applies: inside if the bound holds during the window (always inside for the whole day);
+  outside if something may happen ONLY in the window ("run the dishwasher only between 9 and 15"
+  = flexible_load_power at_most 0 kW, applies outside 09:00-15:00).
 Answer with the JSON object only."""
 
 
