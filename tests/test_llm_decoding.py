@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from agents.expert.preferences import STRUCTURE_SCHEMA
+from agents.expert.preferences import QUANTITIES, STRUCTURE_FIELDS, STRUCTURE_SCHEMA
 from agents.llm.decoding import _common_prefix, repeated_lines
 from agents.llm.grammar import ChoiceList, JsonSchema, matches
 from agents.llm.llm import HFBackend
@@ -29,6 +29,11 @@ def tiny(tmp_path_factory):
 # ---- grammars ------------------------------------------------------------------------------
 def test_json_schema_grammar_accepts_exactly_the_schema():
     assert SCHEMA.forced(SCHEMA.start()) == '{"quantity":'
+    battery = '{"quantity": "battery_energy", "sense": "at_least", "bound": 5, "unit": "'
+    assert SCHEMA.allows(battery + 'percent"') and not SCHEMA.allows(battery + 'kW"')   # anyOf: energy units
+    assert not SCHEMA.allows(battery.replace("battery_energy", "grid_import") + 'percent')
+    whole_day = battery + 'kWh", "from": null, "to": null, "applies": "'
+    assert SCHEMA.forced(matches(SCHEMA, whole_day)) == 'inside"}' and not SCHEMA.allows(whole_day + "o")
     assert SCHEMA.forced(matches(SCHEMA, '{"quantity": "gen')) == 'erator_power", "sense":'
     assert SCHEMA.forced(matches(SCHEMA, '{"quantity": "')) == ""  # the value is the model's choice
     rows = json.loads(PHRASINGS.read_text())["phrasings"]
@@ -100,8 +105,9 @@ def test_json_schema_decoding_always_parses(tiny, temperature):
     steps, tokens = (tiny.decoder.stats[k] - before[k] for k in ("decode_steps", "tokens_out"))
     assert steps < tokens / len(texts) / 2  # forced JSON text is fed without a step of its own
     for s, raw in zip(structures, raws):
-        assert SCHEMA.parse(raw) == s and list(s) == list(STRUCTURE_SCHEMA["properties"])
-        assert s["quantity"] in STRUCTURE_SCHEMA["properties"]["quantity"]["enum"] and s["bound"] >= 0
+        assert SCHEMA.parse(raw) == s and list(s) == list(STRUCTURE_FIELDS)
+        assert s["quantity"] in QUANTITIES and s["bound"] >= 0
+        assert s["applies"] == "inside" or s["from"] or s["to"]  # cross-field rule of the anyOf schema
 
 
 def test_choice_list_decoding_names_only_known_atoms(tiny):

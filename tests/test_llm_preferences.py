@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from agents.expert.preferences import (STRUCTURE_SCHEMA, parse_preference, parse_preferences, parse_text,
+from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, parse_preference, parse_preferences, parse_text,
                                        to_preference, window_steps)
 from agents.expert.reference import build_reference, make_state
 from agents.llm.llm import RecordedBackend
@@ -96,7 +96,7 @@ def test_benchmark_is_consistent_with_the_parser_and_holds_out_its_test_split():
     for r in known:  # where the hand-written parser knows the phrase, it agrees with the ground truth
         assert parse_preference(r["text"], P006) == to_preference({**r["expected"], "text": r["text"]}, P006, "x")
     for r in ROWS:
-        assert set(r["expected"]) == set(STRUCTURE_SCHEMA["properties"])
+        assert set(r["expected"]) == set(STRUCTURE_FIELDS)
         to_preference(r["expected"], P006, r["text"])  # every ground truth is a valid structure
 
 

@@ -72,11 +72,26 @@ UNITS = {"W": ("kW", 1e-3), "kW": ("kW", 1.0), "MW": ("kW", 1e3), "Wh": ("kWh", 
 APPLIES = ("inside", "outside")
 TIMES = tuple(f"{k // 4:02d}:{15 * (k % 4):02d}" for k in range(STEPS_PER_DAY + 1))
 """every 15-minute time of the day, 00:00 .. 24:00"""
-STRUCTURE_SCHEMA = {"type": "object", "properties": {
-    "quantity": {"enum": list(QUANTITIES)}, "sense": {"enum": list(SENSES)}, "bound": {"type": "number", "minimum": 0},
-    "unit": {"enum": list(UNITS)}, "from": {"enum": [None, *TIMES]}, "to": {"enum": [None, *TIMES]},
-    "applies": {"enum": list(APPLIES)}}}
-"""JSON schema of a structured preference (without 'text'); key order = the order it is written in"""
+STRUCTURE_FIELDS = ("quantity", "sense", "bound", "unit", "from", "to", "applies")
+"""fields of a structured preference (besides 'text'), in the order they are written"""
+
+
+def _structure_schema():
+    """JSON schema of a structured preference: anyOf the objects whose fields fit together (energy
+    units and percent only for battery_energy; 'outside' only with a window; no start at 24:00)."""
+    energy = ["battery_energy"]
+    groups = [(energy, ["Wh", "kWh", "MWh", "percent"]), ([q for q in QUANTITIES if q not in energy], ["W", "kW", "MW"])]
+    windows = [({"enum": list(TIMES[:-1])}, {"enum": [None, *TIMES]}, list(APPLIES)),
+               ({"const": None}, {"enum": list(TIMES)}, list(APPLIES)),
+               ({"const": None}, {"const": None}, ["inside"])]
+    return {"anyOf": [{"type": "object", "properties": {
+        "quantity": {"enum": quantities}, "sense": {"enum": list(SENSES)}, "bound": {"type": "number", "minimum": 0},
+        "unit": {"enum": units}, "from": start, "to": end, "applies": {"enum": applies}}}
+        for quantities, units in groups for start, end, applies in windows]}
+
+
+STRUCTURE_SCHEMA = _structure_schema()
+"""the JSON schema the LLM's answer is decoded under (the trusted checks are in to_preference)"""
 
 
 @dataclass(frozen=True)
@@ -212,9 +227,9 @@ def _choice(entry, field, allowed, where):
 
 def to_preference(entry, spec, where):
     """A structured preference (dict, see the module docstring) of ``spec`` -> Preference."""
-    unknown = sorted(set(entry) - set(STRUCTURE_SCHEMA["properties"]) - {"text"})
+    unknown = sorted(set(entry) - set(STRUCTURE_FIELDS) - {"text"})
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {[*STRUCTURE_SCHEMA['properties'], 'text']}")
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {[*STRUCTURE_FIELDS, 'text']}")
     quantity = QUANTITIES[_choice(entry, "quantity", QUANTITIES, where)]
     sense = SENSES[_choice(entry, "sense", SENSES, where)]
     unit = _choice(entry, "unit", UNITS, where)

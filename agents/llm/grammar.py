@@ -8,14 +8,15 @@ text that must follow whatever the model chooses. States are hashable, so the se
 vocabulary tokens allowed in a state is computed once (agents/llm/decoding.py walks a trie of
 the vocabulary with ``step``).
 
-``JsonSchema`` accepts the subset of JSON Schema that structured answers need: an object whose
-properties all appear, in the schema's order, once each; values are ``enum``/``const`` (strings,
+``JsonSchema`` accepts the subset of JSON Schema that structured answers need: an object (or
+``anyOf`` a list of objects) whose properties all appear, in the schema's order, once each; values are ``enum``/``const`` (strings,
 numbers, booleans, null), ``{"type": "number"}``/``"integer"`` (optionally ``"minimum": 0``),
 ``{"type": "boolean"}``. Numbers are JSON numbers of at most 12 characters. The text
 is JSON as ``json.dumps`` writes it with its default separators (``", "`` and ``": "``).
 """
 
 import json
+import os
 import re
 from dataclasses import dataclass
 
@@ -78,14 +79,13 @@ class ChoiceList:
         return False
 
 
-class JsonSchema:
-    """Decoding grammar of one JSON object following ``schema`` (see the module docstring)."""
+class _Object:
+    """One JSON object schema as a sequence of segments: literal text, enum values, numbers."""
 
     def __init__(self, schema):
         if schema.get("type") != "object" or not schema.get("properties"):
-            raise ValueError("JsonSchema: the schema must be an object with properties")
-        self.schema = schema
-        self.segments = []  # ("lit", text) | ("enum", options) | ("num", integer?)
+            raise ValueError("JsonSchema: the schema must be an object with properties (or anyOf such objects)")
+        self.segments = []  # ("lit", text) | ("enum", options) | ("num", (integer?, minimum 0?))
         text = "{"
         for k, (key, sub) in enumerate(schema["properties"].items()):
             text += (", " if k else "") + json.dumps(key) + ": "
@@ -96,15 +96,8 @@ class JsonSchema:
         chars = "".join(s[1] for s in self.segments if s[0] == "lit")
         chars += "".join("".join(s[1]) for s in self.segments if s[0] == "enum")
         self.alphabet = frozenset(chars + ("-0123456789." if any(s[0] == "num" for s in self.segments) else ""))
-
-    @property
-    def max_chars(self):
-        """Length of the longest sentence: a token budget no tokenizer can exceed."""
-        return sum(len(s[1]) if s[0] == "lit" else max(map(len, s[1])) if s[0] == "enum" else 12
-                   for s in self.segments)
-
-    def start(self):
-        return (0, "")
+        self.max_chars = sum(len(s[1]) if s[0] == "lit" else max(map(len, s[1])) if s[0] == "enum" else 12
+                             for s in self.segments)
 
     def step(self, state, ch):
         i, part = state
@@ -127,13 +120,6 @@ class JsonSchema:
         return self.step((i + 1, ""), ch) if (_INTEGER if integer else _NUMBER).fullmatch(part) else None
 
     def forced(self, state):
-        """Text that must follow ``state`` whatever the model chooses, cut where the model should resume.
-
-        Literal JSON and the rest of an enum value once only one fits are forced; the text stops
-        before trailing whitespace and never enters a value the model still chooses, so the model
-        writes the tokens that join the two (BPE merges ' "' into one token; forcing '"at_' made
-        Qwen2.5-0.5B pick at_least for every wording: measured on the benchmark's dev split).
-        """
         out, (i, part) = "", state
         while i < len(self.segments):
             kind, spec = self.segments[i]
@@ -144,13 +130,50 @@ class JsonSchema:
             if len(options) != 1 or not part:
                 break
             out, i, part = out + options[0][len(part):], i + 1, ""
-        return out.rstrip()
+        return out
 
     def complete(self, state):
         return state[0] == len(self.segments)
 
+
+class JsonSchema:
+    """Decoding grammar of one JSON object following ``schema``, or any of ``schema["anyOf"]``.
+
+    The alternatives of anyOf are followed in parallel (the state holds one state per alternative,
+    None once it is ruled out), so cross-field rules ("percent only with battery_energy") are
+    exact: a text is allowed while at least one alternative allows it.
+    """
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.alternatives = [_Object(a) for a in schema.get("anyOf", [schema])]
+        self.alphabet = frozenset().union(*(a.alphabet for a in self.alternatives))
+        self.max_chars = max(a.max_chars for a in self.alternatives)
+        """length of the longest sentence: a token budget no tokenizer can exceed"""
+
+    def start(self):
+        return tuple((0, "") for _ in self.alternatives)
+
+    def step(self, state, ch):
+        new = tuple(a.step(s, ch) if s is not None else None for a, s in zip(self.alternatives, state))
+        return new if any(s is not None for s in new) else None
+
+    def forced(self, state):
+        """Text that must follow ``state`` whatever the model chooses, cut where the model should resume.
+
+        Literal JSON and the rest of an enum value once only one fits are forced; the text stops
+        before trailing whitespace and never enters a value the model still chooses, so the model
+        writes the tokens that join the two (BPE merges ' "' into one token; forcing '"at_' made
+        Qwen2.5-0.5B pick at_least for every wording: measured on the benchmark's dev split).
+        """
+        texts = [a.forced(s) for a, s in zip(self.alternatives, state) if s is not None]
+        return os.path.commonprefix(texts).rstrip()
+
+    def complete(self, state):
+        return any(s is not None and a.complete(s) for a, s in zip(self.alternatives, state))
+
     def final(self, state):
-        return self.complete(state)
+        return all(a.complete(s) for a, s in zip(self.alternatives, state) if s is not None)
 
     def allows(self, text):
         return matches(self, text) is not None
