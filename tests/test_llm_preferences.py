@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, parse_preference, parse_preferences, parse_text,
-                                       to_preference, window_steps)
+from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, parse_preference, parse_preferences,
+                                       parse_text, to_preference, window_steps)
 from agents.expert.reference import build_reference, make_state
 from agents.llm.llm import RecordedBackend
 from agents.llm.preference_extraction import PHRASINGS, SYSTEM, few_shot_examples, prompt, resolve_specs

@@ -79,8 +79,8 @@ STRUCTURE_FIELDS = ("quantity", "sense", "bound", "unit", "from", "to", "applies
 def _structure_schema():
     """JSON schema of a structured preference: anyOf the objects whose fields fit together (energy
     units and percent only for battery_energy; 'outside' only with a window; no start at 24:00)."""
-    energy = ["battery_energy"]
-    groups = [(energy, ["Wh", "kWh", "MWh", "percent"]), ([q for q in QUANTITIES if q not in energy], ["W", "kW", "MW"])]
+    powers = [q for q in QUANTITIES if q != "battery_energy"]
+    groups = [(["battery_energy"], ["Wh", "kWh", "MWh", "percent"]), (powers, ["W", "kW", "MW"])]
     windows = [({"enum": list(TIMES[:-1])}, {"enum": [None, *TIMES]}, list(APPLIES)),
                ({"const": None}, {"enum": list(TIMES)}, list(APPLIES)),
                ({"const": None}, {"const": None}, ["inside"])]

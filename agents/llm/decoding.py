@@ -78,6 +78,7 @@ class Constraint:
     strings: dict
     trie: _Node
     memo: dict = field(default_factory=dict)
+    forced_memo: dict = field(default_factory=dict)
 
     def allowed(self, state):
         """Token ids whose text can follow ``state`` (memoized per state)."""
@@ -96,13 +97,12 @@ class Constraint:
     def forced_tokens(self, state, tokenizer):
         """Token ids of the text the grammar forces after ``state`` (none if it allows a choice, or if
         the tokenizer's ids for that text do not spell it exactly); memoized per state."""
-        key = ("forced", state)
-        if key not in self.memo:
-            text = self.grammar.forced(state) if hasattr(self.grammar, "forced") else ""
+        if state not in self.forced_memo:
+            text = self.grammar.forced(state)
             ids = tokenizer.encode(text, add_special_tokens=False) if text else []
             spelled = "".join(self.strings.get(i, "\0") for i in ids)
-            self.memo[key] = ids if spelled == text else []
-        return self.memo[key]
+            self.forced_memo[state] = ids if spelled == text else []
+        return self.forced_memo[state]
 
     def advance(self, state, token_id):
         for ch in self.strings[token_id]:
@@ -122,7 +122,6 @@ def repeated_lines(text, repeats=3):
 
 @dataclass
 class _Seq:
-    row: int
     ids: list = field(default_factory=list)
     text: str = ""
     state: object = None
@@ -154,14 +153,14 @@ class Decoder:
         """Decode every prompt; returns a list of (text, token ids, why it stopped)."""
         import torch
 
-        seqs = [_Seq(b, state=constraint.grammar.start() if constraint else None) for b in range(len(prompts_ids))]
+        seqs = [_Seq(state=constraint.grammar.start() if constraint else None) for _ in prompts_ids]
         gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
         with torch.no_grad():
             t0 = time.perf_counter()
             logits, cache, attn, pos = self._prefill(prompts_ids)
             t1 = time.perf_counter()
             live = list(seqs)
-            for step in range(max_new_tokens):
+            for _ in range(max_new_tokens):
                 chosen = self._choose(logits, live, constraint, temperature, gen)
                 feed = [self._append(seq, tok, constraint, stop, stop_repetition, max_new_tokens)
                         for seq, tok in zip(live, chosen)]
@@ -191,7 +190,9 @@ class Decoder:
         import torch
 
         shared = _common_prefix(prompts_ids)
-        cache, n_prefix = self._prefix(prompts_ids[0][:shared]) if shared >= MIN_REUSE and self.reuse_prefix else (None, 0)
+        cache, n_prefix = None, 0
+        if shared >= MIN_REUSE and self.reuse_prefix:
+            cache, n_prefix = self._prefix(prompts_ids[0][:shared])
         batch = len(prompts_ids)
         if cache is not None and batch > 1:
             cache.batch_repeat_interleave(batch)

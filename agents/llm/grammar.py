@@ -3,16 +3,17 @@
 A grammar is a small state machine over characters: ``start()`` gives the initial state,
 ``step(state, ch)`` the state after one more character (None when ``ch`` cannot follow),
 ``complete(state)`` says whether the text read so far is a whole sentence and ``final(state)``
-whether nothing may follow it (decoding stops there); ``JsonSchema.forced(state)`` gives the
-text that must follow whatever the model chooses. States are hashable, so the set of
+whether nothing may follow it (decoding stops there) and ``forced(state)`` the text that must
+follow whatever the model chooses ('' where it has a choice). States are hashable, so the set of
 vocabulary tokens allowed in a state is computed once (agents/llm/decoding.py walks a trie of
 the vocabulary with ``step``).
 
 ``JsonSchema`` accepts the subset of JSON Schema that structured answers need: an object (or
-``anyOf`` a list of objects) whose properties all appear, in the schema's order, once each; values are ``enum``/``const`` (strings,
-numbers, booleans, null), ``{"type": "number"}``/``"integer"`` (optionally ``"minimum": 0``),
-``{"type": "boolean"}``. Numbers are JSON numbers of at most 12 characters. The text
-is JSON as ``json.dumps`` writes it with its default separators (``", "`` and ``": "``).
+``anyOf`` a list of objects) whose properties all appear, in the schema's order, once each;
+values are ``enum``/``const`` (strings, numbers, booleans, null), ``{"type": "number"}`` /
+``"integer"`` (optionally ``"minimum": 0``), ``{"type": "boolean"}``; numbers are JSON numbers
+of at most 12 characters. The text is JSON as ``json.dumps`` writes it with its default
+separators (``", "`` and ``": "``).
 """
 
 import json
@@ -77,6 +78,9 @@ class ChoiceList:
 
     def final(self, state):
         return False
+
+    def forced(self, state):
+        return ""
 
 
 class _Object:
