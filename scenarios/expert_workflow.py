@@ -40,6 +40,9 @@ class ExpertRunConfig:
     """use only the first N prosumers (0 = all)"""
     prosumers: str = ""
     """comma-separated prosumer names to run (empty = all, after max_prosumers)"""
+    variant: str = "decomposed"
+    """workflow: decomposed (the LLM edits one reference code block at a time, agents/llm/decomposed.py) |
+    oneshot (the paper's five stages on the whole model, agents/llm/workflow.py)"""
     backend: str = "hf"
     """LLM backend: a name from BACKENDS (hf | recorded)"""
     model: str = ""
@@ -92,8 +95,40 @@ def _recorded(cfg):
 BACKENDS = {"hf": _hf, "recorded": _recorded}
 
 
+def _oneshot(cfg, backend, specs, states):
+    from agents.llm.retrieval import AtomIndex
+    from agents.llm.workflow import ExpertWorkflow, WorkflowConfig
+
+    workflow = ExpertWorkflow(backend, WorkflowConfig(max_repairs=cfg.max_repairs, max_new_tokens=cfg.max_new_tokens,
+                                                      rel_tol=cfg.rel_tol, use_cache=cfg.use_cache,
+                                                      allow_unjailed=cfg.allow_unjailed),
+                              AtomIndex.build(embed=cfg.retrieval == "minilm"))
+    results = []
+    for spec in specs:
+        results.append(workflow.run(spec, states[spec.name]))
+        print(f"  {spec.name}: {'accepted' if results[-1].accepted else 'fallback to reference'} "
+              f"({results[-1].source}, {results[-1].seconds:.1f} s)", flush=True)
+    return results, {"retrieval": workflow.index.method}
+
+
+def _decomposed(cfg, backend, specs, states):
+    from agents.llm.decomposed import DecomposedConfig, DecomposedWorkflow
+
+    workflow = DecomposedWorkflow(backend, DecomposedConfig(max_repairs=cfg.max_repairs, rel_tol=cfg.rel_tol,
+                                                            use_cache=cfg.use_cache,
+                                                            allow_unjailed=cfg.allow_unjailed))
+    results = workflow.run_fleet(specs, states)
+    for r in results:
+        print(f"  {r.name}: {'accepted' if r.accepted else 'fallback to reference'} ({r.source})", flush=True)
+    return results, {}
+
+
+VARIANTS = {"decomposed": _decomposed, "oneshot": _oneshot}
+
+
 def validate(cfg):
     """Check every field before anything runs; raises ConfigError naming field, value and range."""
+    check_choice("variant", cfg.variant, VARIANTS)
     check_choice("backend", cfg.backend, BACKENDS)
     check_choice("device", cfg.device, ("auto", "cpu", "cuda"))
     check_choice("dtype", cfg.dtype, ("auto", "float32", "bfloat16"))
@@ -136,9 +171,7 @@ def run(cfg):
     """Run the workflow for the configured prosumers; returns (run folder, summary)."""
     from agents.llm.preference_extraction import resolve_specs
     from agents.llm.report import write_report
-    from agents.llm.retrieval import AtomIndex
     from agents.llm.verification import make_test_states
-    from agents.llm.workflow import ExpertWorkflow, WorkflowConfig
 
     specs = validate(cfg)
     backend = BACKENDS[cfg.backend](cfg)
@@ -151,19 +184,11 @@ def run(cfg):
     if cfg.only_preferences:
         return folder, {"prosumers": len(specs), "accepted": 0, "fallback_to_reference": [],
                         "free_text_preferences": len(pref_rows)}
-    workflow = ExpertWorkflow(backend, WorkflowConfig(max_repairs=cfg.max_repairs, max_new_tokens=cfg.max_new_tokens,
-                                                      rel_tol=cfg.rel_tol, use_cache=cfg.use_cache,
-                                                      allow_unjailed=cfg.allow_unjailed),
-                              AtomIndex.build(embed=cfg.retrieval == "minilm"))
     states = make_test_states(specs, n=cfg.test_states, seed=cfg.seed)
-    results = []
     t0 = time.perf_counter()
-    for spec in specs:
-        results.append(workflow.run(spec, states[spec.name]))
-        print(f"  {spec.name}: {'accepted' if results[-1].accepted else 'fallback to reference'} "
-              f"({results[-1].source}, {results[-1].seconds:.1f} s)", flush=True)
+    results, extra = VARIANTS[cfg.variant](cfg, backend, specs, states)
     meta = {"backend": backend.name, "model_id": backend.model_id, "specs": cfg.specs,
-            "wall_s": time.perf_counter() - t0, "retrieval": workflow.index.method,
+            "variant": cfg.variant, "wall_s": time.perf_counter() - t0, **extra,
             "load_s": getattr(backend, "load_s", None), "tokens_out": getattr(backend, "tokens_out", None),
             "generate_s": getattr(backend, "generate_s", None),
             "tokens_per_s": getattr(backend, "tokens_per_s", None),
