@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from agents.expert.preferences import parse_preferences
 from agents.llm.block_code import assemble, block_ids, reference_block
 from agents.llm.checker import static_check
 from agents.llm.decomposed import SYSTEM, DecomposedConfig, DecomposedWorkflow, block_prompt, extract_block
@@ -13,8 +14,9 @@ from agents.llm.llm import RecordedBackend, prompt_key
 from agents.llm.report import write_report
 from agents.llm.verification import make_test_states
 from agents.llm.workflow import cache_key
-from simulators.prosumer.spec import load_specs, spec_from_dict
+from simulators.prosumer.spec import load_specs, save_specs, spec_from_dict
 from simulators.scenario import DATA_DIR
+from simulators.validation import ConfigError
 
 SPEC = spec_from_dict({
     "name": "t1", "bus": 1, "load_peak_kw": 5.0, "pv": [{"kwp": 6.0}],
@@ -111,3 +113,28 @@ def test_whole_fleet_in_one_batch_per_stage():
     assert [r.accepted for r in results] == [True, True] and backend.misses == 0
     assert [(tag, len(prompts)) for tag, prompts in backend.asked] == [("block", 3)]
     assert json.dumps([r.to_dict() for r in results])
+
+
+def test_cli_free_text_preference_to_an_accepted_generated_expert(tmp_path, monkeypatch):
+    """A wording the parser does not know: the LLM reads it (JSON-schema constrained), the decomposed
+    workflow writes its block, the run folder's specs.json holds the structure the scenario runs with."""
+    from scenarios import expert_workflow
+
+    free = "keep the diesel genset off while we sleep, 11pm to 7am"
+    structure = {"quantity": "generator_power", "sense": "at_most", "bound": 0, "unit": "kW", "from": "23:00",
+                 "to": "07:00", "applies": "inside"}
+    spec = next(s for s in POOL if s.name == "p011")  # PV and a generator
+    spec = spec_from_dict({**spec.to_dict(), "preferences": [free]})
+    with pytest.raises(ConfigError, match="does not know this phrase.*LLM expert"):
+        parse_preferences(spec)
+    resolved = spec_from_dict({**spec.to_dict(), "preferences": [{**structure, "text": free}]})
+    save_specs([spec], tmp_path / "specs.json")
+    blocks = [reference_block(resolved, b) + "```" for b in block_ids(resolved)]
+    (tmp_path / "replies.json").write_text(json.dumps({"preference": [json.dumps(structure)], "block": blocks}))
+    monkeypatch.setenv("P2P_COSIM_CACHE", str(tmp_path / "cache"))
+    folder, summary = expert_workflow.main([
+        "--backend", "recorded", "--recorded", str(tmp_path / "replies.json"), "--specs", str(tmp_path / "specs.json"),
+        "--results-dir", str(tmp_path / "results"), "--test-states", "1", "--scenario", "unit"])
+    assert summary["accepted"] == 1 and summary["columns"] == ["blocks", "repair", "verify"]
+    assert load_specs(folder / "specs.json")[0].preferences[0]["from"] == "23:00"
+    assert "eps1" in (folder / "experts" / "p011.py").read_text()
