@@ -19,6 +19,7 @@ rejected fall back to the reference model (agents/expert/reference.py); the repo
 
 import argparse
 import dataclasses
+import datetime
 import json
 import time
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ class ExpertRunConfig:
     """reuse and store accepted experts in the cache"""
     allow_unjailed: bool = False
     """run generated code without the jail when bubblewrap/seccomp are unavailable (not recommended)"""
+    demonstrations: str = ""
+    """comma-separated dates: after the run, write demonstrations.npz into the run folder with the accepted
+    generated experts coupled (agents/llm/coupled.py; the others use the reference), e.g. 2016-03-01"""
     results_dir: str = "results"
     """parent folder of the run folder"""
     run_name: str = ""
@@ -139,6 +143,11 @@ def validate(cfg):
     check_range("rel_tol", cfg.rel_tol, 0.0, 1.0, lo_open=True)
     check_range("test_states", cfg.test_states, 1, 20)
     check_choice("retrieval", cfg.retrieval, ("minilm", "bm25"))
+    for date in (d.strip() for d in cfg.demonstrations.split(",") if d.strip()):
+        try:
+            datetime.date.fromisoformat(date)
+        except ValueError:
+            raise ConfigError(f"demonstrations: {date!r} is not a date YYYY-MM-DD") from None
     if cfg.backend == "recorded" and not Path(cfg.recorded).is_file():
         raise ConfigError(f"recorded: file {cfg.recorded!r} not found (required by --backend recorded)")
     from agents.llm.models import MODELS
@@ -194,7 +203,25 @@ def run(cfg):
             "tokens_per_s": getattr(backend, "tokens_per_s", None),
             "truncated_prompts": getattr(backend, "truncated_prompts", None),
             "repetition_stops": getattr(backend, "repetition_stops", None)}
-    return folder, write_report(results, folder, meta)
+    summary = write_report(results, folder, meta)
+    if cfg.demonstrations:
+        summary["demonstrations"] = _demonstrations(cfg, folder, results)
+    return folder, summary
+
+
+def _demonstrations(cfg, folder, results):
+    """Demonstrations of the run's prosumers (specs.json) with the accepted experts; where each came from."""
+    from agents.env import EnvConfig
+    from agents.llm.coupled import write_generated_demonstrations
+
+    dates = [d.strip() for d in cfg.demonstrations.split(",") if d.strip()]
+    codes = {r.name: r.code for r in results if r.accepted}
+    meta = write_generated_demonstrations(folder / "demonstrations.npz", dates, codes,
+                                          EnvConfig(specs=str(folder / "specs.json"), seed=cfg.seed))
+    sources = meta["episodes"][0]["expert_sources"]
+    print(f"  demonstrations.npz: generated experts {sources['generated'] or 'none'}; "
+          f"fell back to the reference: {sources['reference'] or 'none'}", flush=True)
+    return {"path": str(folder / "demonstrations.npz"), **sources}
 
 
 def main(argv=None):
