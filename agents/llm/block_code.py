@@ -178,11 +178,9 @@ def preference_params(pref):
 
 
 def _preference_code(k, u):
+    # one form for every window (all day too), so that editing an example only changes numbers
     ranges = [tuple(int(x) for x in r.split("..")) for r in u["steps_of_day"]]
-    if ranges == [(0, STEPS_PER_DAY - 1)]:
-        on = "np.ones(T)"
-    else:
-        on = "np.where(" + " | ".join(f"((steps >= {a}) & (steps <= {b}))" for a, b in ranges) + ", 1.0, 0.0)"
+    on = "np.where(" + " | ".join(f"((steps >= {a}) & (steps <= {b}))" for a, b in ranges) + ", 1.0, 0.0)"
     x, bound = f'quantity["{u["quantity"]}"]', num(u["bound"])
     excess = f"{x} - {bound}" if u["sense"] == "at_most" else f"{bound} - {x}"
     return f'''on{k} = {on}

@@ -80,15 +80,16 @@ def _rounded(params):
 
 def examples(spec, block_id, pool, shots):
     """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``:
-    device blocks prefer the same unit count, preference blocks the same quantity and sense; rendered
-    with this block's id, so the names match."""
+    device blocks prefer the same unit count, preference blocks the same sense, then the same number of
+    time ranges, then the same quantity; rendered with this block's id, so the names match."""
     if block_id.startswith("pref"):
         want = block_params(spec, block_id)
-        cands = [(p["quantity"] != want["quantity"], p["sense"] != want["sense"], s.name, json.dumps(p), p)
-                 for s in pool if s.name != spec.name for p in _preference_params(s)]
+        cands = [(p["sense"] != want["sense"], len(p["steps_of_day"]) != len(want["steps_of_day"]),
+                  p["quantity"] != want["quantity"], s.name, p) for s in pool if s.name != spec.name
+                 for p in _preference_params(s)]
     else:
         n = len(getattr(spec, block_id))
-        cands = [(len(getattr(s, block_id)) != n, 0, s.name, "", block_params(s, block_id))
+        cands = [(len(getattr(s, block_id)) != n, 0, 0, s.name, block_params(s, block_id))
                  for s in pool if s.name != spec.name and getattr(s, block_id)]
     out, seen = [], {units_text(spec, block_id)}  # an identical example would leave nothing to edit
     for *_, params in sorted(cands, key=lambda c: c[:4]):
