@@ -138,3 +138,21 @@ def test_cli_free_text_preference_to_an_accepted_generated_expert(tmp_path, monk
     assert summary["accepted"] == 1 and summary["columns"] == ["blocks", "repair", "verify"]
     assert load_specs(folder / "specs.json")[0].preferences[0]["from"] == "23:00"
     assert "eps1" in (folder / "experts" / "p011.py").read_text()
+
+
+@pytest.mark.slow
+def test_default_model_runs_the_decomposed_workflow_on_two_prosumers(tmp_path):
+    """The default local model (agents/llm/llm.py DEFAULT_MODEL) on p000 (four device blocks) and p026
+    (four device blocks and two preferences); acceptance is measured in the README, not required."""
+    from agents.llm.llm import HFBackend
+
+    specs = [s for s in POOL if s.name in ("p000", "p026")]
+    backend = HFBackend(seed=0)
+    results = DecomposedWorkflow(backend, DecomposedConfig(use_cache=False, max_repairs=1), POOL).run_fleet(
+        specs, make_test_states(specs, n=2))
+    assert backend.tokens_out > 0
+    for res in results:
+        tried = {s.detail.split(":")[0] for s in res.stages if s.stage == "block"}
+        assert tried == set(block_ids(next(s for s in specs if s.name == res.name)))
+        assert res.verdict("blocks") in ("pass", "fail") and res.verdict("verify") in ("pass", "fail")
+        assert res.accepted == (res.source == "llm") and (res.accepted or res.verification["reasons"])
