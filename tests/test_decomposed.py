@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agents.expert.preferences import parse_preferences
-from agents.llm.block_code import assemble, block_ids, reference_block
+from agents.llm.block_code import assemble, block_ids, reference_block, render, windows
 from agents.llm.checker import static_check
 from agents.llm.decomposed import SYSTEM, DecomposedConfig, DecomposedWorkflow, block_prompt, extract_block
 from agents.llm.llm import RecordedBackend, prompt_key
@@ -64,6 +64,14 @@ def test_prompt_shows_other_prosumers_blocks_the_rules_and_this_prosumers_number
     assert mine not in prompt  # the answer is never among the examples
     pref = block_prompt(SPEC, "pref2", POOL, 2)
     assert "eps2" in pref and reference_block(SPEC, "pref2") not in pref
+
+
+def test_preference_windows_are_circular_ranges():
+    assert windows([*range(88, 96), *range(24)]) == [[88, 24]] and windows(range(96)) == [[0, 96]]
+    assert windows([1, 2, 5]) == [[1, 3], [5, 6]] and windows([95]) == [[95, 0]]
+    assert "window(steps, 1, 3) + window(steps, 5, 6)" in render("pref1", {
+        "quantity": "net_kw", "sense": "at_most", "sign": 1, "bound": 2.0, "from_step": 1, "to_step": 3,
+        "more_windows": [[5, 6]]})
 
 
 def test_extract_block_takes_the_fenced_lines_dedented():

@@ -26,6 +26,12 @@ HEAD = '''import cvxpy as cp
 import numpy as np
 
 
+def window(steps, start, end):
+    if start <= end:
+        return np.where((steps >= start) & (steps < end), 1.0, 0.0)
+    return np.where((steps >= start) | (steps < end), 1.0, 0.0)
+
+
 def prosumer(state):
     T = state["horizon"]
     dt = state["dt_h"]
@@ -67,7 +73,8 @@ BLOCK_CONTRACT = """The block is part of the body of prosumer(state). Already de
   actions (dict: actions["<KEY>"] = variable of shape (T,)), net (meter power: add what a unit
   consumes, subtract what it produces), q_ex, pv_sum, soc_sum, gen_sum, cl_sum (running totals),
   and, for preferences, quantity (dict of the prosumer's totals: "gen_kw", "soc_kwh", "net_kw",
-  "export_kw", "cl_kw", "curtail_kw", each of shape (T,)).
+  "export_kw", "cl_kw", "curtail_kw", each of shape (T,)) and window(steps, start, end) (1.0 at the
+  steps of the day from start up to end excluded, across midnight when start > end, else 0.0).
 Write only the block's lines (no def, no return, no import); keep every name of the example."""
 
 
@@ -160,32 +167,36 @@ order is the block order of the assembled model"""
 
 
 # ---- preference blocks -----------------------------------------------------------------------------------
-def _ranges(steps):
-    """[start, end) step ranges of a sorted set of steps of the day."""
-    out, steps = [], sorted(steps)
-    for s in steps:
-        if out and out[-1][1] == s:
-            out[-1][1] = s + 1
-        else:
-            out.append([s, s + 1])
+def windows(steps):
+    """[start, end) circular step ranges of the day covering ``steps`` (end may wrap past midnight:
+    start > end); all day is [0, 96)."""
+    on = np.zeros(STEPS_PER_DAY, dtype=bool)
+    on[list(steps)] = True
+    if on.all():
+        return [[0, STEPS_PER_DAY]]
+    starts = [s for s in range(STEPS_PER_DAY) if on[s] and not on[s - 1]]
+    out = []
+    for s in starts:
+        e = s
+        while on[e % STEPS_PER_DAY]:
+            e += 1
+        out.append([s, e % STEPS_PER_DAY])
     return out
 
 
 def preference_params(pref):
-    """What the code of one preference uses: quantity key, sense, bound, step ranges of the day."""
-    return {"quantity": pref.quantity, "sense": "at_most" if pref.sense == "max" else "at_least",
-            "bound": pref.bound, "steps_of_day": [f"{a}..{b - 1}" for a, b in _ranges(pref.steps)]}
+    """What the code of one preference uses: quantity key, sense and its sign, bound, window(s)."""
+    (start, end), *more = windows(pref.steps)
+    out = {"quantity": pref.quantity, "sense": "at_most" if pref.sense == "max" else "at_least",
+           "sign": 1 if pref.sense == "max" else -1, "bound": pref.bound, "from_step": start, "to_step": end}
+    return {**out, "more_windows": more} if more else out
 
 
 def _preference_code(k, u):
-    # one form for every window (all day too), so that editing an example only changes numbers
-    ranges = [tuple(int(x) for x in r.split("..")) for r in u["steps_of_day"]]
-    on = "np.where(" + " | ".join(f"((steps >= {a}) & (steps <= {b}))" for a, b in ranges) + ", 1.0, 0.0)"
-    x, bound = f'quantity["{u["quantity"]}"]', num(u["bound"])
-    excess = f"{x} - {bound}" if u["sense"] == "at_most" else f"{bound} - {x}"
+    on = " + ".join(f"window(steps, {a}, {b})" for a, b in [(u["from_step"], u["to_step"]), *u.get("more_windows", [])])
     return f'''on{k} = {on}
 eps{k} = cp.Variable(T, nonneg=True)
-constraints += [cp.multiply(on{k}, {excess}) <= eps{k}]
+constraints += [cp.multiply(on{k}, {num(u["sign"])} * (quantity["{u["quantity"]}"] - {num(u["bound"])})) <= eps{k}]
 cost = cost + {num(PREFERENCE_PENALTY_EUR)} * dt * cp.sum(eps{k})
 '''
 

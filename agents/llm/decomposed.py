@@ -45,8 +45,8 @@ SYSTEM = f"""You edit one block of Python code with cvxpy that models part of a 
 Answer with the edited block only, in one ```python block."""
 EDIT = {"device": """Edit the example block for these units: keep its code, put in their numbers, and write the
 lines once per unit, numbered 1, 2, ... (state index [0], [1], ...).""",
-        "preference": """Edit the example block for this preference: keep its code, put in its quantity, its sense
-(at_most: quantity - bound <= eps; at_least: bound - quantity <= eps), its bound and its steps of the day."""}
+        "preference": """Edit the example block for this preference: keep its code, put in its quantity, its sign
+(1 for at_most, -1 for at_least), its bound and its window (from_step, to_step)."""}
 REPAIR = """Your block failed the check:
 {reasons}
 
@@ -80,11 +80,12 @@ def _rounded(params):
 
 def examples(spec, block_id, pool, shots):
     """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``:
-    device blocks prefer the same unit count, preference blocks the same sense, then the same number of
-    time ranges, then the same quantity; rendered with this block's id, so the names match."""
+    device blocks prefer the same unit count, preference blocks the same sense, then a window of the same
+    kind (across midnight or not), then the same quantity; rendered with this block's id, so the names
+    match."""
     if block_id.startswith("pref"):
         want = block_params(spec, block_id)
-        cands = [(p["sense"] != want["sense"], len(p["steps_of_day"]) != len(want["steps_of_day"]),
+        cands = [(p["sense"] != want["sense"], (p["from_step"] > p["to_step"]) != (want["from_step"] > want["to_step"]),
                   p["quantity"] != want["quantity"], s.name, p) for s in pool if s.name != spec.name
                  for p in _preference_params(s)]
     else:
