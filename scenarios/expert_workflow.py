@@ -1,9 +1,15 @@
 """Run the LLM expert workflow for every prosumer of a scenario's spec file and write a report.
 
-    python -m scenarios.expert_workflow                                # SmolLM2, all prosumers
-    python -m scenarios.expert_workflow --max-prosumers 4 --max-repairs 1
+    python -m scenarios.expert_workflow                                # SmolLM2, all prosumers, decomposed
+    python -m scenarios.expert_workflow --model qwen2.5-coder-0.5b-instruct --prosumers p000,p026
+    python -m scenarios.expert_workflow --variant oneshot --max-prosumers 4 --max-repairs 1
     python -m scenarios.expert_workflow --model /path/to/model_folder_or.gguf
     python -m scenarios.expert_workflow --backend recorded --recorded replies.json
+    python -m scenarios.expert_workflow --demonstrations 2016-06-08     # + demonstrations.npz
+
+``--variant decomposed`` (default; agents/llm/decomposed.py) has the LLM edit one reference code
+block at a time (a device type or a preference); ``oneshot`` (agents/llm/workflow.py) runs the
+paper's stages on the whole model.
 
 Free-text preferences the hand-written parser does not know are first turned into structured
 preferences by the LLM (one batch, JSON-schema constrained; agents/llm/preference_extraction.py);
@@ -15,6 +21,8 @@ The run folder results/<scenario>__expert-workflow__<seed>__<timestamp>/ holds c
 report.json (every stage's prompt, raw output, verdict and seconds), report.md (the table)
 and experts/<name>.py (accepted generated models). Prosumers whose generated model is
 rejected fall back to the reference model (agents/expert/reference.py); the report says which.
+With ``--demonstrations`` the accepted experts, coupled (agents/llm/coupled.py), also record
+demonstrations.npz for imitation learning; its metadata names the prosumers that fell back.
 """
 
 import argparse

@@ -9,7 +9,15 @@ import pytest
 from agents.expert.preferences import parse_preferences
 from agents.llm.block_code import assemble, block_ids, reference_block, render, windows
 from agents.llm.checker import static_check
-from agents.llm.decomposed import SYSTEM, DecomposedConfig, DecomposedWorkflow, block_prompt, extract_block
+from agents.llm.decomposed import (
+    BLOCK_PROMPT_VERSION,
+    SYSTEM,
+    VARIANT,
+    DecomposedConfig,
+    DecomposedWorkflow,
+    block_prompt,
+    extract_block,
+)
 from agents.llm.llm import RecordedBackend, prompt_key
 from agents.llm.report import write_report
 from agents.llm.verification import make_test_states
@@ -95,7 +103,8 @@ def test_failing_block_is_repaired_alone_and_the_prosumer_accepted(tmp_path, sta
     assert len(prompts) == 1 and "1.5 * P_ch2" in prompts[0] and "failed the check" in prompts[0]
     assert res.verdict("blocks") == "fail" and res.verdict("repair") == "pass" and res.verdict("verify") == "pass"
     assert res.code == assemble(SPEC)  # every block equals the reference's
-    assert (tmp_path / "experts" / f"{cache_key(SPEC, backend.model_id, 'decomposed')}.json").exists()
+    key = cache_key(SPEC, backend.model_id, f"{VARIANT}-{BLOCK_PROMPT_VERSION}")
+    assert (tmp_path / "experts" / f"{key}.json").exists()
     summary = write_report([res], tmp_path / "run", {"model_id": backend.model_id})
     assert summary["block_success"] == {"blocks": 6, "first_try": 5, "after_repairs": 6}
     assert "blocks right at the first try" in (tmp_path / "run" / "report.md").read_text()

@@ -239,7 +239,8 @@ def assemble(spec, blocks=None):
         if block_id == "pref1":
             parts.append(QUANTITIES)
         code = blocks[block_id] if block_id in blocks else reference_block(spec, block_id)
-        parts.append(f"    # ---- block {block_id}\n" + textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", "    "))
+        body = textwrap.dedent(code).strip("\n") + "\n"
+        parts.append(f"    # ---- block {block_id}\n" + textwrap.indent(body, "    "))
     parts.append(TAIL)
     return "".join(parts)
 

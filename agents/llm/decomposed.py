@@ -37,6 +37,8 @@ from simulators.prosumer.devices import DEVICES
 from simulators.validation import ConfigError
 
 VARIANT = "decomposed"
+BLOCK_PROMPT_VERSION = "blocks-3"
+"""enters the cache key of accepted experts with VARIANT: bump it whenever a block prompt or block_code.py changes"""
 
 SYSTEM = f"""You edit one block of Python code with cvxpy that models part of a household's energy system.
 {BLOCK_CONTRACT}
@@ -140,7 +142,7 @@ class DecomposedWorkflow:
     def __init__(self, backend, config=None, pool=None):
         self.backend = backend
         self.config = config or DecomposedConfig()
-        self.cache = ExpertCache(self.config.cache_dir, backend.model_id, VARIANT)
+        self.cache = ExpertCache(self.config.cache_dir, backend.model_id, f"{VARIANT}-{BLOCK_PROMPT_VERSION}")
         self.pool = list(pool) if pool is not None else _default_pool()
 
     def run(self, spec, states):
@@ -183,8 +185,8 @@ class DecomposedWorkflow:
         cfg = self.config
         prompts = [block_prompt(s, b, pool, cfg.shots) for s, b in tasks]
         replies = self._generate(prompts, "block", tasks, results)
-        out = self._check_round({(s.name, b): (s, extract_block(r), p, r) for (s, b), p, r in zip(tasks, prompts, replies)},
-                                states, refs, results, "block", 0)
+        first = {(s.name, b): (s, extract_block(r), p, r) for (s, b), p, r in zip(tasks, prompts, replies)}
+        out = self._check_round(first, states, refs, results, "block", 0)
         for attempt in range(1, cfg.max_repairs + 1):
             failing = [(s, b) for s, b in tasks if out[s.name, b][1]]
             if not failing:
@@ -242,7 +244,8 @@ class DecomposedWorkflow:
         first = [s for s in logs if s.attempt == 0]
         failed = [b for b in ids if blocks[spec.name, b][1]]
         res.stages.append(StageLog("blocks", 0, "fail" if any(s.verdict == "fail" for s in first) else "pass",
-                                   f"{sum(s.verdict == 'pass' for s in first)} of {len(ids)} blocks right at the first try",
+                                   f"{sum(s.verdict == 'pass' for s in first)} of {len(ids)} blocks right at the "
+                                   "first try",
                                    0.0))
         if len(logs) > len(first):
             res.stages.append(StageLog("repair", 0, "fail" if failed else "pass",
