@@ -159,9 +159,15 @@ class DecomposedWorkflow:
                 log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
                 results[spec.name] = ExpertResult(spec.name, True, "cache", cached["code"], [log], 0,
                                                   cached["verification"])
-            else:
-                results[spec.name] = ExpertResult(spec.name, False, "reference")
-                todo.append(spec)
+                continue
+            results[spec.name] = res = ExpertResult(spec.name, False, "reference")
+            try:
+                block_ids(spec)
+            except ConfigError as exc:  # a device type without a code block: this prosumer keeps the reference
+                res.stages.append(StageLog("blocks", 0, "fail", str(exc), 0.0))
+                res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
+                continue
+            todo.append(spec)
         try:
             jail.require(self.config.allow_unjailed)
         except jail.JailUnavailable as exc:
