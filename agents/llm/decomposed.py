@@ -26,10 +26,19 @@ import textwrap
 import time
 from dataclasses import dataclass
 
-from agents.expert.preferences import parse_preferences
+from agents.expert.preferences import parse_preferences, to_preference
 from agents.llm import jail
 from agents.llm import prompts as P
-from agents.llm.block_code import BLOCK_CONTRACT, assemble, block_ids, block_params, preference_params, render
+from agents.llm.block_code import (
+    BLOCK_CONTRACT,
+    DEVICE_CODE,
+    assemble,
+    block_ids,
+    block_params,
+    preference_params,
+    render,
+)
+from agents.llm.preference_extraction import few_shot_examples
 from agents.llm.sandbox import run_many
 from agents.llm.verification import assess, reference_objectives, verify
 from agents.llm.workflow import ExpertCache, ExpertConfig, ExpertResult, StageLog
@@ -37,7 +46,7 @@ from simulators.prosumer.devices import DEVICES
 from simulators.validation import ConfigError
 
 VARIANT = "decomposed"
-BLOCK_PROMPT_VERSION = "blocks-3"
+BLOCK_PROMPT_VERSION = "blocks-4"
 """enters the cache key of accepted experts with VARIANT: bump it whenever a block prompt or block_code.py changes"""
 
 SYSTEM = f"""You edit one block of Python code with cvxpy that models part of a household's energy system.
@@ -82,14 +91,14 @@ def _rounded(params):
 
 def examples(spec, block_id, pool, shots):
     """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``:
-    device blocks prefer the same unit count, preference blocks the same sense, then a window of the same
-    kind (across midnight or not), then the same quantity; rendered with this block's id, so the names
-    match."""
+    device blocks prefer the same unit count; preference blocks (the pool's and the preference benchmark's
+    few-shot structures) the same sense, then a window of the same kind (across midnight or not), then
+    the same quantity; rendered with this block's id, so the names match."""
     if block_id.startswith("pref"):
         want = block_params(spec, block_id)
+        mine = [(s.name, p) for s in pool if s.name != spec.name for p in _preference_params(s)]
         cands = [(p["sense"] != want["sense"], (p["from_step"] > p["to_step"]) != (want["from_step"] > want["to_step"]),
-                  p["quantity"] != want["quantity"], s.name, p) for s in pool if s.name != spec.name
-                 for p in _preference_params(s)]
+                  p["quantity"] != want["quantity"], name, p) for name, p in mine + _benchmark_preferences(pool)]
     else:
         n = len(getattr(spec, block_id))
         cands = [(len(getattr(s, block_id)) != n, 0, 0, s.name, block_params(s, block_id))
@@ -107,6 +116,17 @@ def examples(spec, block_id, pool, shots):
 
 def _preference_params(spec):
     return [preference_params(p) for p in parse_preferences(spec)]
+
+
+def _benchmark_preferences(pool):
+    """[(name, params)] of the preference benchmark's few-shot structures (never its dev or test wordings),
+    read for a prosumer of the pool that owns every device type (battery percent needs a capacity):
+    examples of senses and quantities the pool's prosumers may lack."""
+    carrier = next((s for s in pool if all(getattr(s, key) for key in DEVICE_CODE)), None)
+    if carrier is None:
+        return []
+    return [(f"fewshot{k}", preference_params(to_preference(structure, carrier, f"fewshot{k}")))
+            for k, (_, structure) in enumerate(few_shot_examples())]
 
 
 def block_prompt(spec, block_id, pool, shots):
