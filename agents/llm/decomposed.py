@@ -162,7 +162,7 @@ class DecomposedWorkflow:
     def __init__(self, backend, config=None, pool=None):
         self.backend = backend
         self.config = config or DecomposedConfig()
-        self.cache = ExpertCache(self.config.cache_dir, backend.model_id, f"{VARIANT}-{BLOCK_PROMPT_VERSION}")
+        self.cache = ExpertCache(self.config.cache_dir, f"{VARIANT}-{BLOCK_PROMPT_VERSION}")
         self.pool = list(pool) if pool is not None else _default_pool()
 
     def run(self, spec, states):
@@ -174,7 +174,7 @@ class DecomposedWorkflow:
         pool = list({s.name: s for s in [*specs, *self.pool]}.values())
         results, todo = {}, []
         for spec in specs:
-            cached = self.cache.load(spec) if self.config.use_cache else None
+            cached = self.cache.load(spec, self.backend.model_id) if self.config.use_cache else None
             if cached:
                 log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
                 results[spec.name] = ExpertResult(spec.name, True, "cache", cached["code"], [log], 0,
@@ -292,7 +292,7 @@ class DecomposedWorkflow:
         res.stages.append(StageLog("verify", 0, "pass" if res.accepted else "fail", detail, time.perf_counter() - t))
         res.seconds += time.perf_counter() - t
         if res.accepted and self.config.use_cache:
-            self.cache.store(spec, res)
+            self.cache.store(spec, self.backend.model_id, res)
 
 
 def _default_pool():

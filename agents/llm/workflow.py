@@ -189,25 +189,25 @@ def cache_key(spec, model_id, variant="oneshot"):
 class ExpertCache:
     """Accepted experts on disk, one JSON file per hash(spec, model id, prompt version, variant)."""
 
-    def __init__(self, cache_dir, model_id, variant="oneshot"):
+    def __init__(self, cache_dir, variant="oneshot"):
         self.dir = Path(cache_dir or cache_root() / "experts")
-        self.model_id, self.variant = model_id, variant
+        self.variant = variant
 
-    def path(self, spec):
-        return self.dir / f"{cache_key(spec, self.model_id, self.variant)}.json"
+    def path(self, spec, model_id):
+        return self.dir / f"{cache_key(spec, model_id, self.variant)}.json"
 
-    def load(self, spec):
-        """The stored record of ``spec`` with its 'path', or None."""
-        path = self.path(spec)
+    def load(self, spec, model_id):
+        """The stored record of ``spec`` by ``model_id`` with its 'path', or None."""
+        path = self.path(spec, model_id)
         if not path.exists():
             return None
         return {**json.loads(path.read_text()), "path": str(path)}
 
-    def store(self, spec, res):
+    def store(self, spec, model_id, res):
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.path(spec).write_text(json.dumps({"name": spec.name, "model_id": self.model_id, "variant": self.variant,
-                                               "prompt_version": P.PROMPT_VERSION, "code": res.code,
-                                               "verification": res.verification}, indent=1))
+        record = {"name": spec.name, "model_id": model_id, "variant": self.variant, "prompt_version": P.PROMPT_VERSION,
+                  "code": res.code, "verification": res.verification}
+        self.path(spec, model_id).write_text(json.dumps(record, indent=1))
 
 
 # ---- the workflow --------------------------------------------------------------------------------
@@ -220,12 +220,12 @@ class ExpertWorkflow:
         self.backend = backend
         self.config = config or WorkflowConfig()
         self.index = index or AtomIndex.build()
-        self.cache = ExpertCache(self.config.cache_dir, backend.model_id)
+        self.cache = ExpertCache(self.config.cache_dir)
 
     def run(self, spec, states):
         """Build, check and verify an expert for ``spec``; ``states``: its test states (first = execution)."""
         t0 = time.perf_counter()
-        cached = self.cache.load(spec) if self.config.use_cache else None
+        cached = self.cache.load(spec, self.backend.model_id) if self.config.use_cache else None
         if cached:
             log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
             return ExpertResult(spec.name, True, "cache", cached["code"], [log], 0, cached["verification"],
@@ -259,7 +259,7 @@ class ExpertWorkflow:
         res.stages.append(StageLog("verify", 0, "pass" if ok else "fail", detail, time.perf_counter() - t))
         res.code, res.accepted, res.source = code, ok, "llm" if ok else "reference"
         if ok and self.config.use_cache:
-            self.cache.store(spec, res)
+            self.cache.store(spec, self.backend.model_id, res)
         res.seconds = time.perf_counter() - t0
         return res
 
