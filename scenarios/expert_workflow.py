@@ -5,7 +5,7 @@
     python -m scenarios.expert_workflow --variant oneshot --max-prosumers 4 --max-repairs 1
     python -m scenarios.expert_workflow --model /path/to/model_folder_or.gguf
     python -m scenarios.expert_workflow --backend recorded --recorded replies.json
-    python -m scenarios.expert_workflow --demonstrations 2016-06-08     # + demonstrations.npz
+    python -m scenarios.expert_workflow --demonstrations 2016-03-01     # + demonstrations.npz
 
 ``--variant decomposed`` (default; agents/llm/decomposed.py) has the LLM edit one reference code
 block at a time (a device type or a preference); ``oneshot`` (agents/llm/workflow.py) runs the
@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulators.profiles.data import TEST_EVERY, is_test_day
 from simulators.prosumer.spec import load_specs, save_specs
 from simulators.recorder.recorder import new_run_dir
 from simulators.scenario import DATA_DIR
@@ -156,6 +157,9 @@ def validate(cfg):
             datetime.date.fromisoformat(date)
         except ValueError:
             raise ConfigError(f"demonstrations: {date!r} is not a date YYYY-MM-DD") from None
+        if is_test_day(date):  # demonstrations train actors: test days stay untouched
+            raise ConfigError(f"demonstrations: {date!r} is a test day (day of the year divisible by "
+                              f"{TEST_EVERY}); demonstrations are recorded on training days only")
     if cfg.backend == "recorded" and not Path(cfg.recorded).is_file():
         raise ConfigError(f"recorded: file {cfg.recorded!r} not found (required by --backend recorded)")
     from agents.llm.models import MODELS

@@ -10,16 +10,18 @@ from agents.expert.policy import load_demonstrations
 from agents.llm.coupled import CoupledExpert, generated_models, write_generated_demonstrations
 from agents.llm.reference_code import reference_code
 from agents.llm.worker import GeneratedExpert
-from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank, assign_profiles, prosumer_days
+from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days
 
-CFG = EnvConfig(max_prosumers=3, days=DEFAULT_TEST_DAY)
+DAY = "2016-03-01"
+"""a training day: demonstrations never touch test days"""
+CFG = EnvConfig(max_prosumers=3, days=DAY)
 
 
 @pytest.fixture(scope="module")
 def scenario():
     specs, net, tariff = make_scenario(CFG)
     bank = ProfileBank.simbench()
-    days = prosumer_days(bank, specs, assign_profiles(specs, 0, bank), [DEFAULT_TEST_DAY])
+    days = prosumer_days(bank, specs, assign_profiles(specs, 0, bank), [DAY])
     return specs, net, tariff, days
 
 
@@ -65,11 +67,11 @@ def test_a_model_rejected_at_run_time_falls_back_to_the_reference(scenario):
 def test_demonstrations_from_generated_reference_code_equal_the_reference_demos(tmp_path):
     """A day of demonstrations (about 80 s per run for 2 prosumers): the same costs; the same actions
     except the battery schedule, which is not unique within flat tariff periods."""
-    cfg = EnvConfig(max_prosumers=2, days=DEFAULT_TEST_DAY)
+    cfg = EnvConfig(max_prosumers=2, days=DAY)
     specs, _, _ = make_scenario(cfg)
-    gen = write_generated_demonstrations(tmp_path / "gen.npz", [DEFAULT_TEST_DAY],
+    gen = write_generated_demonstrations(tmp_path / "gen.npz", [DAY],
                                          {s.name: reference_code(s) for s in specs}, cfg)
-    ref = write_generated_demonstrations(tmp_path / "ref.npz", [DEFAULT_TEST_DAY], {}, cfg)
+    ref = write_generated_demonstrations(tmp_path / "ref.npz", [DAY], {}, cfg)
     assert gen["episodes"][0]["expert_sources"]["generated"] == [s.name for s in specs]
     assert ref["episodes"][0]["expert_sources"]["reference"] == [s.name for s in specs]
     assert gen["episodes"][0]["env_cost_eur"] == pytest.approx(ref["episodes"][0]["env_cost_eur"], rel=1e-5)
@@ -77,3 +79,10 @@ def test_demonstrations_from_generated_reference_code_equal_the_reference_demos(
     b, _ = load_demonstrations(tmp_path / "ref.npz")
     others = [j for j, f in enumerate(meta["action_fields"]) if f != "battery"]
     np.testing.assert_allclose(a["actions"][..., others], b["actions"][..., others], atol=1e-3)
+
+
+def test_demonstrations_are_refused_on_test_days():
+    from scenarios import expert_workflow
+
+    with pytest.raises(SystemExit, match="'2016-06-08' is a test day"):
+        expert_workflow.main(["--demonstrations", "2016-03-01,2016-06-08", "--backend", "recorded"])
