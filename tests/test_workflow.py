@@ -223,7 +223,8 @@ def test_cli_runs_with_recorded_replies(tmp_path, monkeypatch):
     (tmp_path / "replies.json").write_text(json.dumps(replies(GOOD)))
     folder, summary = expert_workflow.main([
         "--backend", "recorded", "--recorded", str(tmp_path / "replies.json"), "--specs", str(tmp_path / "specs.json"),
-        "--results-dir", str(tmp_path / "results"), "--test-states", "1", "--scenario", "unit", "--retrieval", "bm25"])
+        "--results-dir", str(tmp_path / "results"), "--test-states", "1", "--scenario", "unit", "--retrieval", "bm25",
+        "--variant", "oneshot"])
     assert folder.name.startswith("unit__expert-workflow__0__") and summary["accepted"] == 1
     assert {p.name for p in folder.iterdir()} >= {"config.json", "report.json", "report.md", "experts"}
     with pytest.raises(SystemExit, match="backend"):

@@ -97,15 +97,23 @@ class ExpertPolicy(Policy):
 
     name = "expert"
 
-    def __init__(self, context):
+    def __init__(self, context, make_expert=None):
+        """``make_expert``: None for the JointExpert of the options; else a callable (specs, tariff, net)
+        -> an expert with JointExpert's ``plan`` (agents/llm/coupled.py: generated prosumer models)."""
         super().__init__(context)
         opts = expert_options(context.options)
         if context.tariff is None or not context.dates:
             raise ConfigError("policy 'expert': the context needs a tariff and at least one date")
         self.options = opts
-        expert_key, self.expert = joint_expert(context.specs, context.tariff, context.network, opts)
-        run_key = _key(expert_key, list(context.dates), context.seed, opts["forecast"])
-        self.run = _cached(_RUNS, run_key, self._build_run)
+        if make_expert is None:
+            expert_key, self.expert = joint_expert(context.specs, context.tariff, context.network, opts)
+            run_key = _key(expert_key, list(context.dates), context.seed, opts["forecast"])
+            self.run = _cached(_RUNS, run_key, self._build_run)
+        else:  # an expert of its own models: never shared through the caches
+            from simulators.grid.networks import make_network
+
+            self.expert = make_expert(context.specs, context.tariff, make_network(context.network))
+            self.run = self._build_run()
         self.reset()
 
     def _build_run(self):
@@ -191,13 +199,15 @@ class StateExpert:
 
 
 # ---- demonstrations ------------------------------------------------------------------------------
-def write_demonstrations(path, dates, env_config=None, options=None):
+def write_demonstrations(path, dates, env_config=None, options=None, make_expert=None):
     """Run the expert in the training environment (agents/env.py) on each of ``dates`` and save an .npz.
 
     Arrays: obs (T, N, F) and actions (T, N, A) float32 exactly as P2PEnv observes and receives
     them, reward and cost_eur (T, N), day (T,) index into dates, step (T,) step of the day;
     'metadata' a JSON string (fields, env config, options, seed, dates, timings, expert costs).
-    One episode per date of ``env_config.episode_days`` days.  Returns the metadata dict.
+    One episode per date of ``env_config.episode_days`` days.  ``make_expert``: see ExpertPolicy (each
+    episode's metadata then holds the expert's ``sources()``: which prosumers used which model).
+    Returns the metadata dict.
     """
     import dataclasses
     from pathlib import Path
@@ -214,7 +224,7 @@ def write_demonstrations(path, dates, env_config=None, options=None):
     for d, date in enumerate(dates):
         obs = env.reset_batch(day=str(date))
         policy = ExpertPolicy(PolicyContext(specs=env.specs, dates=list(env.dates), seed=cfg.seed, tariff=env.tariff,
-                                            network=cfg.network, options=dict(options or {})))
+                                            network=cfg.network, options=dict(options or {})), make_expert)
         done, k = False, 0
         while not done:
             actions = policy.act(obs, np.arange(n))
@@ -229,7 +239,8 @@ def write_demonstrations(path, dates, env_config=None, options=None):
         ev = evaluate(policy.expert, policy.run.run())
         episodes.append({"date": str(date), "env_cost_eur": float(np.sum(rec["cost_eur"][-k:])),
                          "expert_total_eur": ev["total_eur"], "v_slack_pu": ev["v_slack_pu"],
-                         "solve_s_median": float(np.median(ev["solve_s"]))})
+                         "solve_s_median": float(np.median(ev["solve_s"])),
+                         **({"expert_sources": policy.expert.sources()} if make_expert else {})})
     meta = {"obs_fields": list(OBS_FIELDS), "action_fields": list(ACTION_FIELDS), "n_agents": n,
             "env_config": dataclasses.asdict(cfg), "options": {**DEFAULT_OPTIONS, **(options or {})},
             "seed": cfg.seed, "dates": [str(d) for d in dates], "agents": list(env.possible_agents),

@@ -1,1 +1,2 @@
-"""The LLM expert workflow (model editing, retrieval, code generation, repair, review, verification) and the sandbox that runs generated code."""
+"""The LLM expert: local models (assembly, batched and grammar-constrained decoding), free-text
+preference extraction, the code-generation workflow and the sandbox that runs generated code."""

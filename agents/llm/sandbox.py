@@ -78,6 +78,44 @@ def run_prosumer(code, states, *, limits=None, solver="CLARABEL", check=True, al
     return result
 
 
+def run_many(codes, states, *, limits=None, solver="CLARABEL", allow_unjailed=False):
+    """``run_prosumer`` for many candidates in one jailed worker: {key: SandboxResult}.
+
+    codes: {key: code}; states: {key: [state, ...]}.  A candidate that kills the worker (CPU,
+    memory, a forbidden call) gets that as its reason; the candidates after it go to a fresh
+    worker, and a failed start-up falls back to one worker per candidate, so one hostile code
+    cannot sink the others.
+    """
+    out = {}
+    for key, code in codes.items():
+        found = static_check(code)
+        out[key] = SandboxResult(False, ["refused by the static check: " + r for r in found])
+    pending = [k for k in codes if not out[k].reasons]
+    while pending:
+        t0 = time.perf_counter()
+        try:
+            worker = Worker({k: codes[k] for k in pending}, limits or Limits(), check=False,
+                            allow_unjailed=allow_unjailed)
+        except Rejected:  # start-up or loading failed: one worker per candidate finds whose fault it is
+            out.update({k: run_prosumer(codes[k], states[k], limits=limits, solver=solver, check=False,
+                                        allow_unjailed=allow_unjailed) for k in pending})
+            break
+        with worker:
+            while pending:
+                key = pending.pop(0)
+                result = out[key]
+                for state in states[key]:
+                    result.states.append(judge(worker, key, state, solver, result.reasons))
+                    if worker.dead:
+                        break
+                result.ok = not result.reasons and len(result.states) == len(states[key]) > 0
+                result.seconds = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                if worker.dead:
+                    break
+    return out
+
+
 def judge(worker, name, state, solver="CLARABEL", reasons=None):
     """The parent's record of ``name``'s model at ``state``: its own solve of the child's data, or the
     rejection; the reasons go to ``reasons`` (a list)."""

@@ -146,11 +146,17 @@ def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, r
         out["reasons"] = ["static check: " + r for r in static]
         return out
     run = run_prosumer(code, states, limits=limits or Limits(), allow_unjailed=allow_unjailed)
-    out["reasons"] += run.reasons
+    return assess(out, spec, states, run.states, run.reasons, references, rel_tol, abs_tol_eur)
+
+
+def assess(out, spec, states, records, reasons, references=None, rel_tol=0.01, abs_tol_eur=0.01):
+    """Fill ``out`` (verify's dict) from the parent's ``records`` of the states (sandbox.judge) and the
+    run's ``reasons``: device limits, balance and the gap to the reference objectives."""
+    out["reasons"] += reasons
     if references is None:
         references = reference_objectives(spec, states)
     gaps = []
-    for st, rec, ref in zip(states, run.states, references):
+    for st, rec, ref in zip(states, records, references):
         row = {"time": st["time"], "status": rec["status"], "objective": rec.get("objective"), "reference": ref,
                "build_s": rec.get("build_s")}
         if rec["status"] == "optimal":

@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agents.expert.preferences import preference_text
 from agents.llm import jail
 from agents.llm import prompts as P
 from agents.llm.llm import ChoiceList, cache_root
@@ -39,19 +40,15 @@ STAGES = ("edit", "retrieve", "code", "execute", "review", "verify")
 
 
 @dataclass
-class WorkflowConfig:
+class ExpertConfig:
+    """What every workflow variant shares: repairs, acceptance tolerances, cache, sandbox."""
+
     max_repairs: int = 2
-    """repair prompts after a failed execution before giving up"""
-    max_new_tokens: int = 700
-    """generation budget of the code, repair and review stages"""
-    edit_tokens: int = 500
-    """generation budget of the model-editing stage"""
+    """repair prompts (rounds) after a failed execution before giving up"""
     rel_tol: float = 0.01
     """accepted relative gap of the optimal objective vs the reference model"""
     abs_tol_eur: float = 0.01
     """plus this absolute gap [EUR], for objectives near zero"""
-    retrieval_k: int = 6
-    """atom docs put into the code prompt"""
     use_cache: bool = True
     """reuse accepted experts from the cache (and store new ones)"""
     cache_dir: str = ""
@@ -61,6 +58,16 @@ class WorkflowConfig:
     allow_unjailed: bool = False
     """run generated code without the jail (agents/llm/jail.py) when it is unavailable: rlimits and the
     parent's own solve only; off = no generated code is run or accepted on such a machine"""
+
+
+@dataclass
+class WorkflowConfig(ExpertConfig):
+    max_new_tokens: int = 700
+    """generation budget of the code, repair and review stages"""
+    edit_tokens: int = 500
+    """generation budget of the model-editing stage"""
+    retrieval_k: int = 6
+    """atom docs put into the code prompt"""
 
 
 @dataclass
@@ -173,9 +180,34 @@ def _undefined(code):
     return [f"prosumer never defines {', '.join(missing)}"] if missing else []
 
 
-def cache_key(spec, model_id):
-    payload = json.dumps({"spec": spec.to_dict(), "model": model_id, "prompts": P.PROMPT_VERSION}, sort_keys=True)
+def cache_key(spec, model_id, variant="oneshot"):
+    payload = json.dumps({"spec": spec.to_dict(), "model": model_id, "prompts": P.PROMPT_VERSION,
+                          **({"variant": variant} if variant != "oneshot" else {})}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+class ExpertCache:
+    """Accepted experts on disk, one JSON file per hash(spec, model id, prompt version, variant)."""
+
+    def __init__(self, cache_dir, variant="oneshot"):
+        self.dir = Path(cache_dir or cache_root() / "experts")
+        self.variant = variant
+
+    def path(self, spec, model_id):
+        return self.dir / f"{cache_key(spec, model_id, self.variant)}.json"
+
+    def load(self, spec, model_id):
+        """The stored record of ``spec`` by ``model_id`` with its 'path', or None."""
+        path = self.path(spec, model_id)
+        if not path.exists():
+            return None
+        return {**json.loads(path.read_text()), "path": str(path)}
+
+    def store(self, spec, model_id, res):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        record = {"name": spec.name, "model_id": model_id, "variant": self.variant, "prompt_version": P.PROMPT_VERSION,
+                  "code": res.code, "verification": res.verification}
+        self.path(spec, model_id).write_text(json.dumps(record, indent=1))
 
 
 # ---- the workflow --------------------------------------------------------------------------------
@@ -188,12 +220,12 @@ class ExpertWorkflow:
         self.backend = backend
         self.config = config or WorkflowConfig()
         self.index = index or AtomIndex.build()
-        self.cache_dir = Path(self.config.cache_dir or cache_root() / "experts")
+        self.cache = ExpertCache(self.config.cache_dir)
 
     def run(self, spec, states):
         """Build, check and verify an expert for ``spec``; ``states``: its test states (first = execution)."""
         t0 = time.perf_counter()
-        cached = self._cached(spec)
+        cached = self.cache.load(spec, self.backend.model_id) if self.config.use_cache else None
         if cached:
             log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
             return ExpertResult(spec.name, True, "cache", cached["code"], [log], 0, cached["verification"],
@@ -227,7 +259,7 @@ class ExpertWorkflow:
         res.stages.append(StageLog("verify", 0, "pass" if ok else "fail", detail, time.perf_counter() - t))
         res.code, res.accepted, res.source = code, ok, "llm" if ok else "reference"
         if ok and self.config.use_cache:
-            self._store(spec, res)
+            self.cache.store(spec, self.backend.model_id, res)
         res.seconds = time.perf_counter() - t0
         return res
 
@@ -241,7 +273,7 @@ class ExpertWorkflow:
         return value
 
     def _edit(self, spec, res):
-        prefs = "; ".join(spec.preferences) or "none"
+        prefs = "; ".join(preference_text(p) for p in spec.preferences) or "none"
         prompt = P.EDIT_USER.format(devices=P.device_list(spec), preferences=prefs, basic=P.basic_model_text())
 
         def check(raw):
@@ -326,24 +358,6 @@ class ExpertWorkflow:
         log.detail = ("reviewed code rejected (" + "; ".join(problems[:3]) + "); "
                       + ("kept the stage-4 code" if stage4_ok else "stage-4 code also failed"))
         return code
-
-    # ---- cache ----
-    def _cached(self, spec):
-        if not self.config.use_cache:
-            return None
-        path = self.cache_dir / f"{cache_key(spec, self.backend.model_id)}.json"
-        if not path.exists():
-            return None
-        data = json.loads(path.read_text())
-        data["path"] = str(path)
-        return data
-
-    def _store(self, spec, res):
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        path = self.cache_dir / f"{cache_key(spec, self.backend.model_id)}.json"
-        path.write_text(json.dumps({"name": spec.name, "model_id": self.backend.model_id,
-                                    "prompt_version": P.PROMPT_VERSION, "code": res.code,
-                                    "verification": res.verification}, indent=1))
 
 
 def _fenced(raw):

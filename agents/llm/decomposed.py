@@ -1,0 +1,302 @@
+"""The decomposed workflow: the LLM edits one reference code block at a time; trusted code assembles.
+
+A whole multi-device model in one reply is beyond the small models that run here (README, LLM
+expert). This variant keeps the paper's stages (edit a basic model, code it, repair, verify) at
+the granularity of one block (agents/llm/block_code.py): one device type of a prosumer (all its
+units) or one of its preferences. Per block:
+
+1. block   the LLM gets the block's contract, the static checker's rules, few-shot examples of the
+           same block rendered for *other* prosumers (their units' numbers next to their reference
+           code) and this prosumer's numbers, and edits the example into this prosumer's block;
+           all blocks of all prosumers go in one batched call.
+2. check   trusted code assembles the model with this block and the reference's other blocks and
+           verifies it (agents/llm/verification.py: static check, build in the jail, the parent's
+           own solve, device limits, balance, objective against the reference on the test states),
+           so a failure is the block's own.
+3. repair  failing blocks only go back to the LLM with the reasons, batched, up to ``max_repairs``
+           rounds.
+Then the accepted blocks are assembled into ``prosumer(state)`` and verified as a whole. A prosumer
+with a block that still fails falls back to the reference model; the result says which block
+failed and why. Accepted experts are cached like the one-shot workflow's (agents/llm/workflow.py).
+"""
+
+import json
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+
+from agents.expert.preferences import parse_preferences, to_preference
+from agents.llm import jail
+from agents.llm import prompts as P
+from agents.llm.block_code import (
+    BLOCK_CONTRACT,
+    DEVICE_CODE,
+    assemble,
+    block_ids,
+    block_params,
+    preference_params,
+    render,
+)
+from agents.llm.preference_extraction import few_shot_examples
+from agents.llm.sandbox import run_many
+from agents.llm.verification import assess, reference_objectives, verify
+from agents.llm.workflow import ExpertCache, ExpertConfig, ExpertResult, StageLog
+from simulators.prosumer.devices import DEVICES
+from simulators.validation import ConfigError
+
+VARIANT = "decomposed"
+BLOCK_PROMPT_VERSION = "blocks-4"
+"""enters the cache key of accepted experts with VARIANT: bump it whenever a block prompt or block_code.py changes"""
+
+SYSTEM = f"""You edit one block of Python code with cvxpy that models part of a household's energy system.
+{BLOCK_CONTRACT}
+{P.CVXPY_RULES}
+{P.CODE_RULES}
+Answer with the edited block only, in one ```python block."""
+EDIT = {"device": """Edit the example block for these units: keep its code, put in their numbers, and write the
+lines once per unit, numbered 1, 2, ... (state index [0], [1], ...).""",
+        "preference": """Edit the example block for this preference: keep its code, put in its quantity, its sign
+(1 for at_most, -1 for at_least), its bound and its window (from_step, to_step)."""}
+REPAIR = """Your block failed the check:
+{reasons}
+
+Your block:
+```python
+{code}
+```
+Correct it. The units: {units}"""
+
+
+@dataclass
+class DecomposedConfig(ExpertConfig):
+    max_new_tokens: int = 400
+    """generation budget of one block"""
+    shots: int = 2
+    """few-shot examples per block (from other prosumers)"""
+
+
+def units_text(spec, block_id, params=None):
+    """The numbers of a block as prompt lines: one line per unit (``BESS1: {...}``) or the preference."""
+    params = block_params(spec, block_id) if params is None else params
+    if block_id.startswith("pref"):
+        return f"  preference {block_id[4:]}: {json.dumps(_rounded(params))}"
+    tag = DEVICES[block_id].tag
+    return "\n".join(f"  {tag}{i}: {json.dumps(_rounded(u))}" for i, u in enumerate(params, 1))
+
+
+def _rounded(params):
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in params.items()}
+
+
+def examples(spec, block_id, pool, shots):
+    """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``:
+    device blocks prefer the same unit count; preference blocks (the pool's and the preference benchmark's
+    few-shot structures) the same sense, then a window of the same kind (across midnight or not), then
+    the same quantity; rendered with this block's id, so the names match."""
+    if block_id.startswith("pref"):
+        want = block_params(spec, block_id)
+        mine = [(s.name, p) for s in pool if s.name != spec.name for p in _preference_params(s)]
+        cands = [(p["sense"] != want["sense"], (p["from_step"] > p["to_step"]) != (want["from_step"] > want["to_step"]),
+                  p["quantity"] != want["quantity"], name, p) for name, p in mine + _benchmark_preferences(pool)]
+    else:
+        n = len(getattr(spec, block_id))
+        cands = [(len(getattr(s, block_id)) != n, 0, 0, s.name, block_params(s, block_id))
+                 for s in pool if s.name != spec.name and getattr(s, block_id)]
+    out, seen = [], {units_text(spec, block_id)}  # an identical example would leave nothing to edit
+    for *_, params in sorted(cands, key=lambda c: c[:4]):
+        text = units_text(spec, block_id, params)
+        if text not in seen:
+            seen.add(text)
+            out.append((text, render(block_id, params)))
+        if len(out) == shots:
+            break
+    return out
+
+
+def _preference_params(spec):
+    return [preference_params(p) for p in parse_preferences(spec)]
+
+
+def _benchmark_preferences(pool):
+    """[(name, params)] of the preference benchmark's few-shot structures (never its dev or test wordings),
+    read for a prosumer of the pool that owns every device type (battery percent needs a capacity):
+    examples of senses and quantities the pool's prosumers may lack."""
+    carrier = next((s for s in pool if all(getattr(s, key) for key in DEVICE_CODE)), None)
+    if carrier is None:
+        return []
+    return [(f"fewshot{k}", preference_params(to_preference(structure, carrier, f"fewshot{k}")))
+            for k, (_, structure) in enumerate(few_shot_examples())]
+
+
+def block_prompt(spec, block_id, pool, shots):
+    shown = examples(spec, block_id, pool, shots)
+    if not shown:
+        raise ConfigError(f"prosumer {spec.name!r}: no other prosumer of the example pool has a block "
+                          f"{block_id!r} to show the LLM; add one to the pool (DecomposedWorkflow(pool=...))")
+    parts = [f"Example {k}: the block for these units:\n{text}\n```python\n{code}```"
+             for k, (text, code) in enumerate(shown, 1)]
+    kind = "preference" if block_id.startswith("pref") else "device"
+    return "\n\n".join(parts + [EDIT[kind], f"Units:\n{units_text(spec, block_id)}"])
+
+
+def extract_block(raw):
+    """The block's lines from a reply: the first fenced block (or the reply up to a fence), dedented."""
+    text = raw.split("```python", 1)[1] if "```python" in raw else raw
+    return textwrap.dedent(text.split("```", 1)[0]).strip("\n") + "\n"
+
+
+# ---- the workflow ----------------------------------------------------------------------------------------
+class DecomposedWorkflow:
+    """Runs the decomposed workflow for a fleet of prosumers with one LLM backend (batched per stage).
+
+    Per prosumer the result logs every block attempt (stage 'block', detail '<block id>: ...') and
+    the verdicts of report.DECOMPOSED_COLUMNS: 'blocks' (every block right at the first try),
+    'repair' (every block right after the repairs; only if one was needed), 'verify' (the
+    assembled model).
+
+    ``pool``: specs the few-shot examples come from (a prosumer never sees its own blocks); the
+    fleet itself plus, by default, the default scenario's prosumers.
+    """
+
+    def __init__(self, backend, config=None, pool=None):
+        self.backend = backend
+        self.config = config or DecomposedConfig()
+        self.cache = ExpertCache(self.config.cache_dir, f"{VARIANT}-{BLOCK_PROMPT_VERSION}")
+        self.pool = list(pool) if pool is not None else _default_pool()
+
+    def run(self, spec, states):
+        return self.run_fleet([spec], {spec.name: states})[0]
+
+    def run_fleet(self, specs, states):
+        """ExpertResult per spec (same order); ``states``: {name: test states}."""
+        t0 = time.perf_counter()
+        pool = list({s.name: s for s in [*specs, *self.pool]}.values())
+        results, todo = {}, []
+        for spec in specs:
+            cached = self.cache.load(spec, self.backend.model_id) if self.config.use_cache else None
+            if cached:
+                log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
+                results[spec.name] = ExpertResult(spec.name, True, "cache", cached["code"], [log], 0,
+                                                  cached["verification"])
+                continue
+            results[spec.name] = res = ExpertResult(spec.name, False, "reference")
+            try:
+                block_ids(spec)
+            except ConfigError as exc:  # a device type without a code block: this prosumer keeps the reference
+                res.stages.append(StageLog("blocks", 0, "fail", str(exc), 0.0))
+                res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
+                continue
+            todo.append(spec)
+        try:
+            jail.require(self.config.allow_unjailed)
+        except jail.JailUnavailable as exc:
+            print(f"WARNING: {exc}", file=sys.stderr, flush=True)
+            for spec in todo:
+                res = results[spec.name]
+                res.stages.append(StageLog("jail", 0, "fail", str(exc), 0.0))
+                res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
+            todo = []
+        refs = {s.name: reference_objectives(s, states[s.name]) for s in todo}
+        tasks = [(s, b) for s in todo for b in block_ids(s)]
+        blocks = self._blocks(tasks, states, refs, results, pool)
+        for spec in todo:
+            self._finish(spec, blocks, states[spec.name], refs[spec.name], results[spec.name])
+        for res in results.values():
+            res.seconds = res.seconds or (time.perf_counter() - t0) / max(len(specs), 1)
+        return [results[s.name] for s in specs]
+
+    def _blocks(self, tasks, states, refs, results, pool):
+        """{(name, block id): (code, problems)} after the first try and the repair rounds."""
+        cfg = self.config
+        prompts = [block_prompt(s, b, pool, cfg.shots) for s, b in tasks]
+        replies = self._generate(prompts, "block", tasks, results)
+        first = {(s.name, b): (s, extract_block(r), p, r) for (s, b), p, r in zip(tasks, prompts, replies)}
+        out = self._check_round(first, states, refs, results, "block", 0)
+        for attempt in range(1, cfg.max_repairs + 1):
+            failing = [(s, b) for s, b in tasks if out[s.name, b][1]]
+            if not failing:
+                break
+            prompts = [block_prompt(s, b, pool, cfg.shots) + "\n\n" + REPAIR.format(
+                reasons="\n".join(out[s.name, b][1][:4]), code=out[s.name, b][0].rstrip(),
+                units=units_text(s, b).strip()) for s, b in failing]
+            replies = self._generate(prompts, "repair", failing, results)
+            for spec, _ in failing:
+                results[spec.name].repairs += 1
+            out.update(self._check_round({(s.name, b): (s, extract_block(r), p, r)
+                                          for (s, b), p, r in zip(failing, prompts, replies)},
+                                         states, refs, results, "repair", attempt))
+        return out
+
+    def _generate(self, prompts, tag, tasks, results):
+        """One batched call; its seconds are shared out over the prosumers of the batch."""
+        if not prompts:
+            return []
+        t = time.perf_counter()
+        replies = self.backend.generate_batch(prompts, system=SYSTEM, tag=tag, prefill="```python\n",
+                                              stop=["```"], max_new_tokens=self.config.max_new_tokens)
+        share = (time.perf_counter() - t) / len(prompts)
+        for spec, _ in tasks:
+            results[spec.name].seconds += share
+        return replies
+
+    def _check_round(self, items, states, refs, results, stage, attempt):
+        """{(name, block id): (code, problems)} of a round of candidate blocks, each judged inside the
+        reference model of its prosumer, all in one jailed worker; every try is logged."""
+        t = time.perf_counter()
+        codes = {f"{n}/{b}": assemble(spec, {b: code}) for (n, b), (spec, code, _, _) in items.items()}
+        runs = run_many(codes, {f"{n}/{b}": states[n] for n, b in items}, limits=self.config.limits,
+                        allow_unjailed=self.config.allow_unjailed)
+        share = (time.perf_counter() - t) / max(len(items), 1)
+        out = {}
+        for (_, bid), (spec, code, prompt, raw) in items.items():
+            run = runs[f"{spec.name}/{bid}"]
+            v = {"accepted": False, "reasons": [], "states": [], "max_abs_gap": None}
+            v = assess(v, spec, states[spec.name], run.states, run.reasons, refs[spec.name], self.config.rel_tol,
+                       self.config.abs_tol_eur)
+            problems = [] if v["accepted"] else v["reasons"] or ["not verified"]
+            detail = f"{bid}: " + ("matches the reference block on every test state" if not problems
+                                   else "; ".join(problems[:3]))
+            results[spec.name].stages.append(StageLog("block", attempt, "fail" if problems else "pass", detail, share,
+                                                      prompt if stage == "block" else prompt[-2000:], raw))
+            results[spec.name].seconds += share
+            out[spec.name, bid] = (code, problems)
+        return out
+
+    def _finish(self, spec, blocks, states, refs, res):
+        """Stage verdicts, the assembled model's verification, the cache."""
+        ids = block_ids(spec)
+        logs = [s for s in res.stages if s.stage == "block"]
+        first = [s for s in logs if s.attempt == 0]
+        failed = [b for b in ids if blocks[spec.name, b][1]]
+        res.stages.append(StageLog("blocks", 0, "fail" if any(s.verdict == "fail" for s in first) else "pass",
+                                   f"{sum(s.verdict == 'pass' for s in first)} of {len(ids)} blocks right at the "
+                                   "first try",
+                                   0.0))
+        if len(logs) > len(first):
+            res.stages.append(StageLog("repair", 0, "fail" if failed else "pass",
+                                       f"still failing: {failed}" if failed else "every block repaired", 0.0))
+        if failed:
+            res.verification = {"accepted": False, "max_abs_gap": None, "states": [],
+                                "reasons": [f"block {b}: {blocks[spec.name, b][1][0]}" for b in failed]}
+            res.stages.append(StageLog("verify", 0, "fail", "; ".join(res.verification["reasons"][:3]), 0.0))
+            return
+        t = time.perf_counter()
+        res.code = assemble(spec, {b: blocks[spec.name, b][0] for b in ids})
+        res.verification = verify(res.code, spec, states, rel_tol=self.config.rel_tol,
+                                  abs_tol_eur=self.config.abs_tol_eur, limits=self.config.limits, references=refs,
+                                  allow_unjailed=self.config.allow_unjailed)
+        res.accepted = res.verification["accepted"]
+        res.source = "llm" if res.accepted else "reference"
+        detail = "accepted" if res.accepted else "; ".join(res.verification["reasons"][:4])
+        res.stages.append(StageLog("verify", 0, "pass" if res.accepted else "fail", detail, time.perf_counter() - t))
+        res.seconds += time.perf_counter() - t
+        if res.accepted and self.config.use_cache:
+            self.cache.store(spec, self.backend.model_id, res)
+
+
+def _default_pool():
+    from simulators.prosumer.spec import load_specs
+    from simulators.scenario import DATA_DIR
+
+    return load_specs(DATA_DIR / "ieee33_prosumers.json")

@@ -1,0 +1,116 @@
+"""Batched decoding, the prefix KV cache and grammar-constrained decoding on a tiny random Llama.
+
+The tiny model (tests/test_workflow.py's builder: 2 layers, hidden 64, a byte-level BPE
+vocabulary) goes through the real HFBackend and Decoder code; its text is noise, so the tests
+check what must hold for any model: batching and prefix reuse give exactly the text of one
+prompt at a time and of transformers' own generate(); a grammar's output always parses.
+"""
+
+import json
+
+import pytest
+
+from agents.expert.preferences import QUANTITIES, STRUCTURE_FIELDS, STRUCTURE_SCHEMA
+from agents.llm.decoding import _common_prefix, repeated_lines
+from agents.llm.grammar import ChoiceList, JsonSchema, matches
+from agents.llm.llm import HFBackend
+from agents.llm.preference_extraction import PHRASINGS
+from test_workflow import build_tiny_llama
+
+SCHEMA = JsonSchema(STRUCTURE_SCHEMA)
+SHARED = "Answer with one short line of Python. " * 6
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return HFBackend(build_tiny_llama(tmp_path_factory.mktemp("tiny")), device="cpu", seed=0)
+
+
+# ---- grammars ------------------------------------------------------------------------------
+def test_json_schema_grammar_accepts_exactly_the_schema():
+    assert SCHEMA.forced(SCHEMA.start()) == '{"quantity":'
+    battery = '{"quantity": "battery_energy", "sense": "at_least", "bound": 5, "unit": "'
+    assert SCHEMA.allows(battery + 'percent"') and not SCHEMA.allows(battery + 'kW"')   # anyOf: energy units
+    assert not SCHEMA.allows(battery.replace("battery_energy", "grid_import") + 'percent')
+    whole_day = battery + 'kWh", "from": null, "to": null, "applies": "'
+    assert SCHEMA.forced(matches(SCHEMA, whole_day)) == 'inside"}' and not SCHEMA.allows(whole_day + "o")
+    assert SCHEMA.forced(matches(SCHEMA, '{"quantity": "gen')) == 'erator_power", "sense":'
+    assert SCHEMA.forced(matches(SCHEMA, '{"quantity": "')) == ""  # the value is the model's choice
+    rows = json.loads(PHRASINGS.read_text())["phrasings"]
+    for r in rows:  # every ground truth of the benchmark is a sentence of the grammar
+        assert SCHEMA.parse(json.dumps(r["expected"])) == r["expected"], r["text"]
+    good = json.dumps(rows[0]["expected"])
+    assert SCHEMA.allows(good[:17]) and not SCHEMA.parse(good[:-1])
+    assert not SCHEMA.allows(good.replace('"sense"', '"Sense"'))          # keys are fixed
+    assert not SCHEMA.allows(good.replace("at_most", "at_mist"))           # enums are closed
+    assert not SCHEMA.allows(good.replace('"bound": 0', '"bound": -1'))    # minimum 0
+    assert not SCHEMA.allows(good.replace('"bound": 0', '"bound": 01'))    # JSON numbers only
+    assert not SCHEMA.allows(good.replace('"22:30"', '"22:31"'))           # quarter hours
+    assert not SCHEMA.allows(good.replace(", ", ","))                      # json.dumps separators
+    assert SCHEMA.final(matches(SCHEMA, good)) and not SCHEMA.allows(good + " ")
+    with pytest.raises(ValueError, match="only enum"):
+        JsonSchema({"type": "object", "properties": {"x": {"type": "string"}}})
+
+
+def test_choice_list_grammar_as_a_state_machine():
+    g = ChoiceList(("sum", "multiply"), max_items=2)
+    assert matches(g, "sum, mul") == "sum, mul" and matches(g, "sum, sum") is None
+    assert g.complete("sum, multiply") and not g.complete("sum, sum")
+
+
+def test_helpers():
+    assert _common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2 and _common_prefix([(5,), ()]) == 0
+    assert repeated_lines("x = 1\n" * 3) and not repeated_lines("x = 1\ny = 2\nz = 3\n")
+
+
+# ---- decoding ------------------------------------------------------------------------------
+def test_batch_and_prefix_cache_give_the_single_prompt_text(tiny):
+    import torch
+
+    prompts = [SHARED + "Add two numbers.", SHARED + "Multiply x by 3 and return it.", SHARED + "Sort a list."]
+    single = [tiny.generate(p, max_new_tokens=12) for p in prompts]
+    before = tiny.decoder.stats["reused_tokens"]
+    batch = tiny.generate_batch(prompts, max_new_tokens=12)
+    assert batch == single
+    assert tiny.decoder.stats["reused_tokens"] > before  # the shared prefix came from the cache
+    ids = tiny.tokenizer(tiny.render(prompts[1]), return_tensors="pt", add_special_tokens=False).input_ids
+    out = tiny.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                              pad_token_id=tiny.tokenizer.eos_token_id)
+    assert tiny.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True) == single[1]
+    tiny.decoder.reuse_prefix = False
+    try:
+        assert tiny.generate_batch(prompts, max_new_tokens=12, batch_size=2) == single
+    finally:
+        tiny.decoder.reuse_prefix = True
+
+
+def test_stop_strings_cut_the_text(tiny):
+    free = tiny.generate("Say something.", max_new_tokens=20)
+    if len(free) > 3:
+        stop = free[2:4]
+        assert tiny.generate("Say something.", max_new_tokens=20, stop=[stop]) == free.split(stop, 1)[0]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_json_schema_decoding_always_parses(tiny, temperature):
+    from agents.llm import preference_extraction as X
+
+    tiny.temperature = temperature
+    before = dict(tiny.decoder.stats)
+    try:
+        texts = ["keep the genset off 11pm to 7am", "our fuse allows 30 kW of import", "no spilling of solar"]
+        structures, raws = X.extract(tiny, texts)
+    finally:
+        tiny.temperature = 0.0
+    steps, tokens = (tiny.decoder.stats[k] - before[k] for k in ("decode_steps", "tokens_out"))
+    assert steps < tokens / len(texts) / 2  # forced JSON text is fed without a step of its own
+    for s, raw in zip(structures, raws):
+        assert SCHEMA.parse(raw) == s and list(s) == list(STRUCTURE_FIELDS)
+        assert s["quantity"] in QUANTITIES and s["bound"] >= 0
+        assert s["applies"] == "inside" or s["from"] or s["to"]  # cross-field rule of the anyOf schema
+
+
+def test_choice_list_decoding_names_only_known_atoms(tiny):
+    g = ChoiceList(("sum", "multiply", "cumsum", "maximum"), max_items=3)
+    out = tiny.generate("Name cvxpy atoms:", max_new_tokens=16, grammar=g)
+    assert out and g.complete(out.strip()) or g.allows(out)
