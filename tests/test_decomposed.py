@@ -89,7 +89,7 @@ def test_extract_block_takes_the_fenced_lines_dedented():
 
 def test_failing_block_is_repaired_alone_and_the_prosumer_accepted(tmp_path, states):
     good = reference_block(SPEC, "batteries")
-    bad = good.replace("0.95 * P_ch2", "1.5 * P_ch2")  # a battery that makes energy: off the reference
+    bad = good.replace("0.95 * P_ch1", "1.5 * P_ch1")  # a battery that makes energy: off the reference
     backend = replies({"batteries": bad}, repair=[good])
     cfg = DecomposedConfig(cache_dir=str(tmp_path / "experts"), max_repairs=2)
     res = DecomposedWorkflow(backend, cfg, POOL).run(SPEC, states)
@@ -100,7 +100,7 @@ def test_failing_block_is_repaired_alone_and_the_prosumer_accepted(tmp_path, sta
     fail = next(s for s in res.stages if s.stage == "block" and s.verdict == "fail")
     assert "off the reference" in fail.detail or "stored energy" in fail.detail
     (tag, prompts), = [a for a in backend.asked if a[0] == "repair"]
-    assert len(prompts) == 1 and "1.5 * P_ch2" in prompts[0] and "failed the check" in prompts[0]
+    assert len(prompts) == 1 and "1.5 * P_ch1" in prompts[0] and "failed the check" in prompts[0]
     assert res.verdict("blocks") == "fail" and res.verdict("repair") == "pass" and res.verdict("verify") == "pass"
     assert res.code == assemble(SPEC)  # every block equals the reference's
     key = cache_key(SPEC, backend.model_id, f"{VARIANT}-{BLOCK_PROMPT_VERSION}")

@@ -80,6 +80,7 @@ def test_split_is_disjoint_complete_and_spread(bank):
     assert all(set(test.month) & s for s in seasons)
     assert set(test.dayofweek) == set(range(7))
     assert DEFAULT_TEST_DAY in {str(d.date()) for d in test} and is_test_day(DEFAULT_TEST_DAY)
+    assert data.DEFAULT_TRAIN_DAY in {str(d.date()) for d in train}  # the LLM verification's day
     assert is_test_day(dt.date(2016, 1, 8)) and not is_test_day("2016-01-09")
 
 

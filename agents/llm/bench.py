@@ -30,7 +30,7 @@ from agents.llm.verification import make_test_states, reference_objectives, veri
 from agents.llm.worker import GeneratedFleet
 from simulators.grid.networks import make_network
 from simulators.market.tariffs import make_tariff
-from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank, assign_profiles, prosumer_days
+from simulators.profiles.data import DEFAULT_TRAIN_DAY, ProfileBank, assign_profiles, prosumer_days
 from simulators.prosumer.spec import load_specs
 from simulators.scenario import DATA_DIR
 
@@ -69,10 +69,10 @@ def main(argv=None):
     specs = all_specs[: args.prosumers]
     cols = [all_specs.index(s) for s in specs]
     bank = ProfileBank.simbench()
-    day = prosumer_days(bank, all_specs, assign_profiles(all_specs, 0, bank), DEFAULT_TEST_DAY)
+    day = prosumer_days(bank, all_specs, assign_profiles(all_specs, 0, bank), DEFAULT_TRAIN_DAY)
     tariff, net = make_tariff("tou"), make_network("ieee33")
     times = [int(t) for t in np.linspace(8, 88, args.steps)]
-    print(f"{len(specs)} prosumers, steps {times}, day {DEFAULT_TEST_DAY}")
+    print(f"{len(specs)} prosumers, steps {times}, day {DEFAULT_TRAIN_DAY}")
 
     t0 = time.perf_counter()
     fleet = GeneratedFleet({s.name: reference_code(s) for s in specs}, specs)

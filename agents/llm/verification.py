@@ -26,8 +26,8 @@ from simulators.prosumer.devices import DEVICES
 def make_test_states(specs, n=3, seed=0, date=None):
     """{name: [state, ...]}: n states per prosumer at spread-out steps of one day.
 
-    Profiles come from the SimBench profile bank (simulators/profiles/data.py) on a held-out
-    test day when it is available, else from a synthetic day; tariffs from the 'tou' preset
+    Profiles come from the SimBench profile bank (simulators/profiles/data.py) on a training day
+    (DEFAULT_TRAIN_DAY: acceptance steers prompt and model choices, so never a test day) when it is available, else from a synthetic day; tariffs from the 'tou' preset
     of simulators/market/tariffs.py when available, else a synthetic time-of-use tariff.
     """
     load, pv = _profiles(specs, seed, date)
@@ -48,10 +48,10 @@ def _state(spec, t, k, n, load, pv, buy, sell):
 
 def _profiles(specs, seed, date):
     try:
-        from simulators.profiles.data import DEFAULT_TEST_DAY, ProfileBank, assign_profiles, prosumer_days
+        from simulators.profiles.data import DEFAULT_TRAIN_DAY, ProfileBank, assign_profiles, prosumer_days
 
         bank = ProfileBank.simbench()
-        days = prosumer_days(bank, specs, assign_profiles(specs, seed, bank), date or DEFAULT_TEST_DAY)
+        days = prosumer_days(bank, specs, assign_profiles(specs, seed, bank), date or DEFAULT_TRAIN_DAY)
         return days.load_kw[:96], days.pv_avail_kw[:96]
     except ImportError:
         hours = np.arange(96) * 0.25

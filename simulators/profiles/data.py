@@ -53,6 +53,10 @@ on test days, and do not train on them"""
 DEFAULT_TEST_DAY = "2016-06-08"
 """a test day (Wednesday, day 160): a smooth clear-sky PV bell (daily PV energy in the top 8 %
 of the year) and a household evening peak at 21-22 h, 1.6 x the daily mean, after the PV fades"""
+DEFAULT_TRAIN_DAY = "2016-06-09"
+"""a training day (day 161, the day after DEFAULT_TEST_DAY, same season) for checks whose outcome
+steers choices, such as the LLM workflow's verification states (prompts are tuned on what they
+accept), so that no choice looks at a test day"""
 JITTER_RANGE = (0.9, 1.1)
 """per-prosumer load scale factor range, so prosumers sharing a profile type still differ"""
 
