@@ -75,10 +75,12 @@ def _targets():
     import mosaik.scheduler
 
     from simulators import cosim, scenario
-    from simulators.grid import models, sim as grid_sim
+    from simulators.grid import models
+    from simulators.grid import sim as grid_sim
     from simulators.market import sim as market_sim
-    from simulators.profiles import data as profile_data, sim as profile_sim
-    from simulators.prosumer import generate, sim as prosumer_sim
+    from simulators.profiles import data as profile_data
+    from simulators.profiles import sim as profile_sim
+    from simulators.prosumer import sim as prosumer_sim
     from simulators.recorder import sim as recorder_sim
 
     steps = [(cls, m) for cls in (grid_sim.GridSim, prosumer_sim.ProsumerSim, profile_sim.ProfileSim,
@@ -143,11 +145,11 @@ def env_rate(n_prosumers, network, days=1):
     return bench_env(n_prosumers, days, EnvConfig(network=network, specs="generate", n_prosumers=n_prosumers))
 
 
-def critic_update(n_prosumers, network, batch, neighbourhood, threads, embed_dim=64, repeats=2):
+def critic_update(n_prosumers, network, batch, neighbourhood, threads, embed_dim=64, repeats=2, blocks=0):
     """{"one critic": (wall ms, CPU ms), "twin TD step": (wall ms, CPU ms)} at ``n_prosumers`` agents,
     best of ``repeats``: one attention critic's forward + backward + Adam (as agents.marl.bench
     times it), and imitative_diffattn's whole critic step (twin critics, TD target through the
-    target networks)."""
+    target networks); ``blocks`` > 0: on that many neighbourhood blocks drawn per update."""
     import torch
 
     from agents.marl.algorithms import ALGORITHMS, Learner
@@ -161,19 +163,20 @@ def critic_update(n_prosumers, network, batch, neighbourhood, threads, embed_dim
     buses = list(choose_buses(nominal_load_kw(net), n_prosumers, SCENARIO.seed))
     groups = feeder_groups(net, buses) if neighbourhood == "feeder" else None
     n, f, a = len(buses), len(OBS_FIELDS), len(ACTION_FIELDS)
-    cfg = TrainConfig(batch_size=batch, embed_dim=embed_dim)
+    cfg = TrainConfig(batch_size=batch, embed_dim=embed_dim, critic_blocks=blocks)
     learner = Learner(ALGORITHMS["imitative_diffattn"], cfg, n, f, a, groups=groups)
     b = {"obs": torch.randn(batch, n, f), "act": torch.rand(batch, n, a), "rew": torch.randn(batch, n),
-         "next_obs": torch.randn(batch, n, f), "done": torch.zeros(batch)}
+         "next_obs": torch.randn(batch, n, f), "discount": torch.ones(batch)}
+    learner.fit_reward_norm(b["rew"])
     critic = learner.critic.members[0]
     opt = torch.optim.Adam(critic.parameters())
 
     def one_critic():
         opt.zero_grad()
-        critic(b["obs"], b["act"]).pow(2).mean().backward()
+        critic(b["obs"], b["act"], blocks=learner._critic_blocks()[0]).pow(2).mean().backward()
         opt.step()
 
-    return {"one critic": _best(one_critic, repeats), "twin TD step": _best(lambda: learner._update_critic(b), repeats)}
+    return {"one critic": _best(one_critic, repeats), "twin TD step": _best(lambda: learner.update_critic(b), repeats)}
 
 
 def _best(fn, repeats):
@@ -220,6 +223,8 @@ def main(argv=None):
     ap.add_argument("--critic-agents", type=int, nargs="+", default=[100, 1000],
                     help="agents of the critic update (100 with full attention is the README's MARL table's case)")
     ap.add_argument("--embed-dims", type=int, nargs="+", default=[64, 32], help="critic embedding widths")
+    ap.add_argument("--critic-blocks", type=int, nargs="+", default=[0, 1],
+                    help="feeder neighbourhood: blocks of agents drawn per critic update (0 = all; TrainConfig.critic_blocks)")
     ap.add_argument("--batch", type=int, default=256, help="batch of the critic update")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the critic update")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -241,12 +246,14 @@ def main(argv=None):
         agents, rate, rate_cpu = env_rate(n, args.network)
         print(f"environment agents={agents}: {rate:,.0f} agent-steps/s wall, {rate_cpu:,.0f} per CPU second",
               flush=True)
-    cases = itertools.product(args.critic_agents, args.embed_dims, ("feeder", "all"))
-    for n, width, neighbourhood in cases if "critic" in args.parts else ():
-        times = critic_update(n, args.network, args.batch, neighbourhood, args.threads, width)
+    cases = [(n, w, "feeder", k) for n, w, k in itertools.product(args.critic_agents, args.embed_dims, args.critic_blocks)]
+    cases += [(n, w, "all", 0) for n, w in itertools.product(args.critic_agents, args.embed_dims)]
+    for n, width, neighbourhood, blocks in cases if "critic" in args.parts else ():
+        times = critic_update(n, args.network, args.batch, neighbourhood, args.threads, width, blocks=blocks)
         for what, (wall, cpu) in times.items():
             print(f"critic agents={n} batch={args.batch} threads={args.threads} embed={width} "
-                  f"neighbourhood={neighbourhood} {what}: {wall:,.0f} ms wall, {cpu:,.0f} ms CPU", flush=True)
+                  f"neighbourhood={neighbourhood} critic_blocks={blocks} {what}: {wall:,.0f} ms wall, "
+                  f"{cpu:,.0f} ms CPU", flush=True)
     return rows
 
 

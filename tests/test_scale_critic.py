@@ -98,3 +98,56 @@ def test_feeder_neighbourhoods_in_training(tmp_path):
         validate(TrainConfig(algo="matd3", critic_neighbourhood="feeder"))
     with pytest.raises(ConfigError, match="critic_neighbourhood"):
         validate(TrainConfig(critic_neighbourhood="street"))
+
+
+@pytest.mark.parametrize("shared,id_dim", [(True, 0), (True, 4), (False, 0)])
+def test_critic_on_sampled_blocks_equals_those_agents_columns_of_the_full_critic(shared, id_dim):
+    torch.manual_seed(2)
+    n, groups = 60, np.repeat([5, 1, 4, 0, 3, 2], 10)
+    critic = AttentionCritic(n, 5, 2, embed_dim=16, n_heads=2, groups=groups, shared=shared, id_embed_dim=id_dim)
+    critic.attention.blocks = AgentBlocks(groups, self_mask=True, block_size=20)  # 3 blocks of 2 feeders
+    obs, act, own = torch.randn(3, n, 5), torch.rand(3, n, 2), torch.rand(3, n, 2)
+    full = critic(obs, act, act_self=own)
+    sub = critic.attention.blocks.subset([2, 0])
+    assert len(sub.agents) == 40 and sub.agents.tolist() == sorted(sub.agents.tolist())
+    torch.testing.assert_close(critic(obs, act, act_self=own, blocks=[2, 0]), full[:, sub.agents], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"block_ids: expected 1 or more of 0..2, got \[3\]"):
+        critic(obs, act, blocks=[3])
+    with pytest.raises(ValueError, match="blocks: this critic has no neighbourhoods"):
+        AttentionCritic(n, 5, 2, embed_dim=16, n_heads=2)(obs, act, blocks=[0])
+
+
+def test_td_step_on_sampled_blocks_learns_only_from_their_agents():
+    from agents.marl.algorithms import ALGORITHMS, Learner
+    from simulators.prosumer.interface import ACTION_FIELDS, OBS_FIELDS
+
+    torch.manual_seed(3)
+    n, f, a, groups = 60, len(OBS_FIELDS), len(ACTION_FIELDS), np.repeat(np.arange(6), 10)
+    cfg = TrainConfig(algo="imitative_diffattn", critic_neighbourhood="feeder", critic_blocks=1, embed_dim=16,
+                      n_heads=2)
+    validate(cfg)
+    learner = Learner(ALGORITHMS[cfg.algo], cfg, n, f, a, groups=groups)
+    for net in (learner.critic, learner.critic_target):
+        for member in net.members:
+            member.attention.blocks = AgentBlocks(groups, self_mask=True, block_size=20)
+    learner.fit_reward_norm(torch.randn(8, n))
+    before = learner.critic.members[0].head.id_embed.weight.detach().clone()
+    drawn = []
+    draw = learner._critic_blocks
+    learner._critic_blocks = lambda: drawn.append(draw()) or drawn[-1]
+    b = {"obs": torch.randn(4, n, f), "act": torch.rand(4, n, a), "rew": torch.randn(4, n),
+         "next_obs": torch.randn(4, n, f), "discount": torch.ones(4)}
+    metrics = learner.update_critic(b)
+    blocks, agents = drawn[0]
+    assert len(blocks) == 1 and len(agents) == 20 and math.isfinite(metrics["critic_loss"])
+    moved = (learner.critic.members[0].head.id_embed.weight != before).any(dim=1)
+    assert moved.nonzero().squeeze(1).tolist() == agents.tolist()  # only the drawn agents' loss was used
+    with pytest.raises(ConfigError, match="critic_blocks: 2 samples neighbourhood blocks"):
+        validate(TrainConfig(critic_blocks=2))
+
+
+def test_scale_benchmark_times_the_critic_update():
+    from scenarios.bench_scale import critic_update
+
+    times = critic_update(12, "ieee33", batch=4, neighbourhood="feeder", threads=1, embed_dim=16, repeats=1, blocks=1)
+    assert set(times) == {"one critic", "twin TD step"} and all(w > 0 and c >= 0 for w, c in times.values())

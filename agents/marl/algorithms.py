@@ -169,15 +169,27 @@ class Learner:
                 next_act, next_logp = self.actor_target.mean_action(b["next_obs"]), None
                 if self.algo.target_smoothing:
                     next_act = self._perturb(next_act, cfg.policy_noise, clip=cfg.noise_clip)
-            q_next = self.critic_target(b["next_obs"], next_act, b.get("next_state")).min(dim=0).values
+            blocks, agents = self._critic_blocks()
+            pick = (lambda x: x) if agents is None else (lambda x: x[..., agents])
+            q_next = self.critic_target(b["next_obs"], next_act, b.get("next_state"), blocks=blocks).min(dim=0).values
             if next_logp is not None:
-                q_next = q_next - cfg.entropy_coef * next_logp
-            target = cfg.reward_scale * self.reward_weight * b["rew"] + b["discount"].unsqueeze(-1) * q_next
-        q = self.critic(b["obs"], b["act"], b.get("state"))
+                q_next = q_next - cfg.entropy_coef * pick(next_logp)
+            target = cfg.reward_scale * pick(self.reward_weight) * pick(b["rew"]) + b["discount"].unsqueeze(-1) * q_next
+        q = self.critic(b["obs"], b["act"], b.get("state"), blocks=blocks)
         loss = td_loss(q, target)
         _step(self.critic_opt, loss, self.critic, cfg.max_grad_norm)
         _soft_update(self.critic_target, self.critic, cfg.tau)
         return {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
+
+    def _critic_blocks(self):
+        """(block ids, their agents) of a random draw of cfg.critic_blocks neighbourhood blocks for
+        one critic update, or (None, None) for every agent."""
+        critic = self.critic.members[0]
+        k = self.cfg.critic_blocks
+        if not k or k >= critic.n_blocks():
+            return None, None
+        blocks = torch.randperm(critic.n_blocks())[:k]
+        return blocks, critic.attention.blocks.subset(blocks).agents
 
     def fit_critic_mc(self, obs, act, returns):
         """One regression step of every critic onto Monte-Carlo returns (B, N) of the actions ``act``."""

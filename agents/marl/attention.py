@@ -82,11 +82,35 @@ class AgentBlocks(nn.Module):
         index[slot] = torch.arange(n)
         group_at = torch.full((nb * s,), -1, dtype=torch.long)  # -1: padding
         group_at[slot] = labels
-        self.n_agents, self.n_blocks, self.block = n, nb, s
-        tables = {"slot": slot, "index": index, "excluded": _excluded(group_at.view(nb, s), self_mask),
-                  "full_excluded": _excluded(labels.view(1, n), self_mask)[0]}
+        self._set(s, slot, index, _excluded(group_at.view(nb, s), self_mask), _excluded(labels.view(1, n), self_mask)[0],
+                  torch.arange(n))
+
+    def _set(self, block, slot, index, excluded, full_excluded, agents):
+        self.n_agents, self.n_blocks, self.block = len(slot), len(excluded), block
+        tables = {"slot": slot, "index": index, "excluded": excluded, "full_excluded": full_excluded,
+                  "agents": agents}  # agents: the ids (in the full layout) of the agents this layout holds
         for name, value in tables.items():
             self.register_buffer(name, value, persistent=False)
+
+    def subset(self, block_ids):
+        """The layout of only the agents in blocks ``block_ids`` (whole groups, so attention within
+        them is unchanged), ordered by agent id; their ids in ``agents``.  The critic's TD loss over
+        a random subset of blocks is an unbiased estimate of the loss over all agents at a cost set by
+        the block size, not by N."""
+        block_ids = torch.unique(torch.as_tensor(block_ids).long())
+        if len(block_ids) == 0 or block_ids.min() < 0 or block_ids.max() >= self.n_blocks:
+            raise ValueError(f"block_ids: expected 1 or more of 0..{self.n_blocks - 1}, got {block_ids.tolist()}")
+        s = self.block
+        agents = torch.nonzero(torch.isin(self.slot // s, block_ids)).squeeze(1)
+        renumber = torch.full((self.n_blocks,), -1, dtype=torch.long)
+        renumber[block_ids] = torch.arange(len(block_ids))
+        slot = renumber[self.slot[agents] // s] * s + self.slot[agents] % s
+        index = torch.zeros(len(block_ids) * s, dtype=torch.long)
+        index[slot] = torch.arange(len(agents))
+        out = AgentBlocks.__new__(AgentBlocks)
+        nn.Module.__init__(out)
+        out._set(s, slot, index, self.excluded[block_ids], self.full_excluded[agents][:, agents], agents)
+        return out
 
     def attend(self, q, k, v, scale):
         """softmax(q kᵀ · scale) v within each group: q, k (B, H, N, d), v (B, H, N, dv) -> (B, H, N, dv)."""
@@ -132,25 +156,25 @@ class _AgentAttention(nn.Module):
         self.embed_dim, self.n_heads, self.self_mask = embed_dim, n_heads, self_mask
         self.blocks = None if groups is None else AgentBlocks(groups, self_mask)
 
-    def _check(self, query, key, value):
+    def _check(self, query, key, value, blocks):
         """(B, N, M, mask) after checking shapes: keys may differ in number from queries only
         without self mask and neighbourhoods (e.g. agents reading group summaries)."""
-        check_shape("query", query, (None, None if self.blocks is None else self.blocks.n_agents, self.embed_dim))
+        check_shape("query", query, (None, None if blocks is None else blocks.n_agents, self.embed_dim))
         b, n, _ = query.shape
-        same = self.self_mask or self.blocks is not None
+        same = self.self_mask or blocks is not None
         check_shape("key", key, (b, n if same else None, self.embed_dim))
         m = key.shape[1]
         check_shape("value", value, (b, m, self.embed_dim))
-        if self.blocks is not None:
-            return b, n, m, self.blocks.full_excluded
+        if blocks is not None:
+            return b, n, m, blocks.full_excluded
         if self.self_mask and n < 2:
             raise ValueError(f"agents: expected at least 2 agents with self_mask=True, got {n}")
         return b, n, m, (_self_mask(n, query.device) if self.self_mask else None)
 
-    def _attend(self, q, k, v, mask, scale):
+    def _attend(self, q, k, v, mask, scale, blocks):
         """softmax(q kᵀ · scale, mask) v, block by block when the agents have neighbourhoods."""
-        if self.blocks is not None:
-            return self.blocks.attend(q, k, v, scale)
+        if blocks is not None:
+            return blocks.attend(q, k, v, scale)
         return _fused_attention(q, k, v, mask, scale)
 
 
@@ -177,8 +201,11 @@ class DifferentialMultiHeadAttention(_AgentAttention):
         l2 = torch.exp((self.lambda_q2 * self.lambda_k2).sum(-1))
         return l1 - l2 + self.lambda_init
 
-    def forward(self, query, key, value, need_weights=False):
-        b, n, m, mask = self._check(query, key, value)
+    def forward(self, query, key, value, need_weights=False, layout=None):
+        """``layout``: a subset of this module's neighbourhood blocks (AgentBlocks.subset) whose
+        agents alone are given as query, key and value; default: every agent."""
+        blocks = self.blocks if layout is None else layout
+        b, n, m, mask = self._check(query, key, value, blocks)
         h, d = self.n_heads, self.head_dim
         # (B, N, E) -> (B, H, 2, N, d): two query/key groups per head
         q = self.q_proj(query).view(b, n, h, 2, d).permute(0, 2, 3, 1, 4)
@@ -192,7 +219,7 @@ class DifferentialMultiHeadAttention(_AgentAttention):
             y = weights @ v
         else:  # A V = softmax1 V - λ softmax2 V: both groups as 2H heads of one fused call
             v2 = v.unsqueeze(2).expand(b, h, 2, m, 2 * d).reshape(b, 2 * h, m, 2 * d)
-            o = self._attend(q.reshape(b, 2 * h, n, d), k.reshape(b, 2 * h, m, d), v2, mask, 1.0 / math.sqrt(d))
+            o = self._attend(q.reshape(b, 2 * h, n, d), k.reshape(b, 2 * h, m, d), v2, mask, 1.0 / math.sqrt(d), blocks)
             o = o.view(b, h, 2, n, 2 * d)
             y = o[:, :, 0] - lam * o[:, :, 1]
         heads = self.head_norm(y) * (1.0 - self.lambda_init)  # per-head RMSNorm over 2d
@@ -216,8 +243,11 @@ class SoftmaxMultiHeadAttention(_AgentAttention):
         self.v_proj = nn.Sequential(nn.Linear(embed_dim, embed_dim, bias=False), nn.LeakyReLU())
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=False)
 
-    def forward(self, query, key, value, need_weights=False):
-        b, n, m, mask = self._check(query, key, value)
+    def forward(self, query, key, value, need_weights=False, layout=None):
+        """``layout``: a subset of this module's neighbourhood blocks (AgentBlocks.subset) whose
+        agents alone are given as query, key and value; default: every agent."""
+        blocks = self.blocks if layout is None else layout
+        b, n, m, mask = self._check(query, key, value, blocks)
         h, d = self.n_heads, self.head_dim
         q = self.q_proj(query).view(b, n, h, d).transpose(1, 2)  # (B, H, N, d)
         k = self.k_proj(key).view(b, m, h, d).transpose(1, 2)
@@ -227,7 +257,7 @@ class SoftmaxMultiHeadAttention(_AgentAttention):
             weights = _masked_softmax(q @ k.transpose(-1, -2) / math.sqrt(d), mask)  # (B, H, N, N)
             y = weights @ v
         else:
-            y = self._attend(q, k, v, mask, 1.0 / math.sqrt(d))
+            y = self._attend(q, k, v, mask, 1.0 / math.sqrt(d), blocks)
         out = self.out_proj(y.transpose(1, 2).reshape(b, n, self.embed_dim))
         return out, weights
 

@@ -129,6 +129,10 @@ class TrainConfig:
     """layer index giving the differential attention's λ_init = 0.8 - 0.6 exp(-0.3 depth)"""
     critic_neighbourhood: str = "all"
     """attention critics: all (every agent attends to every other: O(N²)) | feeder (within its feeder, plus over the feeders' means: for thousands of agents)"""
+    critic_blocks: int = 0
+    """critic_neighbourhood feeder: blocks of agents (whole feeders, up to 128 agents each) whose TD
+    loss one critic update takes, drawn at random per update (0 = every block); an unbiased estimate
+    of the loss over all agents at a cost set by the block size, not by the number of agents"""
     # ---- evaluation, logging, checkpoints -----------------------------------------------
     log_every: int = 500
     """environment steps per progress.csv row"""
@@ -171,8 +175,11 @@ def validate(cfg):
                  "actor_hidden", "actor_layers", "critic_hidden", "embed_dim", "n_heads", "threads", "n_step",
                  "label_every"):
         check_range(name, getattr(cfg, name), 1, 10**9)
+    if cfg.critic_blocks and cfg.critic_neighbourhood != "feeder":
+        raise ConfigError(f"critic_blocks: {cfg.critic_blocks!r} samples neighbourhood blocks; it needs "
+                          f"critic_neighbourhood 'feeder' (got {cfg.critic_neighbourhood!r}); allowed with 'all': 0")
     for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "attn_depth", "pretrain_steps",
-                 "critic_pretrain_steps", "critic_warmup_steps", "imitation_anneal_steps", "critic_agent_id",
+                 "critic_pretrain_steps", "critic_warmup_steps", "imitation_anneal_steps", "critic_agent_id", "critic_blocks",
                  "early_stop_patience", "snapshot_every"):
         check_range(name, getattr(cfg, name), 0, 10**9)
     check_range("gamma", cfg.gamma, 0.0, 1.0)

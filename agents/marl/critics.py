@@ -46,22 +46,37 @@ class AttentionCritic(nn.Module):
         self.head = AgentMLP(n_agents, levels * embed_dim, 1, hidden=(embed_dim,), shared=shared,
                              id_embed_dim=id_embed_dim, activation="leaky_relu")
 
-    def forward(self, obs, act, state=None, act_self=None, need_weights=False):
+    def forward(self, obs, act, state=None, act_self=None, need_weights=False, blocks=None):
+        """q (B, N); with ``blocks`` (ids of neighbourhood blocks, see AgentBlocks.subset) q (B, n) of
+        only the n agents in those blocks, in agent order, equal to those columns of the full q:
+        the feeder -> grid level still reads every agent."""
         _check_inputs(self, obs, act, act_self)
+        layout, agents = None, None
+        if blocks is not None:
+            if self.attention.blocks is None:
+                raise ValueError("blocks: this critic has no neighbourhoods (groups=None), so no blocks to choose")
+            layout = self.attention.blocks.subset(blocks)
+            agents = layout.agents
+        pick = (lambda x: x) if agents is None else (lambda x: x[:, agents])
         e = self.sa_encoder(torch.cat([obs, act], dim=-1))
         s = self.s_encoder(obs)
-        x, weights = self.attention(s, e, e, need_weights=need_weights)
+        x, weights = self.attention(pick(s), pick(e), pick(e), need_weights=need_weights, layout=layout)
         levels = [x]
         if self.grid_attention is not None:
-            levels.append(self._grid_level(s, e))
-        e_self = e if act_self is None else self.sa_encoder(torch.cat([obs, act_self], dim=-1))
-        q = self.head(torch.cat([e_self, *levels], dim=-1)).squeeze(-1)
+            levels.append(self._grid_level(s, e, agents))
+        e_self = pick(e) if act_self is None else self.sa_encoder(torch.cat([pick(obs), pick(act_self)], dim=-1),
+                                                                  agents)
+        q = self.head(torch.cat([e_self, *levels], dim=-1), agents).squeeze(-1)
         return (q, weights) if need_weights else q
 
+    def n_blocks(self):
+        """Neighbourhood blocks the ``blocks`` argument chooses from (0 without neighbourhoods)."""
+        return 0 if self.attention.blocks is None else self.attention.blocks.n_blocks
 
-    def _grid_level(self, s, e):
+    def _grid_level(self, s, e, agents=None):
         """Feeder -> grid: each group's mean s-embedding attends over every group's mean e-embedding
-        (G x G per sample), and each agent reads its own group's result: (B, N, E)."""
+        (G x G per sample), and each agent (of ``agents``, default all) reads its own group's
+        result: (B, N, E)."""
         b, _, dim = e.shape
         g = len(self.group_size)
 
@@ -70,7 +85,7 @@ class AttentionCritic(nn.Module):
 
         pooled = means(e)
         out, _ = self.grid_attention(means(s), pooled, pooled)
-        return out[:, self.group_of]
+        return out[:, self.group_of if agents is None else self.group_of[agents]]
 
 
 class MLPCritic(nn.Module):
@@ -130,8 +145,10 @@ class CriticEnsemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(make() for _ in range(k))
 
-    def forward(self, obs, act, state=None, act_self=None):
-        return torch.stack([m(obs, act, state, act_self) for m in self.members])
+    def forward(self, obs, act, state=None, act_self=None, blocks=None):
+        """``blocks``: attention critics with neighbourhoods only (AttentionCritic.forward)."""
+        kw = {} if blocks is None else {"blocks": blocks}
+        return torch.stack([m(obs, act, state, act_self, **kw) for m in self.members])
 
     def first(self, obs, act, state=None, act_self=None):
         """Q of the first critic only (TD3's actor uses Q1)."""
