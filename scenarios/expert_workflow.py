@@ -79,7 +79,7 @@ class ExpertRunConfig:
     retrieval: str = "minilm"
     """atom-doc search: minilm (sentence embeddings) | bm25"""
     test_states: int = 3
-    """test states per prosumer (spread over one held-out day)"""
+    """test states per prosumer (spread over one training day, DEFAULT_TRAIN_DAY: acceptance steers prompt choices)"""
     use_cache: bool = True
     """reuse and store accepted experts in the cache"""
     allow_unjailed: bool = False

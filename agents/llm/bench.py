@@ -3,7 +3,7 @@
     python -m agents.llm.bench                       # 8 prosumers, 8 steps, 3 verified candidates
     python -m agents.llm.bench --prosumers 32 --steps 4
 
-Prints, on the default scenario's prosumers and held-out test day:
+Prints, on the default scenario's prosumers and a training day (DEFAULT_TRAIN_DAY):
 1. the start-up of one jailed worker holding every prosumer's code (the reference model written
    as generated code, agents/llm/reference_code.py);
 2. per receding-horizon step, the joint problem (agents/expert/joint.py ``couple``, a fresh
