@@ -16,8 +16,11 @@ buses' values as one table per simulator, not one mosaik value per entity and at
 """
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import signal
+import threading
 import time as wallclock
 import warnings
 from dataclasses import dataclass, field
@@ -133,7 +136,8 @@ def run(cfg, grid_builder=None):
     try:
         _build(world, cfg, specs, net, context, run_dir, builder)
         t_setup = wallclock.perf_counter() - t0
-        world.run(until=cfg.steps * STEP_S, print_progress=cfg.progress)
+        with _interrupt_between_callbacks(world.loop):
+            world.run(until=cfg.steps * STEP_S, print_progress=cfg.progress)
         _check_complete(run_dir, cfg.steps)
     except BaseException as exc:
         _stop(world)
@@ -158,6 +162,29 @@ def _check_complete(run_dir, steps):
     if recorded != steps:
         raise RunIncomplete(f"the run stopped after {recorded} of {steps} steps: a simulator failed "
                             "(run with --verbose to see mosaik's log)")
+
+
+def _raise_interrupt():
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupt_between_callbacks(loop):
+    """Ctrl-C raises KeyboardInterrupt from a loop callback of its own, not at whatever bytecode the
+    main thread is running: Python's default handler can fire inside asyncio's own bookkeeping (a
+    task half-built by asyncio.gather, neither scheduled nor registered), leaving a task that no
+    clean-up can find and that asyncio reports as "destroyed but pending" at exit.  Only in the main
+    thread and only while nobody else handles SIGINT."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    loop.add_signal_handler(signal.SIGINT, _raise_interrupt)
+    try:
+        yield
+    finally:
+        if not loop.is_closed():  # closing the loop removes its handlers and restores the default
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def _stop(world):

@@ -155,6 +155,25 @@ def test_ctrl_c_keeps_rows_marks_incomplete_one_line(tmp_path):
     assert summary["incomplete"] is True and 4 <= rows < 7 * 96 and summary["steps"] == rows
 
 
+def test_ctrl_c_is_raised_between_loop_callbacks_and_the_handler_restored():
+    """SIGINT during the run raises KeyboardInterrupt from a loop callback (never inside asyncio's
+    own bookkeeping), and the default handler is back afterwards."""
+    import asyncio
+
+    from simulators.cosim import _interrupt_between_callbacks
+
+    loop = asyncio.new_event_loop()
+    try:
+        with _interrupt_between_callbacks(loop):
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+            with pytest.raises(KeyboardInterrupt):
+                loop.run_until_complete(asyncio.sleep(5))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        loop.close()
+
+
 def test_verbose_shows_mosaik(tmp_path, capfd):
     from loguru import logger
 
