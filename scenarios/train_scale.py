@@ -20,7 +20,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from agents.marl.train import TrainConfig, evaluate, make_env, train
+from agents.marl.train import TrainConfig, evaluate, evaluation_days, make_env, train
 from simulators.cli import add_config_flags, given_flags
 from simulators.prosumer.interface import ACTION_FIELDS
 from simulators.prosumer.policies import PolicyContext, make_policy
@@ -55,7 +55,8 @@ class _Fixed:
 def baselines(cfg):
     """Evaluation return of the rule policy, the idle policy and the zero action on cfg's evaluation days."""
     env = make_env(cfg, evaluation=True)
-    return {name: evaluate(_Fixed(name, env), env, cfg.eval_episodes) for name in ("rule", "idle", "zero")}
+    days = evaluation_days(env, cfg.eval_episodes)  # the days the training run evaluates on
+    return {name: evaluate(_Fixed(name, env), env, days)[0] for name in ("rule", "idle", "zero")}
 
 
 def plot(run_dir, progress, base):

@@ -34,3 +34,23 @@ def test_algorithms_train_with_118_agents(env, tmp_path, algo):
     row = pd.read_csv(run_dir / "progress.csv").iloc[-1]
     assert row["step"] == 6 and math.isfinite(row["critic_loss"]) and math.isfinite(row["actor_loss"])
     assert (run_dir / "actor.pt").stat().st_size > 0
+
+
+def test_train_scale_script_end_to_end(tmp_path):
+    """scenarios/train_scale at a tiny size: trains with sampled feeder blocks, evaluates the actor
+    and the rule / idle / zero baselines on the same training-split days, writes the plot."""
+    import json
+
+    from scenarios.train_scale import main
+
+    run_dir, base = main(["--env-options", json.dumps({"network": "simbench_lv_rural3", "specs": "generate",
+                                                      "n_prosumers": 30}),
+                          "--total-steps", "8", "--learning-starts", "4", "--batch-size", "4", "--buffer-size", "16",
+                          "--eval-every", "4", "--eval-episodes", "1", "--log-every", "4", "--checkpoint-every", "8",
+                          "--imitation-anneal-steps", "8", "--critic-blocks", "1", "--threads", "1", "--no-progress",
+                          "--results-dir", str(tmp_path), "--run-name", "tiny"])
+    assert set(base) == {"rule", "idle", "zero"} and all(math.isfinite(v) for v in base.values())
+    assert json.loads((run_dir / "baselines.json").read_text()) == base
+    evals = pd.read_csv(run_dir / "progress.csv")["eval_return"].dropna()
+    assert len(evals) == 2 and all(math.isfinite(v) for v in evals)
+    assert (run_dir / "learning.png").stat().st_size > 0

@@ -117,6 +117,42 @@ def test_critic_on_sampled_blocks_equals_those_agents_columns_of_the_full_critic
         AttentionCritic(n, 5, 2, embed_dim=16, n_heads=2)(obs, act, blocks=[0])
 
 
+def test_sampled_blocks_hold_the_other_feeders_as_constant_context():
+    """With blocks, a loss over the drawn agents has exactly the full critic's gradient for every
+    parameter but the sa-encoder, and the sa-encoder's is the one with the other agents'
+    embeddings held constant in the feeder means (what makes the update cost a block, not N)."""
+    torch.manual_seed(4)
+    n, groups = 60, np.repeat([5, 1, 4, 0, 3, 2], 10)
+    critic = AttentionCritic(n, 5, 2, embed_dim=16, n_heads=2, groups=groups, id_embed_dim=4)
+    critic.attention.blocks = AgentBlocks(groups, self_mask=True, block_size=20)
+    obs, act = torch.randn(3, n, 5), torch.rand(3, n, 2)
+    agents = critic.attention.blocks.subset([1]).agents
+
+    def grads(q):
+        critic.zero_grad()
+        q.pow(2).sum().backward()
+        return {name: p.grad.clone() for name, p in critic.named_parameters() if p.grad is not None}
+
+    sampled = grads(critic(obs, act, blocks=[1]))
+    exact = grads(critic(obs, act)[:, agents])
+    encoder = {name for name in exact if name.startswith("sa_encoder.")}
+    for name in set(exact) - encoder:
+        torch.testing.assert_close(sampled[name], exact[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(not torch.allclose(sampled[name], exact[name]) for name in encoder)  # the other feeders' path is cut
+    other = ~torch.isin(torch.arange(n), agents).view(1, n, 1)
+    sa_forward = critic.sa_encoder.forward
+
+    def held(x, ids=None):  # the full critic's encoder with the other agents' embeddings detached
+        e = sa_forward(x, ids)
+        return torch.where(other, e.detach(), e) if ids is None and x.shape[1] == n else e
+
+    critic.sa_encoder.forward = held
+    constant = grads(critic(obs, act)[:, agents])
+    del critic.sa_encoder.forward
+    for name in encoder:
+        torch.testing.assert_close(sampled[name], constant[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_td_step_on_sampled_blocks_learns_only_from_their_agents():
     from agents.marl.algorithms import ALGORITHMS, Learner
     from simulators.prosumer.interface import ACTION_FIELDS, OBS_FIELDS

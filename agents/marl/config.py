@@ -132,7 +132,8 @@ class TrainConfig:
     critic_blocks: int = 0
     """critic_neighbourhood feeder: blocks of agents (whole feeders, up to 128 agents each) whose TD
     loss one critic update takes, drawn at random per update (0 = every block); an unbiased estimate
-    of the loss over all agents at a cost set by the block size, not by the number of agents"""
+    of the loss over all agents at a cost set by the block size, not by the number of agents (the
+    other feeders' embeddings enter the feeder means as constants for that update)"""
     # ---- evaluation, logging, checkpoints -----------------------------------------------
     log_every: int = 500
     """environment steps per progress.csv row"""

@@ -48,8 +48,12 @@ class AttentionCritic(nn.Module):
 
     def forward(self, obs, act, state=None, act_self=None, need_weights=False, blocks=None):
         """q (B, N); with ``blocks`` (ids of neighbourhood blocks, see AgentBlocks.subset) q (B, n) of
-        only the n agents in those blocks, in agent order, equal to those columns of the full q:
-        the feeder -> grid level still reads every agent."""
+        only the n agents in those blocks, in agent order, equal to those columns of the full q.
+
+        The feeder -> grid level still reads every agent, but with ``blocks`` the other blocks'
+        embeddings enter the feeder means as constants: the values are exact, and the gradient
+        reaches the encoders through the drawn agents only (the other feeders are context for
+        this update), so an update costs a block's backward pass, not all N agents'."""
         _check_inputs(self, obs, act, act_self)
         layout, agents = None, None
         if blocks is not None:
@@ -58,14 +62,13 @@ class AttentionCritic(nn.Module):
             layout = self.attention.blocks.subset(blocks)
             agents = layout.agents
         pick = (lambda x: x) if agents is None else (lambda x: x[:, agents])
-        e = self.sa_encoder(torch.cat([obs, act], dim=-1))
-        s = self.s_encoder(obs)
-        x, weights = self.attention(pick(s), pick(e), pick(e), need_weights=need_weights, layout=layout)
+        e = self.sa_encoder(torch.cat([pick(obs), pick(act)], dim=-1), agents)
+        s = self.s_encoder(pick(obs), agents)
+        x, weights = self.attention(s, e, e, need_weights=need_weights, layout=layout)
         levels = [x]
         if self.grid_attention is not None:
-            levels.append(self._grid_level(s, e, agents))
-        e_self = pick(e) if act_self is None else self.sa_encoder(torch.cat([pick(obs), pick(act_self)], dim=-1),
-                                                                  agents)
+            levels.append(self._grid_level(s, self._group_sums(obs, act, e, agents), agents))
+        e_self = e if act_self is None else self.sa_encoder(torch.cat([pick(obs), pick(act_self)], dim=-1), agents)
         q = self.head(torch.cat([e_self, *levels], dim=-1), agents).squeeze(-1)
         return (q, weights) if need_weights else q
 
@@ -73,19 +76,31 @@ class AttentionCritic(nn.Module):
         """Neighbourhood blocks the ``blocks`` argument chooses from (0 without neighbourhoods)."""
         return 0 if self.attention.blocks is None else self.attention.blocks.n_blocks
 
-    def _grid_level(self, s, e, agents=None):
+    def _group_sums(self, obs, act, e, agents):
+        """(B, G, E) sums of every group's e-embeddings; ``e`` holds ``agents`` (default all), the
+        other agents' embeddings are computed here without gradient."""
+        b, n_all, _ = obs.shape
+        sums = e.new_zeros(b, len(self.group_size), e.shape[-1])
+        if agents is not None:
+            rest = torch.ones(n_all, dtype=torch.bool)
+            rest[agents] = False
+            rest = torch.nonzero(rest).squeeze(1)
+            with torch.no_grad():
+                sums.index_add_(1, self.group_of[rest],
+                                self.sa_encoder(torch.cat([obs[:, rest], act[:, rest]], dim=-1), rest))
+        return sums.index_add(1, self.group_of if agents is None else self.group_of[agents], e)
+
+    def _grid_level(self, s, sums, agents=None):
         """Feeder -> grid: each group's mean s-embedding attends over every group's mean e-embedding
-        (G x G per sample), and each agent (of ``agents``, default all) reads its own group's
-        result: (B, N, E)."""
-        b, _, dim = e.shape
-        g = len(self.group_size)
-
-        def means(x):
-            return x.new_zeros(b, g, dim).index_add_(1, self.group_of, x) / self.group_size.view(1, g, 1)
-
-        pooled = means(e)
-        out, _ = self.grid_attention(means(s), pooled, pooled)
-        return out[:, self.group_of if agents is None else self.group_of[agents]]
+        (G x G per sample; ``sums`` (B, G, E) of the e-embeddings), and each agent reads its own
+        group's result: (B, n, E).  ``s`` (B, n, E) holds ``agents`` (default all), which are whole
+        groups, so only their groups are queried."""
+        pooled = sums / self.group_size.view(1, -1, 1)
+        group = self.group_of if agents is None else self.group_of[agents]
+        asked, member = torch.unique(group, return_inverse=True)  # the groups queried; each agent's among them
+        query = s.new_zeros(s.shape[0], len(asked), s.shape[-1]).index_add_(1, member, s)
+        out, _ = self.grid_attention(query / self.group_size[asked].view(1, -1, 1), pooled, pooled)
+        return out[:, member]
 
 
 class MLPCritic(nn.Module):

@@ -13,6 +13,7 @@ deterministic mean; both are squashed with tanh into [action_low, action_high].
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from agents.marl.losses import wasserstein_imitation
@@ -74,11 +75,13 @@ class AgentMLP(nn.Module):
     def forward(self, x, agent_ids=None):
         n = self.n_agents if agent_ids is None else len(agent_ids)
         check_shape("AgentMLP input", x, (None, n, self.in_dim))
-        if self.id_embed is not None:
-            ids = torch.arange(self.n_agents) if agent_ids is None else agent_ids
-            x = torch.cat([x, self.id_embed(ids).expand(x.shape[0], -1, -1)], dim=-1)
         for k, layer in enumerate(self.layers):
-            x = layer(x) if self.shared else layer(x, agent_ids)
+            if k == 0 and self.id_embed is not None:  # W [x; id] = W_x x + W_id id: the id part once per agent,
+                ids = torch.arange(self.n_agents) if agent_ids is None else agent_ids  # not concatenated per sample
+                w_x, w_id = layer.weight.split([self.in_dim, layer.in_features - self.in_dim], dim=1)
+                x = F.linear(x, w_x, layer.bias) + F.linear(self.id_embed(ids), w_id)
+            else:
+                x = layer(x) if self.shared else layer(x, agent_ids)
             x = self.act(x) if k < len(self.layers) - 1 else self.out_act(x)
         return x
 

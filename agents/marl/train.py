@@ -156,7 +156,7 @@ def setup(cfg, make_env, expert_fn, resume):
     demos = Demonstrations(cfg.demos, n, f, a) if cfg.demos else None
     kept = len(demos) if cfg.demo_replay else 0
     eval_env = make_env(cfg, True) if cfg.eval_episodes else None
-    run = Run(cfg, env, eval_env, _eval_days(eval_env, cfg.eval_episodes), learner,
+    run = Run(cfg, env, eval_env, evaluation_days(eval_env, cfg.eval_episodes), learner,
               ReplayBuffer(cfg.buffer_size + kept, n, f, a, state_dim, seed=cfg.seed),
               LabelSet(n, f, a, demos, seed=cfg.seed + 1), expert, rng, log=LogAccumulator(),
               episode=episode, obs=obs, best={"eval_return": -float("inf"), "step": -1, "stale": 0}, clock=Clock())
@@ -335,7 +335,7 @@ def _critic_fit(qs, gs):
     return {"q_bias": float(np.mean(q - g) / max(np.mean(np.abs(g)), 1e-12)), "q_corr": corr}
 
 
-def _eval_days(env, episodes):
+def evaluation_days(env, episodes):
     """``episodes`` days spread evenly over the evaluation environment's pool (None each without a pool)."""
     pool = getattr(env, "day_pool", None)
     if not episodes or not pool:
