@@ -25,9 +25,10 @@ SPEC = spec_from_dict({
                     "cost_b_eur_per_kwh": 0.2}],
     "controllable_loads": [{"energy_kwh": 6.0, "p_max_kw": 2.0, "earliest_step": 32, "deadline_step": 72}]})
 
-GOOD = SKELETON_HEAD + '''    # RDG1: the only PV unit
+GOOD = SKELETON_HEAD + '''    # RDG1: the only PV unit, its inverter 1.1 x 6 kWp = 6.6 kVA (active and reactive power)
     P_RDG1 = cp.Variable(T, nonneg=True)
-    constraints += [P_RDG1 <= pv_avail]
+    Q_RDG1 = cp.Variable(T)
+    constraints += [P_RDG1 <= pv_avail, cp.SOC(6.6 * np.ones(T), cp.vstack([P_RDG1, Q_RDG1]), axis=0)]
     # BESS1: 10 kWh, 5 kW, efficiencies 0.95, SoC 10..90 %, 0.01 EUR/kWh throughput
     P_ch1 = cp.Variable(T, nonneg=True)
     P_dis1 = cp.Variable(T, nonneg=True)
@@ -56,9 +57,9 @@ GOOD = SKELETON_HEAD + '''    # RDG1: the only PV unit
     constraints += [load + P_BESS1 + P_CL1 - P_RDG1 - P_CDG1 - P_B + P_S - P_P2P == 0]
     C_EX = dt * cp.sum(cp.multiply(lambda_B, P_B) - cp.multiply(lambda_S, P_S))
     objective = C_EX + C_BESS1 + C_CDG1 + C_CL1
-    actions = {"P_RDG1": P_RDG1, "P_BESS1": P_BESS1, "P_CDG1": P_CDG1, "P_CL1": P_CL1}
+    actions = {"P_RDG1": P_RDG1, "Q_RDG1": Q_RDG1, "P_BESS1": P_BESS1, "P_CDG1": P_CDG1, "P_CL1": P_CL1}
     p_ex = P_S - P_B - P_P2P
-    q_ex = cp.Constant(np.zeros(T))
+    q_ex = Q_RDG1
     p_p2p = P_P2P
     return actions, objective, constraints, p_ex, q_ex, p_p2p
 '''

@@ -26,7 +26,7 @@ import numpy as np
 from agents.expert.joint import couple
 from agents.expert.reference import build_reference, make_state
 from agents.llm.reference_code import reference_code
-from agents.llm.verification import make_test_states, reference_objectives, verify
+from agents.llm.verification import make_test_states, reference_records, verify
 from agents.llm.worker import GeneratedFleet
 from simulators.grid.networks import make_network
 from simulators.market.tariffs import make_tariff
@@ -98,7 +98,7 @@ def main(argv=None):
         verify_s = []
         for spec in all_specs[: args.candidates]:
             states = make_test_states([spec], n=3)[spec.name]
-            refs = reference_objectives(spec, states)
+            refs = reference_records(spec, states)
             t0 = time.perf_counter()
             result = verify(reference_code(spec), spec, states, references=refs)
             verify_s.append(time.perf_counter() - t0)

@@ -40,7 +40,7 @@ from agents.llm.block_code import (
 )
 from agents.llm.preference_extraction import few_shot_examples
 from agents.llm.sandbox import run_many
-from agents.llm.verification import assess, reference_objectives, verify
+from agents.llm.verification import assess, reference_records, verify
 from agents.llm.workflow import ExpertCache, ExpertConfig, ExpertResult, StageLog
 from simulators.prosumer.devices import DEVICES
 from simulators.validation import ConfigError
@@ -197,7 +197,7 @@ class DecomposedWorkflow:
                 res.stages.append(StageLog("jail", 0, "fail", str(exc), 0.0))
                 res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
             todo = []
-        refs = {s.name: reference_objectives(s, states[s.name]) for s in todo}
+        refs = {s.name: reference_records(s, states[s.name]) for s in todo}
         tasks = [(s, b) for s in todo for b in block_ids(s)]
         blocks = self._blocks(tasks, states, refs, results, pool)
         for spec in todo:

@@ -13,8 +13,9 @@ Three layers, each meant to hold on its own:
    Nothing the child says about itself is believed; a garbled reply is a rejection with a reason.
 
 ``run_prosumer(code, states)`` runs all three for the test states of one candidate and returns
-plain records of the parent's solves, which verification.py then checks against the device
-limits, the balance and the reference objective.
+plain records of the parent's solves (and of its feasible-set probes, support.py), which
+verification.py then checks against the device limits, the balance, the reference objective and
+the reference's feasible set.
 """
 
 import time
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from agents.llm.checker import static_check
 from agents.llm.jail import JailUnavailable
 from agents.llm.problem_data import Rejected
+from agents.llm.support import support_values
 from agents.llm.worker import Limits, Worker
 
 NAME = "candidate"
@@ -122,7 +124,10 @@ def judge(worker, name, state, solver="CLARABEL", reasons=None):
     reasons = [] if reasons is None else reasons
     where = f"state at time {state['time']}"
     try:
-        rec = worker.build(name, state).solve(solver)
+        data = worker.build(name, state)
+        rec = data.solve(solver)
+        if rec["status"] in ("optimal", "optimal_inaccurate"):  # what the model allows, beyond its optimum
+            rec["support"] = support_values(data.pieces(), int(state["horizon"]), solver)
     except Rejected as exc:
         reasons.append(f"{where}: {exc}")
         return {"time": state["time"], "status": "rejected", "error": str(exc)}

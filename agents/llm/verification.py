@@ -9,8 +9,10 @@ simulators/prosumer/fleet.py: battery power and SoC, generator limits and ramps,
 load window/rate/energy, PV availability; the generator's on/off with p_min is relaxed to
 [0, p_max] as in the reference); the power balance holds for p_ex; and its optimal
 objective is within ``rel_tol`` (plus ``abs_tol_eur``) of the trusted reference model
-(agents/expert/reference.py, run in-process) on the same spec and state. Stand-alone, with no
-P2P partner, both problems fix p_p2p = 0.
+(agents/expert/reference.py, run in-process) on the same spec and state; and its feasible set
+of grid exchanges matches the reference's in every probe direction (support.py), so a bound that
+is slack at these optima but changes what the model can trade is caught too. Stand-alone, with
+no P2P partner, both problems fix p_p2p = 0.
 """
 
 import numpy as np
@@ -19,6 +21,7 @@ from agents.expert.blocks import BLOCKS, KW_TOL, CheckContext
 from agents.expert.program import state_lists
 from agents.expert.reference import action_keys
 from agents.llm.sandbox import Limits, run_prosumer, static_check
+from agents.llm.support import support_mismatches, support_values
 from simulators.prosumer.devices import DEVICES
 
 
@@ -124,19 +127,24 @@ def _balance(spec, state, rec, s):
     return []
 
 
-def reference_objectives(spec, states, solver="CLARABEL"):
-    """Optimal objectives of the trusted reference model (in-process), stand-alone (p_p2p = 0)."""
+def reference_records(spec, states, solver="CLARABEL"):
+    """Per state the trusted reference model's (in-process) stand-alone optimal objective and the
+    support values of its feasible set (support.py): [{"objective": EUR, "support": {...}}]."""
     from agents.expert.reference import build_reference
 
     model = build_reference(spec)
-    return [model.solve(state, solver=solver)["objective"] for state in states]
+    out = []
+    for state in states:
+        objective = model.solve(state, solver=solver)["objective"]
+        out.append({"objective": objective, "support": support_values(model(state), int(state["horizon"]), solver)})
+    return out
 
 
 def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, references=None,
            allow_unjailed=False):
     """Accept or reject ``code`` for ``spec`` on ``states``; returns a plain dict.
 
-    references: optional list of reference objectives (one per state), computed if None.
+    references: optional reference_records(spec, states), computed if None.
     Raises agents.llm.jail.JailUnavailable when the jail does not work here, unless ``allow_unjailed``.
     """
     out = {"accepted": False, "reasons": [], "states": [], "max_abs_gap": None, "rel_tol": rel_tol,
@@ -154,13 +162,16 @@ def assess(out, spec, states, records, reasons, references=None, rel_tol=0.01, a
     run's ``reasons``: device limits, balance and the gap to the reference objectives."""
     out["reasons"] += reasons
     if references is None:
-        references = reference_objectives(spec, states)
+        references = reference_records(spec, states)
     gaps = []
-    for st, rec, ref in zip(states, records, references):
+    for st, rec, reference in zip(states, records, references):
+        ref = reference["objective"]
         row = {"time": st["time"], "status": rec["status"], "objective": rec.get("objective"), "reference": ref,
                "build_s": rec.get("build_s")}
         if rec["status"] == "optimal":
             out["reasons"] += [f"state at time {st['time']}: {r}" for r in check_limits(spec, st, rec)]
+            out["reasons"] += [f"state at time {st['time']}: {r}"
+                               for r in support_mismatches(rec.get("support") or {}, reference["support"])]
             gap = rec["objective"] - ref
             row["gap_eur"], row["rel_gap"] = gap, gap / max(abs(ref), 1e-9)
             gaps.append(row["rel_gap"])

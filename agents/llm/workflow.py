@@ -34,7 +34,7 @@ from agents.llm import jail
 from agents.llm import prompts as P
 from agents.llm.llm import ChoiceList, cache_root
 from agents.llm.sandbox import Limits, run_prosumer, static_check
-from agents.llm.verification import check_limits, reference_objectives, verify
+from agents.llm.verification import check_limits, reference_records, verify
 
 STAGES = ("edit", "retrieve", "code", "execute", "review", "verify")
 
@@ -246,7 +246,7 @@ class ExpertWorkflow:
         code = self._review(spec, code, runs, states[:1], res)
         t = time.perf_counter()
         try:
-            references = reference_objectives(spec, states)
+            references = reference_records(spec, states)
         except Exception as exc:
             res.verification = {"accepted": False, "reasons": [f"reference model unavailable: {exc}"],
                                 "states": [], "max_abs_gap": None}

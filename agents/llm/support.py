@@ -1,0 +1,73 @@
+"""Feasible-set probes: does a generated model allow exactly what the reference allows?
+
+Comparing optimal objectives on a few states cannot see a constraint that is slack at those
+optima: a generator bound raised from 5 to 6 kW, a battery limit loosened, a preference window
+moved, all pass when the generator or battery is idle in the test states.  But the P2P market
+and the coupled expert use a model's whole feasible set, not one optimum.  So the parent also
+compares the *support function* of the set of grid exchanges the two models allow, with p_p2p
+fixed to 0 as in the stand-alone solve:
+
+    h(d) = max { d_p · p_ex + d_q · q_ex : (p_ex, q_ex) feasible }
+
+for a few fixed directions d (most export, most import, most and least reactive injection, and
+two seeded step-by-step mixes that exercise the coupling over time: battery energy, ramps,
+controllable-load energy).  Two convex sets with equal support values in a direction touch the
+same supporting hyperplane there, so a changed bound of an active device shifts h.  The probes
+run on the parent's own model (agents/llm/problem_data.py) and on the trusted reference, with the
+parent's solver; nothing the generated code reports enters them.
+"""
+
+import cvxpy as cp
+import numpy as np
+
+PROBE_SEED = 7
+"""seed of the step-by-step probe directions (fixed: the same probes for every candidate)"""
+SUPPORT_REL_TOL = 1e-3
+SUPPORT_ABS_TOL_KW = 1e-2
+"""a support value may differ by this much relative to max(1, |reference|) plus this absolute
+[kW summed over the steps]: solver tolerances, far below any changed device bound"""
+
+
+def directions(horizon):
+    """[(name, d_p, d_q)]: the probe directions for a horizon of ``horizon`` steps (values are sums
+    over the steps: kW for the active-power probes, kvar for the reactive ones)."""
+    rng = np.random.default_rng(PROBE_SEED)
+    ones, zeros = np.ones(horizon), np.zeros(horizon)
+    mixes = [rng.choice([-1.0, 1.0], size=horizon) for _ in range(2)]
+    return [("most export", ones, zeros), ("most import", -ones, zeros),
+            ("most reactive injection", zeros, ones), ("least reactive injection", zeros, -ones),
+            ("mixed export/import 1", mixes[0], zeros), ("mixed export/import 2", mixes[1], zeros)]
+
+
+def support_values(contract, horizon, solver="CLARABEL"):
+    """{probe name: h(d) or None where the solve did not reach optimal (e.g. unbounded)} for a
+    contract 6-tuple (actions, objective, constraints, p_ex, q_ex, p_p2p)."""
+    _, _, constraints, p_ex, q_ex, p_p2p = contract
+    d_p, d_q = cp.Parameter(horizon), cp.Parameter(horizon)
+    problem = cp.Problem(cp.Maximize(d_p @ p_ex + d_q @ q_ex), list(constraints) + [p_p2p == 0])
+    out = {}
+    for name, dp, dq in directions(horizon):
+        d_p.value, d_q.value = dp, dq
+        try:
+            problem.solve(solver=solver)
+        except cp.error.SolverError:
+            out[name] = None
+            continue
+        out[name] = float(problem.value) if problem.status in ("optimal", "optimal_inaccurate") else None
+    return out
+
+
+def support_mismatches(candidate, reference):
+    """Sentences naming each probe where the candidate's support value differs from the reference's."""
+    out = []
+    for name, ref in reference.items():
+        got = candidate.get(name)
+        if ref is None and got is None:
+            continue
+        if ref is None or got is None or abs(got - ref) > SUPPORT_REL_TOL * max(1.0, abs(ref)) + SUPPORT_ABS_TOL_KW:
+            unit = "kvar" if "reactive" in name else "kW"
+            show = lambda v, unit=unit: "unbounded or infeasible" if v is None else f"{v:.3f} {unit} (summed over the steps)"  # noqa: E731
+            out.append(f"feasible set differs from the reference's: {name} is {show(got)}, the reference "
+                       f"allows {show(ref)} (a device bound, energy limit or preference that is slack at "
+                       f"the optimum but changes what the model can trade)")
+    return out
