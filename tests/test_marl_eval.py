@@ -1,5 +1,7 @@
 """The evaluation command end to end on a tiny budget: training, co-simulation, table, paired statistics, plots."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,7 +139,11 @@ def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
                                            ({"split": "train"}, "split"),
                                            ({"train_dir": "/no/such/folder"}, "train_dir"),
                                            ({"train_options": {"ppo": {}}}, "train_options"),
-                                           ({"train_options": {"*": {"learning_rate": 1}}}, r"train_options\.\*")])
+                                           ({"train_options": {"*": {"learning_rate": 1}}}, r"train_options\.\*"),
+                                           ({"demo_experts": "/no/such/folder"}, "demo_experts"),
+                                           ({"demo_experts": "reference", "demo_options": {"network_limits": False}},
+                                            "demo_experts"),
+                                           ({"demo_experts": "reference", "demo_days": 0}, "demo_experts")])
 def test_bad_config_names_the_field(tmp_path, change, field):
     with pytest.raises(ConfigError, match=field):
         evaluate(EvalConfig(results_dir=str(tmp_path), progress=False, **change))
@@ -206,3 +212,22 @@ def test_demonstrations_are_reused_only_when_they_are_the_same(evaluation, tmp_p
     other = dataclasses.replace(cfg, demo_options={"network_limits": False})
     with pytest.raises(ConfigError, match=r"demo_dir: .* differs .* in \['options'\]"):
         write_demos(other, scenario_config(other, 0), tmp_path / "x")
+
+
+def test_demo_experts_take_only_codes_generated_for_the_same_specs(tmp_path):
+    from agents.llm.coupled import accepted_codes
+    from agents.llm.reference_code import reference_code
+    from simulators.prosumer.spec import load_specs, save_specs
+    from simulators.scenario import DATA_DIR
+
+    specs = load_specs(DATA_DIR / "ieee33_prosumers.json")[:3]
+    folder = tmp_path / "workflow"
+    (folder / "experts").mkdir(parents=True)
+    save_specs(specs, folder / "specs.json")
+    (folder / "experts" / "p001.py").write_text(reference_code(specs[1]))
+    assert accepted_codes(folder, specs) == {"p001": reference_code(specs[1])}  # p000, p002: no accepted expert
+    other = [specs[0], dataclasses.replace(specs[1], load_peak_kw=specs[1].load_peak_kw + 1), specs[2]]
+    with pytest.raises(ConfigError, match="demo_experts: the expert of p001 .* was generated for another spec"):
+        accepted_codes(folder, other)
+    with pytest.raises(ConfigError, match="is not an expert-workflow run folder"):
+        accepted_codes(tmp_path, specs)

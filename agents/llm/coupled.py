@@ -105,6 +105,33 @@ def generated_models(specs, codes, limits=None):
     return models, fleet
 
 
+def accepted_codes(folder, specs):
+    """{name: code} of the accepted experts of an expert-workflow run folder (its experts/<name>.py),
+    for the prosumers of ``specs``; each must have been generated for the very same spec (its
+    specs.json entry), else a ConfigError names the prosumer."""
+    from pathlib import Path
+
+    from simulators.prosumer.spec import load_specs
+    from simulators.validation import ConfigError
+
+    folder = Path(folder)
+    experts = folder / "experts"
+    if not (folder / "specs.json").is_file() or not experts.is_dir():
+        raise ConfigError(f"demo_experts: {str(folder)!r} is not an expert-workflow run folder (specs.json and "
+                          "experts/ expected; python -m scenarios.expert_workflow writes them)")
+    generated_for = {s.name: s.to_dict() for s in load_specs(folder / "specs.json")}
+    codes = {}
+    for spec in specs:
+        path = experts / f"{spec.name}.py"
+        if not path.is_file():
+            continue
+        if generated_for.get(spec.name) != spec.to_dict():
+            raise ConfigError(f"demo_experts: the expert of {spec.name} in {str(folder)!r} was generated for "
+                              "another spec (devices or preferences differ from this scenario's)")
+        codes[spec.name] = path.read_text()
+    return codes
+
+
 def write_generated_demonstrations(path, dates, codes, env_config=None, limits=None):
     """``write_demonstrations`` with the CoupledExpert of the accepted generated ``codes`` ({name: code});
     the prosumers without a code use the reference. Returns the metadata (episodes name the sources)."""

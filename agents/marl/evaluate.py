@@ -114,6 +114,11 @@ class EvalConfig:
     """reuse the demonstrations demos_p<p>.npz of this folder (checked to be the very ones this evaluation would write)"""
     demo_options: dict = dataclasses.field(default_factory=dict)
     """options of the expert that writes the demonstrations and labels online, e.g. '{"network_limits": false}'"""
+    demo_experts: str = ""
+    """demonstrations from the LLM: an expert-workflow run folder whose accepted experts (experts/<name>.py) plan
+    the demonstrations, coupled in a jailed worker (agents/llm/coupled.py), the other prosumers with the reference
+    model; 'reference': the same coupled expert with every prosumer's reference model (the matched control);
+    empty: the joint expert (agents/expert).  demo_sources_p<p>.json names each prosumer's source"""
     baselines: str = "rule,expert"
     """comma-separated non-learned policies (BASELINES) run through the same co-simulation"""
     train_options: dict = dataclasses.field(default_factory=dict)
@@ -187,6 +192,13 @@ def validate(cfg):
     check_train_options(cfg)
     if not isinstance(cfg.demo_options, dict):
         raise ConfigError(f"demo_options: {cfg.demo_options!r} must be a JSON object")
+    if cfg.demo_experts:
+        if cfg.demo_options or cfg.demo_dir or not cfg.demo_days:
+            raise ConfigError("demo_experts: the coupled generated experts write their own demonstrations; use it "
+                              "without demo_options and demo_dir, and with demo_days > 0")
+        if cfg.demo_experts != "reference" and not (Path(cfg.demo_experts) / "experts").is_dir():
+            raise ConfigError(f"demo_experts: {cfg.demo_experts!r} must be 'reference' or an expert-workflow run "
+                              "folder (with experts/)")
     if cfg.train_dir and not Path(cfg.train_dir).is_dir():
         raise ConfigError(f"train_dir: {cfg.train_dir!r} is not a folder")
     if cfg.resume:

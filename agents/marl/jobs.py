@@ -124,8 +124,25 @@ def write_demos(cfg, base, out):
     if cfg.demo_dir:
         shutil.copyfile(_matching_demos(cfg, base, dates), path)
         return path
+    if cfg.demo_experts:
+        _write_generated_demos(cfg, base, out, path, dates)
+        return path
     write_demonstrations(path, dates, env_config(base), cfg.demo_options)
     return path
+
+
+def _write_generated_demos(cfg, base, out, path, dates):
+    """demos_p<p>.npz from the coupled experts of cfg.demo_experts, and demo_sources_p<p>.json: per
+    day, which prosumers' generated experts planned and which fell back to the reference."""
+    from agents.llm.coupled import accepted_codes, write_generated_demonstrations
+    from simulators.scenario import prepare
+
+    specs = prepare(base)[1]
+    codes = {} if cfg.demo_experts == "reference" else accepted_codes(cfg.demo_experts, specs)
+    meta = write_generated_demonstrations(path, dates, codes, env_config(base))
+    sources = {"demo_experts": cfg.demo_experts, "prosumers": [s.name for s in specs],
+               "days": {e.get("date", str(k)): e["expert_sources"] for k, e in enumerate(meta["episodes"])}}
+    (out / f"demo_sources_p{base.seed}.json").write_text(json.dumps(sources, indent=1, default=str))
 
 
 def _matching_demos(cfg, base, dates):
