@@ -1,6 +1,7 @@
 """Feasible-set probes (agents/llm/support.py): a generated model must allow what the reference
 allows, not only reach the same optimum on the test states."""
 
+import json
 import re
 
 import pytest
@@ -51,3 +52,23 @@ def test_probe_directions_are_fixed_and_cover_both_signs():
     assert [n for n, *_ in a] == [n for n, *_ in b] and all((x[1] == y[1]).all() for x, y in zip(a, b))
     mixed = a[4][1]
     assert len(mixed) == 40 and set(mixed) == {-1.0, 1.0}
+
+
+def test_reverify_checks_a_runs_accepted_experts_again(tmp_path, capsys):
+    from agents.llm.reverify import main
+    from simulators.prosumer.spec import save_specs
+
+    folder = tmp_path / "run"
+    (folder / "experts").mkdir(parents=True)
+    specs = [SPECS["p003"], SPECS["p006"]]
+    save_specs(specs, folder / "specs.json")
+    (folder / "config.json").write_text('{"test_states": 2, "seed": 0}')
+    (folder / "experts" / "p003.py").write_text(reference_code(SPECS["p003"]))
+    (folder / "experts" / "p006.py").write_text(_scaled(reference_code(SPECS["p006"]), "CDG", 0, 1.3))
+    assert main([str(folder)]) == (1, 2)
+    out = capsys.readouterr().out
+    assert "p003 accepted" in out and "p006 REJECTED: state at time 0: feasible set differs" in out
+    rows = json.loads((folder / "reverify.json").read_text())
+    assert rows["p003"]["accepted"] and not rows["p006"]["accepted"]
+    with pytest.raises(SystemExit):
+        main([str(tmp_path)])
