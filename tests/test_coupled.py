@@ -47,6 +47,20 @@ def test_generated_and_reference_models_plan_the_same(scenario):
         fleet.close()
 
 
+def test_the_coupled_problem_is_not_compiled_for_re_solves(scenario, monkeypatch):
+    """A fresh joint problem every step: DPP compilation with the reference models' Parameters
+    needed more than 20 GB for 32 prosumers (the process was killed), so plan() must skip it."""
+    import cvxpy as cp
+
+    specs, net, tariff, days = scenario
+    seen, solve = [], cp.Problem.solve
+    monkeypatch.setattr(cp.Problem, "solve", lambda self, *a, **kw: seen.append(kw) or solve(self, *a, **kw))
+    expert = CoupledExpert(specs, tariff, net, generated_models(specs, {})[0])
+    t = 90
+    expert.plan(t, days.load_kw[t:96], days.load_kvar[t:96], days.pv_avail_kw[t:96], day_start_state(specs))
+    assert seen and all(kw.get("ignore_dpp") for kw in seen)
+
+
 def test_a_model_rejected_at_run_time_falls_back_to_the_reference(scenario):
     specs, net, tariff, days = scenario
     liar = reference_code(specs[0]).replace("    return actions,", "    assert now < 70\n    return actions,")

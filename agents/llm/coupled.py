@@ -80,7 +80,9 @@ class CoupledExpert:
         load_kw, pv = np.asarray(load_kw, float), np.asarray(pv_avail_kw, float)
         tuples = [self._tuple(s, st) for s, st in zip(self.specs, self._states(time, load_kw, pv, state))]
         problem, info = couple(tuples, self.specs, self.net, load_kvar, self.v_margin)
-        problem.solve(solver=self.solver)
+        # a fresh problem every step: compiling it for re-solves with the reference models' Parameters
+        # (DPP) only costs time, and with 32 reference models it needed more than 20 GB
+        problem.solve(solver=self.solver, ignore_dpp=True)
         if problem.status not in ("optimal", "optimal_inaccurate"):
             raise RuntimeError(f"coupled expert at step {time}: solver {self.solver} returned {problem.status}")
         setpoints = {total: np.array([sum(float(np.atleast_1d(v.value)[0]) for k, v in t[0].items()

@@ -117,7 +117,8 @@ class EvalConfig:
     demo_experts: str = ""
     """demonstrations from the LLM: an expert-workflow run folder whose accepted experts (experts/<name>.py) plan
     the demonstrations, coupled in a jailed worker (agents/llm/coupled.py), the other prosumers with the reference
-    model; 'reference': the same coupled expert with every prosumer's reference model (the matched control);
+    model; 'reference': every prosumer's reference model written as code (agents/llm/reference_code.py) through
+    the same jailed worker and coupled expert (the matched control; its sources then read 'generated');
     empty: the joint expert (agents/expert).  demo_sources_p<p>.json names each prosumer's source"""
     baselines: str = "rule,expert"
     """comma-separated non-learned policies (BASELINES) run through the same co-simulation"""
