@@ -231,3 +231,24 @@ def test_demo_experts_take_only_codes_generated_for_the_same_specs(tmp_path):
         accepted_codes(folder, other)
     with pytest.raises(ConfigError, match="is not an expert-workflow run folder"):
         accepted_codes(tmp_path, specs)
+
+
+def test_pair_compares_the_same_methods_of_two_evaluations(tmp_path):
+    from agents.marl.pair import compare, main
+
+    def folder(name, shift, days=("2016-01-05", "2016-02-09")):
+        rows = [{"method": m, "seed": s, "pseed": 0, "day": d, "cost_eur": 100.0 + 10 * k + (shift if m == "bc" else 0),
+                 "voltage_violation_rate": 0.0, "controllable_rate": 1.0}
+                for m in ("bc", BOUND) for s in (0, 1) for k, d in enumerate(days)]
+        (tmp_path / name).mkdir()
+        pd.DataFrame(rows).to_csv(tmp_path / name / "runs.csv", index=False)
+        return tmp_path / name
+
+    a, b = folder("a", 7.0), folder("b", 0.0)
+    table = compare(a, b, labels=("llm", "reference"), n_boot=200)
+    assert table["method"].tolist() == ["bc"] and table["runs"].iloc[0] == "4 / 4"
+    assert table["Δ cost [EUR/day]"].iloc[0].startswith("+7.0 [+7.0, +7.0]")
+    with pytest.raises(ConfigError, match="different"):
+        compare(a, folder("c", 0.0, days=("2016-03-01",)), n_boot=10)
+    with pytest.raises(SystemExit, match="no runs.csv"):
+        main([str(a), str(tmp_path)])
