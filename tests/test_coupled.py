@@ -35,6 +35,16 @@ def test_generated_and_reference_models_plan_the_same(scenario):
         assert generated.sources() == {"generated": [s.name for s in specs[:2]], "reference": [specs[2].name],
                                        "runtime_fallbacks": {}}
         assert isinstance(models[specs[0].name], GeneratedExpert)
+        in_worker, worker = generated_models(specs, codes, reference_in_worker=True)  # the third as code, same path
+        try:
+            assert isinstance(in_worker[specs[2].name], GeneratedExpert)
+            assert CoupledExpert(specs, tariff, net, in_worker).sources() == generated.sources()
+            t = 88
+            args = (t, days.load_kw[t:96], days.load_kvar[t:96], days.pv_avail_kw[t:96], day_start_state(specs))
+            assert CoupledExpert(specs, tariff, net, in_worker).plan(*args).objective_eur == pytest.approx(
+                reference.plan(*args).objective_eur, rel=1e-5, abs=1e-4)
+        finally:
+            worker.close()
         state = day_start_state(specs)
         for t in (60, 88):
             args = (t, days.load_kw[t:96], days.load_kvar[t:96], days.pv_avail_kw[t:96], state)
@@ -85,7 +95,7 @@ def test_demonstrations_from_generated_reference_code_equal_the_reference_demos(
     specs, _, _ = make_scenario(cfg)
     gen = write_generated_demonstrations(tmp_path / "gen.npz", [DAY],
                                          {s.name: reference_code(s) for s in specs}, cfg)
-    ref = write_generated_demonstrations(tmp_path / "ref.npz", [DAY], {}, cfg)
+    ref = write_generated_demonstrations(tmp_path / "ref.npz", [DAY], {}, cfg, reference_in_worker=False)
     assert gen["episodes"][0]["expert_sources"]["generated"] == [s.name for s in specs]
     assert ref["episodes"][0]["expert_sources"]["reference"] == [s.name for s in specs]
     assert gen["episodes"][0]["env_cost_eur"] == pytest.approx(ref["episodes"][0]["env_cost_eur"], rel=1e-5)

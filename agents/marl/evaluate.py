@@ -117,8 +117,7 @@ class EvalConfig:
     demo_experts: str = ""
     """demonstrations from the LLM: an expert-workflow run folder whose accepted experts (experts/<name>.py) plan
     the demonstrations, coupled in a jailed worker (agents/llm/coupled.py), the other prosumers with the reference
-    model; 'reference': every prosumer's reference model written as code (agents/llm/reference_code.py) through
-    the same jailed worker and coupled expert (the matched control; its sources then read 'generated');
+    model (written as code, in the same worker); 'reference': every prosumer's reference model so (the matched control);
     empty: the joint expert (agents/expert).  demo_sources_p<p>.json names each prosumer's source"""
     baselines: str = "rule,expert"
     """comma-separated non-learned policies (BASELINES) run through the same co-simulation"""

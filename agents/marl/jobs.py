@@ -135,14 +135,11 @@ def _write_generated_demos(cfg, base, out, path, dates):
     """demos_p<p>.npz from the coupled experts of cfg.demo_experts, and demo_sources_p<p>.json: per
     day, which prosumers' generated experts planned and which fell back to the reference."""
     from agents.llm.coupled import accepted_codes, write_generated_demonstrations
-    from agents.llm.reference_code import reference_code
     from simulators.scenario import prepare
 
     specs = prepare(base)[1]
-    if cfg.demo_experts == "reference":  # the control: the reference models written as code, same path
-        codes = {s.name: reference_code(s) for s in specs}
-    else:
-        codes = accepted_codes(cfg.demo_experts, specs)
+    # the control 'reference': every prosumer's reference model written as code, through the same worker
+    codes = {} if cfg.demo_experts == "reference" else accepted_codes(cfg.demo_experts, specs)
     meta = write_generated_demonstrations(path, dates, codes, env_config(base))
     sources = {"demo_experts": cfg.demo_experts, "prosumers": [s.name for s in specs],
                "days": {e.get("date", str(k)): e["expert_sources"] for k, e in enumerate(meta["episodes"])}}
