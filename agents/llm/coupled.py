@@ -63,7 +63,7 @@ class CoupledExpert:
     def sources(self):
         """Which model each prosumer used: {'generated': [...], 'reference': [...], 'runtime_fallbacks': {...}}."""
         generated = [s.name for s in self.specs if isinstance(self.models[s.name], GeneratedExpert)
-                     and getattr(self.models[s.name], "source", "generated") == "generated"]
+                     and self.models[s.name].source == "generated"]
         return {"generated": generated, "reference": [s.name for s in self.specs if s.name not in generated],
                 "runtime_fallbacks": dict(self.runtime_fallbacks)}
 

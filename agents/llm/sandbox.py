@@ -126,7 +126,7 @@ def judge(worker, name, state, solver="CLARABEL", reasons=None):
     try:
         data = worker.build(name, state)
         rec = data.solve(solver)
-        if rec["status"] in ("optimal", "optimal_inaccurate"):  # what the model allows, beyond its optimum
+        if rec["status"] == "optimal":  # what the model allows, beyond its optimum (only optimal ones are assessed)
             rec["support"] = support_values(data.pieces(), int(state["horizon"]), solver)
     except Rejected as exc:
         reasons.append(f"{where}: {exc}")

@@ -181,6 +181,9 @@ class GeneratedExpert:
     """``prosumer(state)`` of generated ``code`` for ``spec``, built in a jailed worker, returned as
     parent-side cvxpy pieces (the reference's 6-tuple shape).  ``data(state)`` gives the ProblemData."""
 
+    source = "generated"
+    """'reference' when the code is the reference model written as code (agents/llm/coupled.py)"""
+
     def __init__(self, code, spec, worker=None, limits=None):
         self.spec, self.name = spec, spec.name
         self.owns_worker = worker is None

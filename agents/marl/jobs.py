@@ -142,7 +142,7 @@ def _write_generated_demos(cfg, base, out, path, dates):
     codes = {} if cfg.demo_experts == "reference" else accepted_codes(cfg.demo_experts, specs)
     meta = write_generated_demonstrations(path, dates, codes, env_config(base))
     sources = {"demo_experts": cfg.demo_experts, "prosumers": [s.name for s in specs],
-               "days": {e.get("date", str(k)): e["expert_sources"] for k, e in enumerate(meta["episodes"])}}
+               "days": {e["date"]: e["expert_sources"] for e in meta["episodes"]}}
     (out / f"demo_sources_p{base.seed}.json").write_text(json.dumps(sources, indent=1, default=str))
 
 
