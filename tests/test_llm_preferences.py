@@ -12,7 +12,8 @@ from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, parse
                                        parse_text, to_preference, window_steps)
 from agents.expert.reference import build_reference, make_state
 from agents.llm.llm import RecordedBackend
-from agents.llm.preference_extraction import PHRASINGS, SYSTEM, few_shot_examples, prompt, resolve_specs
+from agents.llm.preference_extraction import (FIELD_GROUPS, PHRASINGS, SCOPE_KEY, SYSTEM, VARIANTS, few_shot_examples,
+                                              prompt, resolve_specs)
 from simulators.market.tariffs import make_tariff
 from simulators.prosumer.spec import load_specs, save_specs
 from simulators.scenario import DATA_DIR
@@ -24,6 +25,16 @@ ROWS = json.loads(PHRASINGS.read_text())["phrasings"]
 FREE = "keep the diesel genset off while we sleep, 11pm to 7am"
 FREE_STRUCTURE = {"quantity": "generator_power", "sense": "at_most", "bound": 0, "unit": "kW",
                   "from": "23:00", "to": "07:00", "applies": "inside"}
+
+
+def recorded_stages(*structures):
+    """Recorded replies that give ``structures`` (in order) under every extraction variant: the whole
+    object for joint/hints, its three parts for fields."""
+    stages = {"preference": [json.dumps(s) for s in structures]}
+    for group, fields in FIELD_GROUPS.items():
+        stages[f"preference-{group}"] = [json.dumps({f: s[f] for f in fields}) for s in structures]
+    stages["preference-scope"] = [json.dumps({SCOPE_KEY: s["applies"] == "outside"}) for s in structures]
+    return stages
 
 
 def _entry(**changes):
@@ -110,10 +121,11 @@ def _solve(spec):
     return build_reference(spec).solve(state)
 
 
-def test_free_text_through_recorded_llm_reply_to_the_reference_model():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_free_text_through_recorded_llm_reply_to_the_reference_model(variant):
     spec = dataclasses.replace(P006, preferences=(FREE, "limit grid export to 5 kW"))
-    backend = RecordedBackend({"by_stage": {"preference": [json.dumps(FREE_STRUCTURE)]}})
-    resolved, rows = resolve_specs([spec], backend)
+    backend = RecordedBackend({"by_stage": recorded_stages(FREE_STRUCTURE)})
+    resolved, rows = resolve_specs([spec], backend, variant=variant)
     assert [r["text"] for r in rows] == [FREE] and rows[0]["structure"] == FREE_STRUCTURE
     assert resolved[0].preferences == ({**FREE_STRUCTURE, "text": FREE}, "limit grid export to 5 kW")
     llm = _solve(resolved[0])
@@ -126,11 +138,13 @@ def test_free_text_through_recorded_llm_reply_to_the_reference_model():
 
 def test_a_refused_llm_reading_stops_with_the_reason(tmp_path):
     spec = dataclasses.replace(SPECS["p001"], preferences=(FREE,))  # p001 owns no generator
-    backend = RecordedBackend({"by_stage": {"preference": [json.dumps(FREE_STRUCTURE)]}})
+    backend = RecordedBackend({"by_stage": recorded_stages(FREE_STRUCTURE)})
     with pytest.raises(ConfigError, match="read by the LLM as .*generator_power.*has none"):
         resolve_specs([spec], backend)
-    with pytest.raises(ConfigError, match="no structured preference"):
-        resolve_specs([spec], RecordedBackend({"by_stage": {"preference": ["I cannot help"]}}))
+    for variant in VARIANTS:
+        garbled = {stage: ["I cannot help"] for stage in recorded_stages(FREE_STRUCTURE)}
+        with pytest.raises(ConfigError, match="no structured preference"):
+            resolve_specs([spec], RecordedBackend({"by_stage": garbled}), variant=variant)
 
 
 def test_cli_writes_specs_the_scenario_runs_with(tmp_path, monkeypatch):
@@ -138,7 +152,8 @@ def test_cli_writes_specs_the_scenario_runs_with(tmp_path, monkeypatch):
 
     monkeypatch.setenv("P2P_COSIM_CACHE", str(tmp_path / "cache"))
     save_specs([dataclasses.replace(P006, preferences=(FREE,))], tmp_path / "specs.json")
-    (tmp_path / "replies.json").write_text(json.dumps({"preference": ["```json\n" + json.dumps(FREE_STRUCTURE)]}))
+    (tmp_path / "replies.json").write_text(json.dumps({k: ["```json\n" + r for r in v]
+                                                       for k, v in recorded_stages(FREE_STRUCTURE).items()}))
     folder, summary = expert_workflow.main([
         "--backend", "recorded", "--recorded", str(tmp_path / "replies.json"), "--specs", str(tmp_path / "specs.json"),
         "--results-dir", str(tmp_path / "results"), "--only-preferences", "--scenario", "unit"])
@@ -169,11 +184,94 @@ def test_smollm2_extracts_structures_that_always_parse():
     schema (right or wrong: SmolLM2 gets 0 % exact on the benchmark, see README)."""
     from agents.llm.bench_preferences import score
     from agents.llm.grammar import JsonSchema
-    from agents.llm.llm import HFBackend
+    from agents.llm.llm import TINY_MODEL, HFBackend
     from agents.llm.preference_extraction import extract
 
     rows = [r for r in ROWS if r["split"] == "dev"][:6]
-    structures, raws = extract(HFBackend(seed=0), [r["text"] for r in rows])
+    structures, raws = extract(HFBackend(TINY_MODEL, seed=0), [r["text"] for r in rows])
     for s, raw, r in zip(structures, raws, rows):
         assert JsonSchema(STRUCTURE_SCHEMA).parse(raw) == s
         assert set(score(s, r["expected"])) == {"quantity", "sense", "bound", "window", "exact"}
+
+
+# ---- hints from trusted code, and the field-wise questions ----------------------------------------
+@pytest.mark.parametrize("text, clocks", [
+    ("Import no more than 6 kW between 8:30 and 11:15", ["08:30", "11:15"]),
+    ("genset off from 11pm to 7 a.m.", ["23:00", "07:00"]),
+    ("only 9-11pm", ["21:00", "23:00"]),
+    ("from 11 to 2 pm", ["11:00", "14:00"]),
+    ("from 6 to 9 in the evening", ["18:00", "21:00"]),
+    ("keep it off at night from 10 to 6", ["22:00", "06:00"]),
+    ("no export between noon and midnight", ["12:00", "00:00"]),
+    ("battery above 40% until 2200h, 3 kW after 18h", ["22:00", "18:00"]),
+    ("No flexible load before 10 o'clock", ["10:00"]),
+    ("cap the import at 30 kW", []),          # amounts are never times
+    ("12 am to 12 pm", ["00:00", "12:00"]),
+])
+def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
+    from agents.llm.mentions import clock_mentions
+
+    assert [hhmm for _, hhmm in clock_mentions(text)] == clocks
+
+
+def test_amount_mentions_read_units_and_decimal_commas():
+    from agents.llm.mentions import amount_mentions, hints
+
+    assert amount_mentions("no more than 1,5 kW or 2 kilowatts, 40 % or 3 kWh, 0.05 MW, 500 W, 2 MWh") == [
+        ("1,5 kW", 1.5, "kW"), ("2 kilowatts", 2.0, "kW"), ("40 %", 40.0, "percent"), ("3 kWh", 3.0, "kWh"),
+        ("0.05 MW", 0.05, "MW"), ("500 W", 500.0, "W"), ("2 MWh", 2.0, "MWh")]
+    assert hints("please be green") == "Clock times in the text: none\nAmounts in the text: none"
+    from agents.llm.mentions import restricting_hint
+
+    assert restricting_hint("The dryer may ONLY run after 9 pm") == 'Restricting words in the text: "ONLY"'
+    assert restricting_hint("no export before 10") == "Restricting words in the text: none"
+    assert hints("cap import overnight at 5 kW").startswith('Clock times in the text: "overnight" = 22:00 to 06:00\n')
+
+
+def _text(turns):
+    return turns if isinstance(turns, str) else "\n".join(t["content"] for t in turns)
+
+
+def test_field_questions_show_hints_and_the_earlier_answers():
+    examples = few_shot_examples()
+    what = prompt(FREE, examples, "fields", "what")
+    assert [t["role"] for t in what] == ["user", "assistant"] * len(examples) + ["user"]  # examples as chat turns
+    assert what[-1]["content"] == (f"Preference: {FREE}\nClock times in the text: \"11pm\" = 23:00, \"7am\" = 07:00\n"
+                                   "Amounts in the text: none\nJSON:")
+    assert what[1]["content"] == '{"quantity": "generator_power", "sense": "at_most"}'
+    when = prompt(FREE, examples, "fields", "when", FREE_STRUCTURE)
+    assert when[-1]["content"].endswith("Known: quantity generator_power, sense at_most, bound 0 kW\nJSON:")
+    # the examples answer only the question's fields, and no held-out wording is ever shown
+    assert when[1]["content"] == '{"from": "22:30", "to": "05:00"}'
+    scope = prompt(FREE, examples, "fields", "scope", FREE_STRUCTURE)
+    assert scope[-1]["content"].endswith('bound 0 kW, window from "23:00" to "07:00"\nJSON:')
+    washing = next(k for k, t in enumerate(scope) if "washing machine" in t["content"])
+    assert scope[washing + 1]["content"] == '{"only_in_window": true}'  # it may only run 9-15
+    assert 'Restricting words in the text: "only"' in scope[washing]["content"]
+    assert not any("25 kW from the grid" in t["content"] for t in scope)  # whole-day examples are not shown
+    shown = "".join(_text(prompt("X", examples, v, g, FREE_STRUCTURE)) for v in VARIANTS
+                    for g in (None, *FIELD_GROUPS) if (g is None) == (v != "fields"))
+    assert not [r["text"] for r in ROWS if r["split"] != "fewshot" and r["text"] in shown]
+    assert isinstance(prompt(FREE, examples, "hints"), str) and "Clock times" in prompt(FREE, examples, "hints")
+
+
+def test_fields_variant_asks_units_that_fit_the_quantity_read_first():
+    from agents.llm.grammar import JsonSchema
+    from agents.llm.preference_extraction import _field_schema
+
+    battery, power = JsonSchema(_field_schema("amount", "battery_energy")), JsonSchema(_field_schema("amount", "grid_import"))
+    assert battery.parse('{"bound": 40, "unit": "percent"}') and not battery.allows('{"bound": 4, "unit": "kW"')
+    assert power.parse('{"bound": 4, "unit": "kW"}') and not power.allows('{"bound": 4, "unit": "percent"')
+    when = JsonSchema(_field_schema("when"))
+    assert when.parse('{"from": null, "to": null}') and not when.allows('{"from": "24:00"')
+    assert when.parse('{"from": "22:00", "to": "06:00"}') and when.parse('{"from": null, "to": "24:00"}')
+    assert not when.allows('{"from": "18:00", "to": "18:00"') and not when.allows('{"from": null, "to": "00:00"')
+    # a whole-day window is never asked about its scope: trusted code writes 'inside'
+    from agents.llm.preference_extraction import extract
+
+    whole_day = {**FREE_STRUCTURE, "from": None, "to": None}
+    stages = {**recorded_stages(whole_day), "preference-scope": ['{"only_in_window": true}']}
+    backend = RecordedBackend({"by_stage": stages})
+    structures, raws = extract(backend, ["no generator, ever"], variant="fields")
+    assert structures == [whole_day] and raws[0].endswith('{"only_in_window": false}') and backend.used.get(
+        "preference-scope") is None

@@ -23,12 +23,12 @@ def _scaled(code, table, index, factor):
     return code.replace(line.group(0), f"{table} = {rows}")
 
 
-@pytest.mark.parametrize("name,table,index,factor", [
-    ("p006", "CDG", 0, 1.3),   # generator p_max raised: the generator is idle at the test optima
-    ("p006", "BESS", 1, 1.3),  # battery power limit raised
-    ("p006", "PV", 1, 1.3),    # inverter rating raised: only the reactive capability changes
+@pytest.mark.parametrize("name,table,index,factor,action", [
+    ("p006", "CDG", 0, 1.3, "P_CDG1"),   # generator p_max raised: the generator is idle at the test optima
+    ("p006", "BESS", 1, 1.3, "P_BESS1"),  # battery power limit raised
+    ("p006", "PV", 1, 1.3, "Q_RDG1"),    # inverter rating raised: only the reactive capability changes
 ])
-def test_a_bound_slack_at_the_optimum_is_still_caught(name, table, index, factor):
+def test_a_bound_slack_at_the_optimum_is_still_caught(name, table, index, factor, action):
     spec = SPECS[name]
     states = make_test_states([spec], n=2)[name]
     assert verify(reference_code(spec), spec, states)["accepted"]
@@ -36,6 +36,10 @@ def test_a_bound_slack_at_the_optimum_is_still_caught(name, table, index, factor
     assert not result["accepted"]
     assert all(abs(row["rel_gap"]) < 1e-4 for row in result["states"])  # the optima alone would have passed
     assert any("feasible set differs from the reference's" in r for r in result["reasons"]), result["reasons"]
+    # the reason names the action whose range changed (and only it), for the repair prompt
+    named = {m for r in result["reasons"] for m in re.findall(r"(\w+): (?:least|most) ", r.split("range differs:")[-1])
+             if "range differs:" in r}
+    assert named == {action}, result["reasons"]
 
 
 def test_support_mismatches_names_the_probe_and_treats_unbounded_as_different():
@@ -45,6 +49,11 @@ def test_support_mismatches_names_the_probe_and_treats_unbounded_as_different():
     assert len(found) == 3
     assert "most export is 130.000 kW" in found[0] and "unbounded or infeasible" in found[1]
     assert "kvar" in found[2] and "the reference allows unbounded or infeasible" in found[2]
+    ranges = {"P_X": [0.0, 10.0, 0.0, 1.0], "P_Y": [0.0, 4.0, 0.0, 1.0]}
+    named = support_mismatches({"most export": 130.0}, {"most export": 100.0},
+                               {**ranges, "P_Y": [0.0, 5.0, 0.0, None]}, ranges)
+    assert named[0].endswith("; actions whose range differs: P_Y: most sum over the steps 5.000 (the reference's "
+                             "4.000), P_Y: most first-step value unbounded (the reference's 1.000)")
 
 
 def test_probe_directions_are_fixed_and_cover_both_signs():

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from agents.llm.llm import ChoiceList, HFBackend, RecordedBackend, prompt_key
+from agents.llm.llm import TINY_MODEL, ChoiceList, HFBackend, RecordedBackend, prompt_key
 from agents.llm.prompts import SKELETON_HEAD, edit_model_text
 from agents.llm.report import write_report
 from agents.llm.retrieval import AtomIndex
@@ -239,7 +239,7 @@ def test_smollm2_runs_the_workflow_for_one_prosumer(tmp_path, index):
 
     spec = next(s for s in load_specs(DATA_DIR / "ieee33_prosumers.json") if s.name == "p003")
     states = make_test_states([spec], n=2)[spec.name]
-    backend = HFBackend(seed=0)
+    backend = HFBackend(TINY_MODEL, seed=0)
     result = ExpertWorkflow(backend, config(tmp_path, max_repairs=1), index).run(spec, states)
     assert backend.tokens_out > 0
     for stage in ("edit", "retrieve", "code", "execute", "review", "verify"):

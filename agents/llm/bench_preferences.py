@@ -4,8 +4,8 @@
         qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct
 
 Every wording of agents/llm/data/preference_phrasings.json goes through
-``preference_extraction.extract`` (one batch per model, JSON-schema constrained decoding, the
-'fewshot' split as the prompt's examples). A reply is *exact* when quantity and sense are right,
+``preference_extraction.extract`` (per model and ``--variants`` entry: batched calls, JSON-schema
+constrained decoding, the 'fewshot' split as the prompt's examples). A reply is *exact* when quantity and sense are right,
 the bound is within 1 % after unit normalization (MW/W -> kW, MWh/Wh -> kWh; percent stays
 percent) and the window covers the same steps of the day (so "inside 16:00-10:00" equals
 "outside 10:00-16:00"). Reported on the held-out 'test' split (the figure that counts), the
@@ -50,10 +50,10 @@ def score(got, expected):
     return ok
 
 
-def run_model(backend, rows):
+def run_model(backend, rows, variant=X.DEFAULT_VARIANT):
     t0 = time.perf_counter()
     before = dict(backend.decoder.stats)
-    got, raws = X.extract(backend, [r["text"] for r in rows])
+    got, raws = X.extract(backend, [r["text"] for r in rows], variant=variant)
     wall = time.perf_counter() - t0
     scored = [{"text": r["text"], "split": r["split"], "expected": r["expected"], "got": g, "raw": raw,
                **score(g, r["expected"])} for r, g, raw in zip(rows, got, raws)]
@@ -75,6 +75,8 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct"], choices=sorted(MODELS))
+    parser.add_argument("--variants", nargs="+", default=[X.DEFAULT_VARIANT], choices=X.VARIANTS,
+                        help="extraction variants (preference_extraction.VARIANTS), each on every model")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per padded batch")
@@ -89,23 +91,26 @@ def main(argv=None):
     for name in args.models:
         backend = HFBackend(name, device="cpu", dtype=args.dtype, threads=args.threads, batch_size=args.batch_size)
         backend.decoder.jump_forward = not args.no_jump_forward
-        scored, wall, stats = run_model(backend, rows)
-        entry = {"model": name, "model_id": backend.model_id, "load_s": round(backend.load_s, 1),
-                 "wall_s": round(wall, 1), "tokens_per_s": round(backend.tokens_per_s, 2), "decoder": stats,
-                 "test": summary(scored, "test"), "dev": summary(scored, "dev"),
-                 "fewshot": summary(scored, "fewshot"), "replies": scored}
-        report.append(entry)
-        print(json.dumps({k: v for k, v in entry.items() if k != "replies"}), flush=True)
+        for variant in args.variants:
+            generate_s, tokens = backend.generate_s, backend.tokens_out
+            scored, wall, stats = run_model(backend, rows, variant)
+            speed = (backend.tokens_out - tokens) / max(backend.generate_s - generate_s, 1e-9)
+            entry = {"model": name, "variant": variant, "model_id": backend.model_id,
+                     "load_s": round(backend.load_s, 1), "wall_s": round(wall, 1), "tokens_per_s": round(speed, 2),
+                     "decoder": stats, "test": summary(scored, "test"), "dev": summary(scored, "dev"),
+                     "fewshot": summary(scored, "fewshot"), "replies": scored}
+            report.append(entry)
+            print(json.dumps({k: v for k, v in entry.items() if k != "replies"}), flush=True)
         del backend
     folder = new_run_dir(args.results_dir, "", "llm", "preference-bench", 0)
     (folder / "bench.json").write_text(json.dumps({"args": vars(args), "models": report}, indent=1))
-    print("| model | exact (test) | quantity | sense | bound | window | exact (dev) | exact (few-shot) | wall s "
+    print("| model | variant | exact (test) | quantity | sense | bound | window | exact (dev) | exact (few-shot) | wall s "
           "| tokens/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for e in report:
         t = e["test"]
-        print(f"| {e['model']} | {t['exact']:.0%} of {t['n']} | {t['quantity']:.0%} | {t['sense']:.0%} | "
-              f"{t['bound']:.0%} | {t['window']:.0%} | {e['dev']['exact']:.0%} | {e['fewshot']['exact']:.0%} | "
+        print(f"| {e['model']} | {e['variant']} | {t['exact']:.1%} of {t['n']} | {t['quantity']:.0%} | {t['sense']:.0%} | "
+              f"{t['bound']:.0%} | {t['window']:.0%} | {e['dev']['exact']:.1%} | {e['fewshot']['exact']:.1%} | "
               f"{e['wall_s']} | "
               f"{e['tokens_per_s']} |")
     print(f"results: {folder}")

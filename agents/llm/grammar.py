@@ -118,8 +118,9 @@ class _Object:
                 return (i, text)
             return self.step((i + 1, ""), ch) if part in spec else None
         integer, nonneg = spec
-        if _NUMBER_PREFIX.fullmatch(text) and len(text) <= 12 and not (integer and "." in text) \
-                and not (nonneg and text.startswith("-")):
+        whole = (_INTEGER if integer else _NUMBER).fullmatch(text)
+        if _NUMBER_PREFIX.fullmatch(text) and (len(text) < 12 or len(text) == 12 and whole) \
+                and not (integer and "." in text) and not (nonneg and text.startswith("-")):  # completable
             return (i, text)
         return self.step((i + 1, ""), ch) if (_INTEGER if integer else _NUMBER).fullmatch(part) else None
 

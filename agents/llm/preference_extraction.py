@@ -17,7 +17,8 @@ import json
 import re
 from pathlib import Path
 
-from agents.expert.preferences import STRUCTURE_SCHEMA, parse_text, to_preference
+from agents.expert.preferences import STRUCTURE_FIELDS, STRUCTURE_SCHEMA, TIMES, parse_text, to_preference
+from agents.llm import mentions
 from agents.llm.grammar import JsonSchema
 from simulators.validation import ConfigError
 
@@ -44,16 +45,131 @@ Fields, in this order:
 Answer with the JSON object only."""
 
 
+# ---- the field-wise variant: four small questions, each with its own rules and grammar -------------
+_QUANTITY_RULES = SYSTEM.split("- sense:")[0].split("Fields, in this order:\n")[1]
+FIELD_SYSTEMS = {
+    "what": "You read one energy-management preference of a household (a prosumer) and say what it limits.\n"
+            + "Fields, in this order:\n" + _QUANTITY_RULES
+            + """- sense: at_most when the wording sets a ceiling (no more than, at most, up to, limit, cap, below,
+  off, never, don't, not, no, only ... at some times); at_least when it sets a floor (at least, or more,
+  above, minimum, not below, keep ... in reserve, keep ... charged, keep ... running).
+Answer with the JSON object only.""",
+    "amount": """You read one energy-management preference of a household (a prosumer) whose quantity and sense
+are known, and give its bound.
+- bound: the number as written; unit: W, kW, MW, Wh, kWh, MWh or percent (of battery capacity), as
+  written. The amounts the text mentions are listed under it.
+- A wording without an amount that switches something off, forbids it or allows none of it ("off",
+  "no export", "never run", "not at all", "do not curtail", "only run ... after 6 pm") has bound 0 kW.
+Answer with the JSON object only.""",
+    "when": """You read one energy-management preference of a household (a prosumer) whose quantity, sense and
+bound are known, and give the time window it names.
+- from, to: times "HH:MM" on quarter hours, or null for the start or the end of the day. The clock
+  times and named periods the text mentions are listed under it.
+  "before T" or "until T" = from null to T; "after T" or "from T on" = from T to null;
+  "between A and B" or "from A to B" = from A to B. A window may wrap past midnight (from 22:00 to
+  06:00). Night means 22:00 to 06:00, noon 12:00, midnight 00:00 as a start and 24:00 as an end;
+  no time means the whole day (null, null).
+Answer with the JSON object only.""",
+    "scope": """You read one energy-management preference of a household (a prosumer) whose quantity, sense,
+bound and time window are known, and say how the window is meant. The words of the text that
+restrict something to a window (only, exclusively, ...) are listed under it.
+- only_in_window: true if the text allows something ONLY in the window, so the bound holds at every
+  other time ("the washing machine may only run between 9am and 3pm", "let the heat pump run only
+  after 6 pm"); false if the bound holds during the window ("never start the generator between
+  22:30 and 05:00", "take no more than 9 kW before 7 am", "keep the battery above 40 % until 6 pm").
+Answer with the JSON object only.""",
+}
+SCOPE_KEY = "only_in_window"
+"""the scope question's answer: true = applies 'outside' (allowed only in the window), false = 'inside'"""
+FIELD_GROUPS = {"what": ("quantity", "sense"), "amount": ("bound", "unit"), "when": ("from", "to"),
+                "scope": ("applies",)}
+"""the questions of the 'fields' variant, asked in this order; each sees the answers before it. A
+whole-day window is not asked about its scope: only 'inside' fits (the schema's rule), so trusted
+code writes it"""
+VARIANTS = ("joint", "hints", "chat", "fields")
+"""joint: one JSON object per wording (SYSTEM), the examples inside one user message; hints: the
+same with the clock times and amounts that trusted code finds in the wording (agents/llm/mentions.py)
+listed under it; chat: hints, with the examples as earlier chat turns; fields: four questions
+(what, amount, when, scope) as chat turns with hints, each seeing the earlier answers"""
+CHAT_VARIANTS = ("chat", "fields")
+DEFAULT_VARIANT = "fields"
+
+
+def _window_schema():
+    """JSON schema of (from, to) that leaves out the empty windows (from == to, or null to 00:00),
+    which the trusted side refuses anyway: one alternative per start."""
+    alternatives = [{"type": "object", "properties": {"from": {"const": start}, "to": {"enum": [
+        None, *(t for t in TIMES if t != start)]}}} for start in TIMES[:-1]]
+    alternatives.append({"type": "object", "properties": {"from": {"const": None}, "to": {"enum": [
+        None, *(t for t in TIMES if t != "00:00")]}}})
+    return {"anyOf": alternatives}
+
+
+def _field_schema(group, quantity=None):
+    """JSON schema of one question: STRUCTURE_SCHEMA's alternatives cut to the group's fields (for
+    'amount', those that fit ``quantity``), duplicates removed; for 'when' no empty window."""
+    if group == "when":
+        return _window_schema()
+    if group == "scope":
+        return {"type": "object", "properties": {SCOPE_KEY: {"type": "boolean"}}}
+    fields = FIELD_GROUPS[group]
+    alternatives = []
+    for alt in STRUCTURE_SCHEMA["anyOf"]:
+        props = alt["properties"]
+        if quantity is not None and quantity not in props["quantity"]["enum"]:
+            continue
+        cut = {"type": "object", "properties": {f: props[f] for f in fields}}
+        if cut not in alternatives:
+            alternatives.append(cut)
+    return alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
+
+
 def few_shot_examples(path=PHRASINGS):
     """(text, structure) of the benchmark's 'fewshot' split."""
     rows = json.loads(Path(path).read_text())["phrasings"]
     return [(r["text"], r["expected"]) for r in rows if r["split"] == "fewshot"]
 
 
-def prompt(text, examples):
-    """The user message: the examples, then the wording to turn into JSON."""
-    shots = "\n\n".join(f"Preference: {t}\nJSON: {json.dumps(s)}" for t, s in examples)
-    return f"{shots}\n\nPreference: {text}\nJSON:"
+def _known(structure, group):
+    """The line of earlier answers a question of ``group`` is shown ('' for the first)."""
+    if group == "what":
+        return ""
+    known = f"Known: quantity {structure['quantity']}, sense {structure['sense']}"
+    if group in ("when", "scope"):
+        known += f", bound {structure['bound']:g} {structure['unit']}"
+    if group == "scope":
+        known += f", window from {json.dumps(structure['from'])} to {json.dumps(structure['to'])}"
+    return known + "\n"
+
+
+def _query(text, variant, group=None, known=None):
+    lines = f"Preference: {text}\n"
+    if variant != "joint":
+        lines += mentions.hints(text) + "\n"
+    if group == "scope":
+        lines += mentions.restricting_hint(text) + "\n"
+    if group is not None:
+        lines += _known(known, group)
+    return lines + "JSON:"
+
+
+def prompt(text, examples, variant="joint", group=None, known=None):
+    """What the model reads besides the system text: for 'joint' and 'hints' one user message
+    (the examples with their answers, then the wording); for 'chat' and 'fields' chat turns, one
+    user turn per example answered by an assistant turn, then the wording's user turn."""
+    fields = FIELD_GROUPS[group] if group else STRUCTURE_FIELDS
+    answer = lambda s: json.dumps({f: s[f] for f in fields})  # noqa: E731
+    if group == "scope":  # a yes/no question whose key says what it means; windowed examples only
+        answer = lambda s: json.dumps({SCOPE_KEY: s["applies"] == "outside"})  # noqa: E731
+        examples = [(t, s) for t, s in examples if s["from"] is not None or s["to"] is not None]
+    if variant in CHAT_VARIANTS:
+        turns = []
+        for t, s in examples:
+            turns += [{"role": "user", "content": _query(t, variant, group, s)},
+                      {"role": "assistant", "content": answer(s)}]
+        return turns + [{"role": "user", "content": _query(text, variant, group, known)}]
+    shots = "\n\n".join(f"{_query(t, variant, group, s)} {answer(s)}" for t, s in examples)
+    return f"{shots}\n\n{_query(text, variant, group, known)}"
 
 
 def parse_reply(raw):
@@ -68,16 +184,51 @@ def parse_reply(raw):
     return value if isinstance(value, dict) else None
 
 
-def extract(backend, texts, examples=None):
-    """Structured preference (dict) or None per text, and the raw replies; one batched call."""
+def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
+    """Structured preference (dict) or None per text, and the raw replies (per text: one string,
+    or for 'fields' the four answers joined by newlines); batched calls."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"preference extraction variant {variant!r} is not one of {list(VARIANTS)}")
     examples = few_shot_examples() if examples is None else examples
-    grammar = JsonSchema(STRUCTURE_SCHEMA)
-    raws = backend.generate_batch([prompt(t, examples) for t in texts], system=SYSTEM, tag="preference",
-                                  grammar=grammar, max_new_tokens=grammar.max_chars)
-    return [parse_reply(r) for r in raws], raws
+    if variant != "fields":
+        grammar = JsonSchema(STRUCTURE_SCHEMA)
+        raws = backend.generate_batch([prompt(t, examples, variant) for t in texts], system=SYSTEM,
+                                      tag="preference", grammar=grammar, max_new_tokens=grammar.max_chars)
+        return [parse_reply(r) for r in raws], raws
+    structures, raws = [{} for _ in texts], [[] for _ in texts]
+    for group in FIELD_GROUPS:
+        # 'amount' asks with the units that fit the quantity already read: one batch per kind
+        kinds = {None: list(range(len(texts)))} if group != "amount" else {}
+        if group == "amount":
+            for k, s in enumerate(structures):
+                if s is not None:
+                    kinds.setdefault(s["quantity"] == "battery_energy", []).append(k)
+        if group == "scope":  # the whole day: only 'inside' fits, nothing to ask
+            for k, s in enumerate(structures):
+                if s is not None and s["from"] is None and s["to"] is None:
+                    structures[k] = {**s, "applies": "inside"}
+                    raws[k].append(json.dumps({SCOPE_KEY: False}))
+            kinds = {None: [k for k, s in enumerate(structures) if s is not None and "applies" not in s]}
+        for battery, todo in kinds.items():
+            todo = [k for k in todo if structures[k] is not None]
+            if not todo:
+                continue
+            quantity = None if battery is None else "battery_energy" if battery else "grid_import"
+            grammar = JsonSchema(_field_schema(group, quantity))
+            replies = backend.generate_batch([prompt(texts[k], examples, variant, group, structures[k]) for k in todo],
+                                             system=FIELD_SYSTEMS[group], tag=f"preference-{group}", grammar=grammar,
+                                             max_new_tokens=grammar.max_chars)
+            for k, raw in zip(todo, replies):
+                raws[k].append(raw)
+                part = parse_reply(raw)
+                if group == "scope" and part is not None:
+                    part = {"applies": "outside" if part.get(SCOPE_KEY) is True else "inside"}
+                structures[k] = None if part is None else {**structures[k], **part}
+    ordered = [None if s is None else {f: s[f] for f in STRUCTURE_FIELDS} for s in structures]
+    return ordered, ["\n".join(r) for r in raws]
 
 
-def resolve_specs(specs, backend, examples=None):
+def resolve_specs(specs, backend, examples=None, variant=DEFAULT_VARIANT):
     """Specs with every preference the parser does not know replaced by its LLM-extracted structure.
 
     Returns (specs, rows): one row per free-text preference (prosumer, text, structure, raw
@@ -88,7 +239,7 @@ def resolve_specs(specs, backend, examples=None):
             if isinstance(p, str) and parse_text(p) is None]
     if not todo:
         return list(specs), []
-    structures, raws = extract(backend, [p for _, _, p in todo], examples)
+    structures, raws = extract(backend, [p for _, _, p in todo], examples, variant)
     prefs = [list(s.preferences) for s in specs]
     rows = []
     for (i, k, text), structure, raw in zip(todo, structures, raws):

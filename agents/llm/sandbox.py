@@ -127,7 +127,8 @@ def judge(worker, name, state, solver="CLARABEL", reasons=None):
         data = worker.build(name, state)
         rec = data.solve(solver)
         if rec["status"] == "optimal":  # what the model allows, beyond its optimum (only optimal ones are assessed)
-            rec["support"] = support_values(data.pieces(), int(state["horizon"]), solver)
+            rec["action_ranges"] = {}
+            rec["support"] = support_values(data.pieces(), int(state["horizon"]), solver, rec["action_ranges"])
     except Rejected as exc:
         reasons.append(f"{where}: {exc}")
         return {"time": state["time"], "status": "rejected", "error": str(exc)}

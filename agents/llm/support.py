@@ -39,10 +39,15 @@ def directions(horizon):
             ("mixed export/import 1", mixes[0], zeros), ("mixed export/import 2", mixes[1], zeros)]
 
 
-def support_values(contract, horizon, solver="CLARABEL"):
+def support_values(contract, horizon, solver="CLARABEL", ranges=None):
     """{probe name: h(d) or None where the solve did not reach optimal (e.g. unbounded)} for a
-    contract 6-tuple (actions, objective, constraints, p_ex, q_ex, p_p2p)."""
-    _, _, constraints, p_ex, q_ex, p_p2p = contract
+    contract 6-tuple (actions, objective, constraints, p_ex, q_ex, p_p2p).
+
+    ranges: an optional dict, filled with {action: [min, max of its sum over the steps, min, max of
+    its first step]} under the same constraints (unique values, unlike the actions at a probe's
+    optimum), so a mismatch can name the action, and so the device, whose bound or energy limit
+    differs from the reference's (``support_mismatches``)."""
+    actions, _, constraints, p_ex, q_ex, p_p2p = contract
     d_p, d_q = cp.Parameter(horizon), cp.Parameter(horizon)
     problem = cp.Problem(cp.Maximize(d_p @ p_ex + d_q @ q_ex), list(constraints) + [p_p2p == 0])
     out = {}
@@ -54,11 +59,28 @@ def support_values(contract, horizon, solver="CLARABEL"):
             out[name] = None
             continue
         out[name] = float(problem.value) if problem.status in ("optimal", "optimal_inaccurate") else None
+    if ranges is not None:
+        fixed = list(constraints) + [p_p2p == 0]
+        for action, value in actions.items():
+            flat = cp.reshape(value, (-1,), order="C") if value.ndim > 1 else value
+            row = []
+            for target in (cp.sum(flat), flat[0] if flat.ndim else flat):
+                for sense in (cp.Minimize, cp.Maximize):
+                    problem = cp.Problem(sense(target), fixed)
+                    try:
+                        problem.solve(solver=solver)
+                    except cp.error.SolverError:
+                        row.append(None)
+                        continue
+                    row.append(float(problem.value) if problem.status in ("optimal", "optimal_inaccurate") else None)
+            ranges[action] = row
     return out
 
 
-def support_mismatches(candidate, reference):
-    """Sentences naming each probe where the candidate's support value differs from the reference's."""
+def support_mismatches(candidate, reference, candidate_ranges=None, reference_ranges=None):
+    """Sentences naming each probe where the candidate's support value differs from the reference's;
+    given the action ranges of both (``support_values``), the first sentence also names the actions
+    whose range differs: the device whose bound or energy limit is off."""
     out = []
     for name, ref in reference.items():
         got = candidate.get(name)
@@ -70,4 +92,22 @@ def support_mismatches(candidate, reference):
             out.append(f"feasible set differs from the reference's: {name} is {show(got)}, the reference "
                        f"allows {show(ref)} (a device bound, energy limit or preference that is slack at "
                        f"the optimum but changes what the model can trade)")
+    if out:
+        out[0] += _range_clause(candidate_ranges or {}, reference_ranges or {})
     return out
+
+
+RANGE_NAMES = ("least sum over the steps", "most sum over the steps", "least first-step value",
+               "most first-step value")
+
+
+def _range_clause(candidate_ranges, reference_ranges):
+    """'; actions that differ: X: most sum over the steps a (reference b), ...' or ''."""
+    parts = []
+    for action in sorted(set(candidate_ranges) & set(reference_ranges)):
+        for what, got, ref in zip(RANGE_NAMES, candidate_ranges[action], reference_ranges[action]):
+            if (got is None) != (ref is None) or got is not None and \
+                    abs(got - ref) > SUPPORT_REL_TOL * max(1.0, abs(ref)) + SUPPORT_ABS_TOL_KW:
+                show = lambda v: "unbounded" if v is None else f"{v:.3f}"  # noqa: E731
+                parts.append(f"{action}: {what} {show(got)} (the reference's {show(ref)})")
+    return "; actions whose range differs: " + ", ".join(parts) if parts else ""

@@ -129,14 +129,17 @@ def _balance(spec, state, rec, s):
 
 def reference_records(spec, states, solver="CLARABEL"):
     """Per state the trusted reference model's (in-process) stand-alone optimal objective and the
-    support values of its feasible set (support.py): [{"objective": EUR, "support": {...}}]."""
+    support values of its feasible set with the probes' action peaks (support.py):
+    [{"objective": EUR, "support": {...}, "action_ranges": {...}}]."""
     from agents.expert.reference import build_reference
 
     model = build_reference(spec)
     out = []
     for state in states:
         objective = model.solve(state, solver=solver)["objective"]
-        out.append({"objective": objective, "support": support_values(model(state), int(state["horizon"]), solver)})
+        ranges = {}
+        support = support_values(model(state), int(state["horizon"]), solver, ranges)
+        out.append({"objective": objective, "support": support, "action_ranges": ranges})
     return out
 
 
@@ -171,7 +174,8 @@ def assess(out, spec, states, records, reasons, references=None, rel_tol=0.01, a
         if rec["status"] == "optimal":
             out["reasons"] += [f"state at time {st['time']}: {r}" for r in check_limits(spec, st, rec)]
             out["reasons"] += [f"state at time {st['time']}: {r}"
-                               for r in support_mismatches(rec.get("support") or {}, reference["support"])]
+                               for r in support_mismatches(rec.get("support") or {}, reference["support"],
+                                                           rec.get("action_ranges"), reference.get("action_ranges"))]
             gap = rec["objective"] - ref
             row["gap_eur"], row["rel_gap"] = gap, gap / max(abs(ref), 1e-9)
             gaps.append(row["rel_gap"])
