@@ -60,20 +60,37 @@ def support_values(contract, horizon, solver="CLARABEL", ranges=None):
             continue
         out[name] = float(problem.value) if problem.status in ("optimal", "optimal_inaccurate") else None
     if ranges is not None:
-        fixed = list(constraints) + [p_p2p == 0]
-        for action, value in actions.items():
-            flat = cp.reshape(value, (-1,), order="C") if value.ndim > 1 else value
-            row = []
-            for target in (cp.sum(flat), flat[0] if flat.ndim else flat):
-                for sense in (cp.Minimize, cp.Maximize):
-                    problem = cp.Problem(sense(target), fixed)
-                    try:
-                        problem.solve(solver=solver)
-                    except cp.error.SolverError:
-                        row.append(None)
-                        continue
-                    row.append(float(problem.value) if problem.status in ("optimal", "optimal_inaccurate") else None)
-            ranges[action] = row
+        ranges.update(action_ranges(actions, constraints, p_p2p, solver))
+    return out
+
+
+def action_ranges(actions, constraints, p_p2p, solver="CLARABEL"):
+    """{action: [least, most sum over the steps, least, most first-step value]} under ``constraints``
+    with p_p2p = 0 (None where a solve is not optimal): one problem, compiled once, whose linear
+    objective is a parameter (4 directions per action)."""
+    names = list(actions)
+    flat = [cp.reshape(actions[a], (-1,), order="C") if actions[a].ndim > 1 else cp.reshape(actions[a], (-1,))
+            if actions[a].ndim == 0 else actions[a] for a in names]
+    sizes = [int(f.size) for f in flat]
+    stacked = cp.hstack(flat)
+    weight = cp.Parameter(sum(sizes))
+    problem = cp.Problem(cp.Maximize(weight @ stacked), list(constraints) + [p_p2p == 0])
+    out, offset = {}, 0
+    for name, size in zip(names, sizes):
+        row = []
+        for sign, width in ((-1.0, size), (1.0, size), (-1.0, 1), (1.0, 1)):
+            w = np.zeros(weight.size)
+            w[offset:offset + width] = sign
+            weight.value = w
+            try:
+                problem.solve(solver=solver)
+            except cp.error.SolverError:
+                row.append(None)
+                continue
+            ok = problem.status in ("optimal", "optimal_inaccurate")
+            row.append(float(sign * problem.value) if ok else None)
+        out[name] = row
+        offset += size
     return out
 
 

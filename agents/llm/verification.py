@@ -21,7 +21,7 @@ from agents.expert.blocks import BLOCKS, KW_TOL, CheckContext
 from agents.expert.program import state_lists
 from agents.expert.reference import action_keys
 from agents.llm.sandbox import Limits, run_prosumer, static_check
-from agents.llm.support import support_mismatches, support_values
+from agents.llm.support import action_ranges, support_mismatches, support_values
 from simulators.prosumer.devices import DEVICES
 
 
@@ -129,18 +129,24 @@ def _balance(spec, state, rec, s):
 
 def reference_records(spec, states, solver="CLARABEL"):
     """Per state the trusted reference model's (in-process) stand-alone optimal objective and the
-    support values of its feasible set with the probes' action peaks (support.py):
-    [{"objective": EUR, "support": {...}, "action_ranges": {...}}]."""
+    support values of its feasible set (support.py): [{"objective": EUR, "support": {...}}]; the
+    reference's action ranges are computed only where a candidate's support differs (assess)."""
     from agents.expert.reference import build_reference
 
     model = build_reference(spec)
     out = []
     for state in states:
         objective = model.solve(state, solver=solver)["objective"]
-        ranges = {}
-        support = support_values(model(state), int(state["horizon"]), solver, ranges)
-        out.append({"objective": objective, "support": support, "action_ranges": ranges})
+        out.append({"objective": objective, "support": support_values(model(state), int(state["horizon"]), solver)})
     return out
+
+
+def _reference_ranges(spec, state, solver="CLARABEL"):
+    """The trusted reference's action ranges at ``state`` (support.action_ranges)."""
+    from agents.expert.reference import build_reference
+
+    actions, _, constraints, _, _, p_p2p = build_reference(spec)(state)
+    return action_ranges(actions, constraints, p_p2p, solver)
 
 
 def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, references=None,
@@ -173,9 +179,11 @@ def assess(out, spec, states, records, reasons, references=None, rel_tol=0.01, a
                "build_s": rec.get("build_s")}
         if rec["status"] == "optimal":
             out["reasons"] += [f"state at time {st['time']}: {r}" for r in check_limits(spec, st, rec)]
-            out["reasons"] += [f"state at time {st['time']}: {r}"
-                               for r in support_mismatches(rec.get("support") or {}, reference["support"],
-                                                           rec.get("action_ranges"), reference.get("action_ranges"))]
+            mismatches = support_mismatches(rec.get("support") or {}, reference["support"])
+            if mismatches and rec.get("action_ranges"):  # name the action: the reference's ranges, only now
+                mismatches = support_mismatches(rec["support"], reference["support"], rec["action_ranges"],
+                                                reference.get("action_ranges") or _reference_ranges(spec, st))
+            out["reasons"] += [f"state at time {st['time']}: {r}" for r in mismatches]
             gap = rec["objective"] - ref
             row["gap_eur"], row["rel_gap"] = gap, gap / max(abs(ref), 1e-9)
             gaps.append(row["rel_gap"])
