@@ -141,6 +141,9 @@ def test_a_refused_llm_reading_stops_with_the_reason(tmp_path):
     backend = RecordedBackend({"by_stage": recorded_stages(FREE_STRUCTURE)})
     with pytest.raises(ConfigError, match="read by the LLM as .*generator_power.*has none"):
         resolve_specs([spec], backend)
+    stages = {**recorded_stages(FREE_STRUCTURE), "preference-amount": ['{"bound": 0}']}  # a field missing
+    with pytest.raises(ConfigError, match="no structured preference"):
+        resolve_specs([spec], RecordedBackend({"by_stage": stages}), variant="fields")
     for variant in VARIANTS:
         garbled = {stage: ["I cannot help"] for stage in recorded_stages(FREE_STRUCTURE)}
         with pytest.raises(ConfigError, match="no structured preference"):

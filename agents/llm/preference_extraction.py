@@ -184,6 +184,18 @@ def parse_reply(raw):
     return value if isinstance(value, dict) else None
 
 
+def _batches(group, structures):
+    """[(quantity the question's schema is cut for, or None; indices to ask)] of one question: the
+    wordings still alive and unanswered; 'amount' in one batch per unit kind (battery energy or
+    power), so each gets only the units that fit the quantity read first."""
+    live = [k for k, s in enumerate(structures) if s is not None and not set(FIELD_GROUPS[group]) <= set(s)]
+    if group != "amount":
+        return [(None, live)] if live else []
+    battery = [k for k in live if structures[k]["quantity"] == "battery_energy"]
+    power = [k for k in live if k not in battery]
+    return [(q, ks) for q, ks in (("battery_energy", battery), ("grid_import", power)) if ks]
+
+
 def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
     """Structured preference (dict) or None per text, and the raw replies (per text: one string,
     or for 'fields' the four answers joined by newlines); batched calls."""
@@ -197,23 +209,12 @@ def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
         return [parse_reply(r) for r in raws], raws
     structures, raws = [{} for _ in texts], [[] for _ in texts]
     for group in FIELD_GROUPS:
-        # 'amount' asks with the units that fit the quantity already read: one batch per kind
-        kinds = {None: list(range(len(texts)))} if group != "amount" else {}
-        if group == "amount":
-            for k, s in enumerate(structures):
-                if s is not None:
-                    kinds.setdefault(s["quantity"] == "battery_energy", []).append(k)
         if group == "scope":  # the whole day: only 'inside' fits, nothing to ask
             for k, s in enumerate(structures):
                 if s is not None and s["from"] is None and s["to"] is None:
                     structures[k] = {**s, "applies": "inside"}
                     raws[k].append(json.dumps({SCOPE_KEY: False}))
-            kinds = {None: [k for k, s in enumerate(structures) if s is not None and "applies" not in s]}
-        for battery, todo in kinds.items():
-            todo = [k for k in todo if structures[k] is not None]
-            if not todo:
-                continue
-            quantity = None if battery is None else "battery_energy" if battery else "grid_import"
+        for quantity, todo in _batches(group, structures):
             grammar = JsonSchema(_field_schema(group, quantity))
             replies = backend.generate_batch([prompt(texts[k], examples, variant, group, structures[k]) for k in todo],
                                              system=FIELD_SYSTEMS[group], tag=f"preference-{group}", grammar=grammar,
@@ -221,9 +222,10 @@ def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
             for k, raw in zip(todo, replies):
                 raws[k].append(raw)
                 part = parse_reply(raw)
-                if group == "scope" and part is not None:
-                    part = {"applies": "outside" if part.get(SCOPE_KEY) is True else "inside"}
-                structures[k] = None if part is None else {**structures[k], **part}
+                if group == "scope" and part is not None and isinstance(part.get(SCOPE_KEY), bool):
+                    part = {"applies": "outside" if part[SCOPE_KEY] else "inside"}
+                ok = part is not None and set(part) == set(FIELD_GROUPS[group])  # (unconstrained backends)
+                structures[k] = {**structures[k], **part} if ok else None
     ordered = [None if s is None else {f: s[f] for f in STRUCTURE_FIELDS} for s in structures]
     return ordered, ["\n".join(r) for r in raws]
 
