@@ -25,14 +25,17 @@ from simulators.validation import ConfigError
 PHRASINGS = Path(__file__).with_name("data") / "preference_phrasings.json"
 """the benchmark: wordings with their ground truth; split 'fewshot' feeds the prompt, 'test' is held out"""
 
-SYSTEM = """You turn one energy-management preference of a household (a prosumer) into JSON.
-Fields, in this order:
-- quantity: generator_power (output of the generator, genset, diesel, CHP), battery_energy (energy
+_QUANTITY_RULES = """- quantity: generator_power (output of the generator, genset, diesel, CHP), battery_energy (energy
   stored in the battery, its state of charge), grid_import (power drawn, taken, bought or imported
   from the grid), grid_export (power fed in, sold, injected or exported into the grid),
   flexible_load_power (power of a controllable or shiftable load: dishwasher, washing machine,
   tumble dryer, heat pump, EV charger, pool pump), pv_curtailment (solar power thrown away).
-- sense: at_most or at_least.
+"""
+"""the quantity field's rules, shared by the one-object prompt and the 'what' question"""
+
+SYSTEM = """You turn one energy-management preference of a household (a prosumer) into JSON.
+Fields, in this order:
+""" + _QUANTITY_RULES + """- sense: at_most or at_least.
 - bound: the number as written; unit: W, kW, MW, Wh, kWh, MWh or percent (of battery capacity).
   "off", "no", "never run", "not at all" mean at_most 0 kW.
 - from, to: times "HH:MM" on quarter hours, or null for the start or the end of the day:
@@ -46,7 +49,6 @@ Answer with the JSON object only."""
 
 
 # ---- the field-wise variant: four small questions, each with its own rules and grammar -------------
-_QUANTITY_RULES = SYSTEM.split("- sense:")[0].split("Fields, in this order:\n")[1]
 FIELD_SYSTEMS = {
     "what": "You read one energy-management preference of a household (a prosumer) and say what it limits.\n"
             + "Fields, in this order:\n" + _QUANTITY_RULES

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from agents.llm.checker import static_check
 from agents.llm.jail import JailUnavailable
 from agents.llm.problem_data import Rejected
-from agents.llm.support import support_values
+from agents.llm.support import action_ranges, support_values
 from agents.llm.worker import Limits, Worker
 
 NAME = "candidate"
@@ -127,8 +127,9 @@ def judge(worker, name, state, solver="CLARABEL", reasons=None):
         data = worker.build(name, state)
         rec = data.solve(solver)
         if rec["status"] == "optimal":  # what the model allows, beyond its optimum (only optimal ones are assessed)
-            rec["action_ranges"] = {}
-            rec["support"] = support_values(data.pieces(), int(state["horizon"]), solver, rec["action_ranges"])
+            pieces = data.pieces()
+            rec["support"] = support_values(pieces, int(state["horizon"]), solver)
+            rec["action_ranges"] = action_ranges(pieces, solver)  # names the action if a probe fails
     except Rejected as exc:
         reasons.append(f"{where}: {exc}")
         return {"time": state["time"], "status": "rejected", "error": str(exc)}

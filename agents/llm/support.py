@@ -39,15 +39,10 @@ def directions(horizon):
             ("mixed export/import 1", mixes[0], zeros), ("mixed export/import 2", mixes[1], zeros)]
 
 
-def support_values(contract, horizon, solver="CLARABEL", ranges=None):
+def support_values(contract, horizon, solver="CLARABEL"):
     """{probe name: h(d) or None where the solve did not reach optimal (e.g. unbounded)} for a
-    contract 6-tuple (actions, objective, constraints, p_ex, q_ex, p_p2p).
-
-    ranges: an optional dict, filled with {action: [min, max of its sum over the steps, min, max of
-    its first step]} under the same constraints (unique values, unlike the actions at a probe's
-    optimum), so a mismatch can name the action, and so the device, whose bound or energy limit
-    differs from the reference's (``support_mismatches``)."""
-    actions, _, constraints, p_ex, q_ex, p_p2p = contract
+    contract 6-tuple (actions, objective, constraints, p_ex, q_ex, p_p2p)."""
+    _, _, constraints, p_ex, q_ex, p_p2p = contract
     d_p, d_q = cp.Parameter(horizon), cp.Parameter(horizon)
     problem = cp.Problem(cp.Maximize(d_p @ p_ex + d_q @ q_ex), list(constraints) + [p_p2p == 0])
     out = {}
@@ -59,18 +54,18 @@ def support_values(contract, horizon, solver="CLARABEL", ranges=None):
             out[name] = None
             continue
         out[name] = float(problem.value) if problem.status in ("optimal", "optimal_inaccurate") else None
-    if ranges is not None:
-        ranges.update(action_ranges(actions, constraints, p_p2p, solver))
     return out
 
 
-def action_ranges(actions, constraints, p_p2p, solver="CLARABEL"):
-    """{action: [least, most sum over the steps, least, most first-step value]} under ``constraints``
-    with p_p2p = 0 (None where a solve is not optimal): one problem, compiled once, whose linear
-    objective is a parameter (4 directions per action)."""
+def action_ranges(contract, solver="CLARABEL"):
+    """{action: [least, most sum over the steps, least, most first-step value]} of a contract 6-tuple
+    under its constraints with p_p2p = 0 (None where a solve is not optimal): unique values, unlike
+    the actions at a probe's optimum, so a mismatch can name the action, and so the device, whose
+    bound or energy limit differs from the reference's (``support_mismatches``). One problem,
+    compiled once, whose linear objective is a parameter (4 directions per action)."""
+    actions, _, constraints, _, _, p_p2p = contract
     names = list(actions)
-    flat = [cp.reshape(actions[a], (-1,), order="C") if actions[a].ndim > 1 else cp.reshape(actions[a], (-1,))
-            if actions[a].ndim == 0 else actions[a] for a in names]
+    flat = [cp.reshape(actions[a], (int(actions[a].size),), order="C") for a in names]
     sizes = [int(f.size) for f in flat]
     stacked = cp.hstack(flat)
     weight = cp.Parameter(sum(sizes))
@@ -103,7 +98,7 @@ def support_mismatches(candidate, reference, candidate_ranges=None, reference_ra
         got = candidate.get(name)
         if ref is None and got is None:
             continue
-        if ref is None or got is None or abs(got - ref) > SUPPORT_REL_TOL * max(1.0, abs(ref)) + SUPPORT_ABS_TOL_KW:
+        if _differs(got, ref):
             unit = "kvar" if "reactive" in name else "kW"
             show = lambda v, unit=unit: "unbounded or infeasible" if v is None else f"{v:.3f} {unit} (summed over the steps)"  # noqa: E731
             out.append(f"feasible set differs from the reference's: {name} is {show(got)}, the reference "
@@ -112,6 +107,13 @@ def support_mismatches(candidate, reference, candidate_ranges=None, reference_ra
     if out:
         out[0] += _range_clause(candidate_ranges or {}, reference_ranges or {})
     return out
+
+
+def _differs(got, ref):
+    """Two support or range values differ beyond the solver tolerances (None: unbounded or infeasible)."""
+    if got is None or ref is None:
+        return (got is None) != (ref is None)
+    return abs(got - ref) > SUPPORT_REL_TOL * max(1.0, abs(ref)) + SUPPORT_ABS_TOL_KW
 
 
 RANGE_NAMES = ("least sum over the steps", "most sum over the steps", "least first-step value",
@@ -123,8 +125,7 @@ def _range_clause(candidate_ranges, reference_ranges):
     parts = []
     for action in sorted(set(candidate_ranges) & set(reference_ranges)):
         for what, got, ref in zip(RANGE_NAMES, candidate_ranges[action], reference_ranges[action]):
-            if (got is None) != (ref is None) or got is not None and \
-                    abs(got - ref) > SUPPORT_REL_TOL * max(1.0, abs(ref)) + SUPPORT_ABS_TOL_KW:
+            if _differs(got, ref):
                 show = lambda v: "unbounded" if v is None else f"{v:.3f}"  # noqa: E731
                 parts.append(f"{action}: {what} {show(got)} (the reference's {show(ref)})")
     return "; actions whose range differs: " + ", ".join(parts) if parts else ""

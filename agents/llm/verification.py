@@ -145,8 +145,7 @@ def _reference_ranges(spec, state, solver="CLARABEL"):
     """The trusted reference's action ranges at ``state`` (support.action_ranges)."""
     from agents.expert.reference import build_reference
 
-    actions, _, constraints, _, _, p_p2p = build_reference(spec)(state)
-    return action_ranges(actions, constraints, p_p2p, solver)
+    return action_ranges(build_reference(spec)(state), solver)
 
 
 def verify(code, spec, states, *, rel_tol=0.01, abs_tol_eur=0.01, limits=None, references=None,
