@@ -126,6 +126,44 @@ def test_json_schema_decoding_always_parses(tiny, temperature, variant):
         assert s["applies"] == "inside" or s["from"] or s["to"]  # cross-field rule of the anyOf schema
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_choices_variant_always_gives_a_structure_of_the_schema(tiny, temperature):
+    """The 'choices' variant on a random model: whatever kind, options and fallbacks it picks, the
+    answers assemble into a structure of the full schema (an 'only' kind gets power quantities)."""
+    from agents.llm import preference_extraction as X
+
+    tiny.temperature = temperature
+    try:
+        texts = ["keep the genset off 11pm to 7am", "our fuse allows 30 kW of import", "no spilling of solar",
+                 "the dryer may only run after 9 pm", "battery at least half full before 6", "charge the car just at night"]
+        structures, raws = X.extract(tiny, texts, variant="choices")
+    finally:
+        tiny.temperature = 0.0
+    for s, raw in zip(structures, raws):
+        assert s is not None and SCHEMA.parse(json.dumps(s)) == s and list(s) == list(STRUCTURE_FIELDS)
+        assert json.loads(raw.split("\n")[0])["kind"] in X.KINDS
+
+
+def test_each_prompt_of_a_batch_decodes_under_its_own_grammar(tiny):
+    """One grammar per prompt (choice questions whose options differ per wording): every reply is
+    one of its own prompt's options, the same as decoding that prompt alone."""
+    options = [["before 18:00", "after 18:00"], ["all day", "from 09:00 to 15:00", "another window"], ["0 kW"]]
+    grammars = [JsonSchema({"type": "object", "properties": {"window": {"enum": o}}}) for o in options]
+    prompts = [SHARED + f"Question {k}." for k in range(len(options))]
+    for temperature in (0.0, 1.0):
+        tiny.temperature = temperature
+        try:
+            batch = tiny.generate_batch(prompts, max_new_tokens=40, grammar=grammars)
+            alone = [tiny.generate(p, max_new_tokens=40, grammar=g) for p, g in zip(prompts, grammars)]
+        finally:
+            tiny.temperature = 0.0
+        assert [json.loads(r)["window"] in o for r, o in zip(batch, options)] == [True] * 3
+        if temperature == 0.0:
+            assert batch == alone
+    with pytest.raises(ValueError, match="2 grammars for 3 prompts"):
+        tiny.generate_batch(prompts, max_new_tokens=8, grammar=grammars[:2])
+
+
 def test_choice_list_decoding_names_only_known_atoms(tiny):
     g = ChoiceList(("sum", "multiply", "cumsum", "maximum"), max_items=3)
     out = tiny.generate("Name cvxpy atoms:", max_new_tokens=16, grammar=g)

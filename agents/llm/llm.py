@@ -154,15 +154,19 @@ class HFBackend:
     def generate_batch(self, prompts, *, max_new_tokens=512, stop=None, grammar=None, system=None, prefill="",
                        tag=None, batch_size=None):
         """One completion per prompt, decoded in padded batches of at most ``batch_size`` (default: the
-        backend's)."""
+        backend's). ``grammar``: None, one grammar for every prompt, or a list with one per prompt."""
         batch_size = batch_size or self.batch_size
         ids = [self._encode(self.render(p, system, prefill), max_new_tokens) for p in prompts]
-        constraint = self._constraint(grammar) if grammar is not None else None
+        grammars = list(grammar) if isinstance(grammar, (list, tuple)) else [grammar] * len(prompts)
+        if len(grammars) != len(prompts):
+            raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
+        constraint = [self._constraint(g) if g is not None else None for g in grammars]
         texts = []
         t0 = time.perf_counter()
         for k in range(0, len(ids), batch_size):
             out = self.decoder.run(ids[k:k + batch_size], max_new_tokens=max_new_tokens, stop=tuple(stop or ()),
-                                   constraint=constraint, temperature=self.temperature, seed=self.seed)
+                                   constraint=constraint[k:k + batch_size], temperature=self.temperature,
+                                   seed=self.seed)
             texts += [text for text, _, _ in out]
             self.repetition_stops += sum(why == "repetition" for _, _, why in out)
         self.generate_s += time.perf_counter() - t0
@@ -190,8 +194,10 @@ class HFBackend:
         """The token-masking Constraint of ``grammar`` (vocabulary trie cached per alphabet)."""
         from agents.llm.decoding import Constraint, build_trie, token_strings
 
-        key = frozenset(grammar.alphabet)
-        if key not in self._constraints:
+        alphabet = frozenset(grammar.alphabet)
+        key = next((k for k in self._constraints if alphabet <= k), None)  # a wider trie gives the same ids
+        if key is None:  # grammars within printable ASCII (JSON answers) share one trie
+            key = alphabet | _PRINTABLE if alphabet <= _PRINTABLE else alphabet
             strings = token_strings(self.tokenizer, key)
             self._constraints[key] = (strings, build_trie(strings))
         strings, trie = self._constraints[key]
@@ -204,6 +210,9 @@ class HFBackend:
     @property
     def tokens_per_s(self):
         return self.tokens_out / self.generate_s if self.generate_s else 0.0
+
+
+_PRINTABLE = frozenset(chr(c) for c in range(32, 127))
 
 
 def _model_id(path):

@@ -5,7 +5,9 @@ Small models read *what* a wording asks for well enough but slip on the arithmet
 mentions and writes them out normalized ("9 pm" = 21:00, "0.05 MW" = 0.05 MW); the LLM still
 decides what each one means (the start or the end of a window, the bound or something else) and
 may ignore a hint. Nothing here decides a field of the structure, and a wording with no
-recognizable time or amount simply gets no hint.
+recognizable time or amount simply gets no hint. Also tagged: spelled-out hours ("half past ten
+at night" = 22:30), shares in words ("half" = 50 percent), the time word before a clock time
+("until 07:30"), and the words that usually name a quantity ("genset" -> generator_power).
 
     >>> clock_mentions("Import no more than 6 kW between 8:30 and 11:15")
     [('8:30', '08:30'), ('11:15', '11:15')]
@@ -33,15 +35,38 @@ _HOUR_SUFFIX = re.compile(r"(?<![\w.:])(\d{1,2})\s*" + _SUFFIX + r"(?![a-z])", r
 _OCLOCK = re.compile(r"(?<![\w.:])(\d{1,2})\s*o'?\s?clock\b", re.I)
 _MILITARY = re.compile(r"(?<![\w.:])([01]\d|2[0-4])([0-5]\d)\s*(?:h|hrs|hours)\b", re.I)
 _H = re.compile(r"(?<![\w.:])(\d{1,2})\s*h\b", re.I)
-# a bare hour in a time context ("from 6 to 9 in the morning", "between 9 and 17")
-_BARE = re.compile(r"\b(before|after|until|till|til|from|between|and|to|since|by|past)\s+(\d{1,2})(?![\d:.,]|\s*(?:"
-                   + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))", re.I)
+_WORDS = {w: k + 1 for k, w in enumerate("one two three four five six seven eight nine ten eleven twelve".split())}
+_HOUR = r"(\d{1,2}|" + "|".join(_WORDS) + r")"
+# "half past ten", "quarter to 7 pm": a clock phrase with its own minutes
+_PAST = re.compile(r"\b(half past|quarter past|quarter to)\s+" + _HOUR + r"(?:\s*" + _SUFFIX + r"(?![a-z]))?(?![\d:])", re.I)
+_WORD_SUFFIX = re.compile(r"\b(" + "|".join(_WORDS) + r")\s*(?:" + _SUFFIX + r"(?![a-z])|o'?\s?clock\b)", re.I)
+# a bare hour in a time context ("from 6 to 9 in the morning", "between 9 and 17", "until six")
+_BARE = re.compile(r"\b(before|after|until|till|til|from|between|and|to|since|by|past|at)\s+" + _HOUR
+                   + r"(?![\d:.,]|\w|\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
+                   re.I)
 _RANGE_START = re.compile(r"(?<![\w.:])(\d{1,2})(?=\s*(?:-|–|to|till|until)\s*\d{1,2}(?::\d{2})?\s*" + _SUFFIX + ")", re.I)
 _PART_OF_DAY = re.compile(r"\b(in the (morning|afternoon|evening)|at night|tonight)\b", re.I)
 
 
 def _hhmm(hour, minute=0):
     return f"{hour:02d}:{minute:02d}" if 0 <= hour <= 24 and 0 <= minute < 60 and hour * 60 + minute <= 1440 else None
+
+
+def _number(word):
+    return int(word) if word.isdigit() else _WORDS[word.lower()]
+
+
+def _part_of_day(hour, at, parts):
+    """A bare 12-hour ``hour`` at text position ``at`` read with the nearest part of the day."""
+    near = sorted((abs(pos - at), p) for pos, p in parts if abs(pos - at) < 40)
+    if not near or hour > 12:
+        return hour
+    part = near[0][1]
+    if "morning" in part:
+        return _twelve(hour, "am")
+    if "night" in part:
+        return 0 if hour == 12 else hour + 12 if 7 <= hour <= 11 else hour
+    return _twelve(hour, "pm")
 
 
 def _twelve(hour, suffix):
@@ -89,28 +114,32 @@ def clock_mentions(text):
     parts = [(m.start(), m[0].lower()) for m in _PART_OF_DAY.finditer(text)]
     for m in _RANGE_START.finditer(text):
         add(m, _hhmm(int(m[1])), 1)
+    for m in _PAST.finditer(text):
+        hour, kind = _number(m[2]), m[1].lower()
+        hour = _twelve(hour, m[3]) if m[3] else _part_of_day(hour, m.start(2), parts)
+        minute = {"half past": 30, "quarter past": 15, "quarter to": 45}[" ".join(kind.split())]
+        add(m, _hhmm(hour - 1 if kind.startswith("quarter to") else hour, minute))
+    for m in _WORD_SUFFIX.finditer(text):
+        suffix = re.match(_SUFFIX, m[0][len(m[1]):].strip(), re.I)
+        add(m, _hhmm(_twelve(_number(m[1]), suffix[0] if suffix else None)))
     for m in _BARE.finditer(text):
-        hour, at = int(m[2]), m.start(2)
-        near = sorted((abs(pos - at), p) for pos, p in parts if abs(pos - at) < 40)
-        if near and hour <= 12:
-            part = near[0][1]
-            if "morning" in part:
-                hour = _twelve(hour, "am")
-            elif "night" in part:
-                hour = 0 if hour == 12 else hour + 12 if 7 <= hour <= 11 else hour
-            else:
-                hour = _twelve(hour, "pm")
-        add(m, _hhmm(hour), 2)
+        add(m, _hhmm(_part_of_day(_number(m[2]), m.start(2), parts)), 2)
     found.sort()
     # "9-11pm", "6 to 9 am": a bare hour before a range word takes the next time's suffix
+    # "from 10 till 4": a bare hour after a bare hour and a range word, earlier than it, is afternoon
     out = []
+    bare = lambda span: re.fullmatch(_HOUR, span.strip(), re.I)  # noqa: E731
+    joined = lambda a, b: re.fullmatch(r"\s*(?:-|–|to|till|until|and)\s*", text[a:b], re.I)  # noqa: E731
     for k, (s, e, span, hhmm) in enumerate(found):
         nxt = found[k + 1] if k + 1 < len(found) else None
-        bare = re.fullmatch(r"\d{1,2}", span.strip())
-        if bare and nxt and re.fullmatch(r"\s*(?:-|–|to|till|until)\s*", text[e:nxt[0]], re.I):
+        prev = found[k - 1] if k else None
+        if (bare(span) and prev and bare(prev[2]) and joined(prev[1], s) and hhmm < out[-1][1] <= "12:00"
+                and _number(span.strip()) < 12 and not parts):
+            hhmm = _hhmm(_number(span.strip()) + 12)
+        if bare(span) and nxt and joined(e, nxt[0]):
             suffix = re.search(_SUFFIX + r"\s*$", nxt[2], re.I)
             if suffix:
-                hour = int(span)
+                hour = _number(span.strip())
                 for cand in (_twelve(hour, suffix[1]), _twelve(hour, "am" if suffix[1][0] in "pP" else "pm")):
                     if _hhmm(cand) and _hhmm(cand) < nxt[3]:
                         hhmm = _hhmm(cand)
@@ -119,14 +148,21 @@ def clock_mentions(text):
     return out
 
 
+_SHARE = re.compile(r"\b(half|a quarter|three quarters)\b(?!\s+(?:past|to|an? hour|of an hour|hour))", re.I)
+_SHARES = {"half": 50.0, "a quarter": 25.0, "three quarters": 75.0}
+
+
 def amount_mentions(text):
-    """[(span as written, number, unit), ...]: numbers with a power, energy or percent unit."""
+    """[(span as written, number, unit), ...]: numbers with a power, energy or percent unit, and
+    shares in words ("half" = 50 percent; not "half past")."""
     out = []
     for m in _AMOUNT.finditer(text):
         word = m[2].lower().replace(" ", "")
         unit = next(u for p, u in _UNIT_WORDS if re.fullmatch(p, word, re.I))
-        out.append((m[0], float(m[1].replace(",", ".")), unit))
-    return out
+        out.append((m.start(), m[0], float(m[1].replace(",", ".")), unit))
+    for m in _SHARE.finditer(text):
+        out.append((m.start(), m[0], _SHARES[" ".join(m[1].lower().split())], "percent"))
+    return [mention[1:] for mention in sorted(out)]
 
 
 _NIGHT_WORDS = re.compile(r"\b(over\s?night|at night|during the night|nightly|nights?|tonight)\b", re.I)
@@ -148,10 +184,53 @@ def restricting_hint(text):
     return f"Restricting words in the text: {words}"
 
 
-def hints(text):
-    """The hint lines the extraction prompt shows under a wording."""
-    clocks = [f'"{span}" = {hhmm}' for span, hhmm in clock_mentions(text)]
+_LEAD = re.compile(r"\b(before|after|until|till|til|up to|by|from|since|starting(?: at| from)?|at|between|and|to|past)\s+$",
+                   re.I)
+
+
+def _with_lead(text, span, start):
+    """``span`` (found at or after ``start``) with the time word right before it ("before noon")."""
+    at = text.find(span, start)
+    lead = _LEAD.search(text[max(0, at - 20):at]) if at >= 0 else None
+    return (f"{lead[0]}{span}" if lead else span), max(start, at + len(span))
+
+
+def hints(text, lead_words=False):
+    """The hint lines the extraction prompt shows under a wording; ``lead_words``: each clock time
+    with the time word before it ("until 07:30" = 07:30)."""
+    clocks, at = [], 0
+    for span, hhmm in clock_mentions(text):
+        if lead_words:
+            span, at = _with_lead(text, span, at)
+        clocks.append(f'"{span}" = {hhmm}')
     clocks += [f'"{span}" = {a} to {b}' for span, a, b in period_mentions(text)]
     clocks = ", ".join(clocks) or "none"
     amounts = ", ".join(f'"{span}" = {number:g} {unit}' for span, number, unit in amount_mentions(text)) or "none"
     return f"Clock times in the text: {clocks}\nAmounts in the text: {amounts}"
+
+
+_QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and their common kin
+    "generator_power": r"generators?|gen-?sets?|diesel|chp|combined heat and power|fuel cell",
+    "battery_energy": r"batter(?:y|ies)|state of charge|soc|storage|stored energy",
+    "grid_import": r"import(?:s|ed|ing)?|(?:grid|network|mains) draw|draw(?:s|n|ing)? from the (?:grid|network|mains)|"
+                   r"buy(?:s|ing)?|bought|purchas(?:e|es|ed|ing)|tak(?:e|es|ing|en) from the (?:grid|network|mains)",
+    "grid_export": r"export(?:s|ed|ing)?|feed(?:s|ing)?(?: in| into)?|fed(?: in| into)?|sell(?:s|ing)?|sold|"
+                   r"inject(?:s|ed|ing|ion)?|push(?:es|ed|ing)? back|send(?:s|ing)? back",
+    "flexible_load_power": r"dishwashers?|washing machines?|washers?|(?:tumble )?dryers?|heat pumps?|(?:ev )?chargers?|"
+                           r"electric (?:vehicles?|cars?)|ev|cars?|wallbox(?:es)?|pool pumps?|"
+                           r"water heaters?|boilers?|(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption)",
+    "pv_curtailment": r"curtail(?:s|ed|ing|ment)?|spill(?:s|ed|ing)?|wast(?:e|es|ed|ing)|throw(?:s|n|ing)? away",
+}
+_QUANTITY_RE = re.compile("|".join(f"(?P<{q}>\\b(?:{p})\\b)" for q, p in _QUANTITY_WORDS.items()), re.I)
+
+
+def quantity_mentions(text):
+    """[(span as written, quantity), ...]: words that usually name one quantity ("genset" ->
+    generator_power, "EV charger" -> flexible_load_power); a hint, the LLM decides."""
+    return [(m[0], m.lastgroup) for m in _QUANTITY_RE.finditer(text)]
+
+
+def quantity_hint(text):
+    """The hint line of the 'what' question (choices variant)."""
+    words = ", ".join(f'"{span}" = {q}' for span, q in quantity_mentions(text)) or "none"
+    return f"Words that name a quantity: {words}"

@@ -7,6 +7,12 @@ to that schema (agents/llm/grammar.py), so its answer always parses. What the an
 checked by the trusted side (``preferences.to_preference``: units, device present, window), never
 believed: an answer that fails there is reported with the reason and the preference is refused.
 
+Variants (``VARIANTS``): one object per wording, or one small question per group of fields
+(what, amount, when, scope) each seeing the earlier answers; in 'choices' a question whose readings
+the wording's tagged mentions leave few (its amounts, before/after its one clock time, inside or
+only-in the window) is a pick among those readings under a grammar of its own (``Decoder.run``
+takes one per prompt), with an "another ..." option that falls back to the free question.
+
 ``resolve_specs`` runs this for every preference the hand-written parser does not know (all in
 one batch) and returns specs whose free-text preferences are replaced by their structure (the
 original wording kept under "text"); the scenario then runs with those specs.
@@ -17,7 +23,8 @@ import json
 import re
 from pathlib import Path
 
-from agents.expert.preferences import STRUCTURE_FIELDS, STRUCTURE_SCHEMA, TIMES, parse_text, to_preference
+from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, TIMES, parse_text, to_preference,
+                                       window_steps)
 from agents.llm import mentions
 from agents.llm.grammar import JsonSchema
 from simulators.validation import ConfigError
@@ -88,13 +95,118 @@ FIELD_GROUPS = {"what": ("quantity", "sense"), "amount": ("bound", "unit"), "whe
 """the questions of the 'fields' variant, asked in this order; each sees the answers before it. A
 whole-day window is not asked about its scope: only 'inside' fits (the schema's rule), so trusted
 code writes it"""
-VARIANTS = ("joint", "hints", "chat", "fields")
+VARIANTS = ("joint", "hints", "chat", "fields", "choices")
 """joint: one JSON object per wording (SYSTEM), the examples inside one user message; hints: the
 same with the clock times and amounts that trusted code finds in the wording (agents/llm/mentions.py)
 listed under it; chat: hints, with the examples as earlier chat turns; fields: four questions
-(what, amount, when, scope) as chat turns with hints, each seeing the earlier answers"""
-CHAT_VARIANTS = ("chat", "fields")
-DEFAULT_VARIANT = "fields"
+(what, amount, when, scope) as chat turns with hints, each seeing the earlier answers; choices: the
+kind first (limit, or only = allowed only in a window: sense, bound and scope follow), then what (the
+words that usually name a quantity listed), amount and (for wordings with at most one clock time and
+no named period) window as a pick among the readings the tagged mentions allow (one grammar per
+wording; "another ..." falls back to the free question)"""
+CHAT_VARIANTS = ("chat", "fields", "choices")
+DEFAULT_VARIANT = "choices"
+
+CHOICE_KEYS = {"amount": "amount", "when": "window"}
+"""the choice questions of the 'choices' variant and the key of their one-field answer"""
+OTHER = {"amount": "another amount", "when": "another window"}
+"""the option that sends a wording on to the free question of its group"""
+KIND_KEY = "kind"
+KINDS = {"limit": {"applies": "inside"},
+         "only": {"sense": "at_most", "bound": 0, "unit": "kW", "applies": "outside"}}
+"""the first question of the 'choices' variant: a limit that holds in its window (or all day), or
+something allowed only in a window (at most 0 kW at every other time: the whole structure but the
+quantity and the window follows). One-word answers: the 0.5B model answered "a limit" to all 78 dev
+wordings when the options were "a limit" / "allowed only at some times" (the token "a" dominates)"""
+KIND_SYSTEM = """You read one energy-management preference of a household (a prosumer) and say which kind it is:
+- "limit": it caps something, keeps it above a floor, bans it or switches it off, all day or
+  during some hours ("never start the generator between 22:30 and 05:00", "no curtailment from 8
+  to 16", "keep the battery above 40 % until 6 pm", "avoid exporting in the evening");
+- "only": it lets something run or happen only in a time window, so it is off at every other
+  time ("the washing machine may only run between 9am and 3pm", "heat pump just after 6 pm", "no
+  generator except at night").
+The words of the text that restrict something to a window (only, exclusively, ...) are listed
+under it. Answer with the JSON object only."""
+CHOICE_SYSTEMS = {
+    "amount": """You read one energy-management preference of a household (a prosumer) whose quantity and sense
+are known, and pick its bound from the options listed under it: an amount the text mentions, "0 kW"
+when the text switches something off, forbids it or allows none of it ("off", "no export", "never
+run", "do not curtail", "only run ... after 6 pm"), or "another amount" if no option is the bound.
+Answer with the JSON object only.""",
+    "when": """You read one energy-management preference of a household (a prosumer) whose quantity, sense and
+bound are known, and pick the time window it names from the options listed under it:
+"before T" (before, until, till, up to T), "after T" (after, from T on, since T), "all day" (the
+text names no time), or "another window" if no option is the window. The clock times the text mentions are listed under it with
+the word before each.
+Answer with the JSON object only.""",
+}
+
+
+def _window_label(start, end):
+    if start is None and end is None:
+        return "all day"
+    if start is None:
+        return f"before {end}"
+    return f"after {start}" if end is None else f"from {start} to {end}"
+
+
+def window_options(text):
+    """[(label, {'from', 'to'}), ...] of a wording with at most one clock time and no named period:
+    for a time T 'before T' and 'after T' (midnight as an end is 24:00), then 'all day', each window
+    once, last the fallback (fields None). None for more times or a named period: ranges are the
+    free question's (the 0.5B model picked one-sided or all-day options for them, see README)."""
+    times = [hhmm for _, hhmm in mentions.clock_mentions(text)]
+    if len(times) > 1 or mentions.period_mentions(text):
+        return None
+    windows = [(None, "24:00" if t == "00:00" else t) for t in times] + [(t, None) for t in times] + [(None, None)]
+    out, seen, day = [], set(), frozenset(window_steps(None, None))
+    for a, b in windows:
+        try:
+            steps = frozenset(window_steps(a, b))
+        except ConfigError:
+            continue
+        a, b = (None, None) if steps == day else (a, b)
+        if steps not in seen:
+            seen.add(steps)
+            out.append((_window_label(a, b), {"from": a, "to": b}))
+    return out + [(OTHER["when"], None)]
+
+
+def amount_options(text, quantity):
+    """[(label, {'bound', 'unit'}), ...]: the amounts the wording mentions whose unit fits
+    ``quantity`` (energy and percent for battery_energy, power otherwise), '0 kW' for the power
+    quantities, then the fallback (fields None)."""
+    battery = quantity == "battery_energy"
+    out = [(f"{n:g} {u}", {"bound": n, "unit": u}) for _, n, u in mentions.amount_mentions(text)
+           if (u in ("Wh", "kWh", "MWh", "percent")) == battery]
+    if not battery:
+        out.append(("0 kW", {"bound": 0, "unit": "kW"}))
+    unique = list(dict(out).items())
+    return unique + [(OTHER["amount"], None)]
+
+
+def choice_options(group, text, known):
+    """The options of one choice question for one wording (``known``: the fields answered so far)."""
+    return amount_options(text, known["quantity"]) if group == "amount" else window_options(text)
+
+
+def _choice_label(group, text, structure):
+    """The option a ground-truth structure picks (the fallback when none matches; None when the
+    question is not a choice for this wording): few-shot answers."""
+    options = choice_options(group, text, structure)
+    if options is None:
+        return None
+    if group == "when":
+        truth = frozenset(window_steps(structure["from"], structure["to"]))
+        match = [label for label, w in options if w and frozenset(window_steps(w["from"], w["to"])) == truth]
+    else:
+        fields = {f: structure[f] for f in FIELD_GROUPS[group]}
+        match = [label for label, f in options if f == fields]
+    return match[0] if match else OTHER[group]
+
+
+def _choice_grammar(group, labels):
+    return JsonSchema({"type": "object", "properties": {CHOICE_KEYS[group]: {"enum": list(labels)}}})
 
 
 def _window_schema():
@@ -134,7 +246,7 @@ def few_shot_examples(path=PHRASINGS):
 
 def _known(structure, group):
     """The line of earlier answers a question of ``group`` is shown ('' for the first)."""
-    if group == "what":
+    if group in ("what", "kind"):
         return ""
     known = f"Known: quantity {structure['quantity']}, sense {structure['sense']}"
     if group in ("when", "scope"):
@@ -147,30 +259,40 @@ def _known(structure, group):
 def _query(text, variant, group=None, known=None):
     lines = f"Preference: {text}\n"
     if variant != "joint":
-        lines += mentions.hints(text) + "\n"
-    if group == "scope":
+        lines += mentions.hints(text, lead_words=variant == "choices") + "\n"
+    if group in ("scope", "kind"):
         lines += mentions.restricting_hint(text) + "\n"
+    if variant == "choices" and group == "what":
+        lines += mentions.quantity_hint(text) + "\n"
     if group is not None:
         lines += _known(known, group)
+    options = choice_options(group, text, known) if variant == "choices" and group in CHOICE_KEYS else None
+    if options is not None:
+        lines += "Options: " + ", ".join(json.dumps(label) for label, _ in options) + "\n"
     return lines + "JSON:"
 
 
 def prompt(text, examples, variant="joint", group=None, known=None):
     """What the model reads besides the system text: for 'joint' and 'hints' one user message
-    (the examples with their answers, then the wording); for 'chat' and 'fields' chat turns, one
+    (the examples with their answers, then the wording); for the chat variants chat turns, one
     user turn per example answered by an assistant turn, then the wording's user turn."""
-    fields = FIELD_GROUPS[group] if group else STRUCTURE_FIELDS
-    answer = lambda s: json.dumps({f: s[f] for f in fields})  # noqa: E731
-    if group == "scope":  # a yes/no question whose key says what it means; windowed examples only
-        answer = lambda s: json.dumps({SCOPE_KEY: s["applies"] == "outside"})  # noqa: E731
+    fields = FIELD_GROUPS.get(group, ()) if group else STRUCTURE_FIELDS
+    answer = lambda t, s: json.dumps({f: s[f] for f in fields})  # noqa: E731
+    if group == "scope":  # a yes/no question about windows whose key says what it means: windowed examples only
         examples = [(t, s) for t, s in examples if s["from"] is not None or s["to"] is not None]
+        answer = lambda t, s: json.dumps({SCOPE_KEY: s["applies"] == "outside"})  # noqa: E731
+    if group == "kind":  # the choices variant's first question
+        answer = lambda t, s: json.dumps({KIND_KEY: _kind(s)})  # noqa: E731
+    if variant == "choices" and group in CHOICE_KEYS:  # (the free question of a group is the fields variant's)
+        examples = [(t, s) for t, s in examples if choice_options(group, t, s) is not None]
+        answer = lambda t, s: json.dumps({CHOICE_KEYS[group]: _choice_label(group, t, s)})  # noqa: E731
     if variant in CHAT_VARIANTS:
         turns = []
         for t, s in examples:
             turns += [{"role": "user", "content": _query(t, variant, group, s)},
-                      {"role": "assistant", "content": answer(s)}]
+                      {"role": "assistant", "content": answer(t, s)}]
         return turns + [{"role": "user", "content": _query(text, variant, group, known)}]
-    shots = "\n\n".join(f"{_query(t, variant, group, s)} {answer(s)}" for t, s in examples)
+    shots = "\n\n".join(f"{_query(t, variant, group, s)} {answer(t, s)}" for t, s in examples)
     return f"{shots}\n\n{_query(text, variant, group, known)}"
 
 
@@ -189,8 +311,12 @@ def parse_reply(raw):
 def _batches(group, structures):
     """[(quantity the question's schema is cut for, or None; indices to ask)] of one question: the
     wordings still alive and unanswered; 'amount' in one batch per unit kind (battery energy or
-    power), so each gets only the units that fit the quantity read first."""
+    power), so each gets only the units that fit the quantity read first; 'what' for wordings whose
+    kind fixed a kW bound cut to the power quantities."""
     live = [k for k, s in enumerate(structures) if s is not None and not set(FIELD_GROUPS[group]) <= set(s)]
+    if group == "what":  # a kind that fixed a power bound (only in a window): power quantities only
+        power = [k for k in live if structures[k].get("unit") == "kW"]
+        return [(q, ks) for q, ks in (("grid_import", power), (None, [k for k in live if k not in power])) if ks]
     if group != "amount":
         return [(None, live)] if live else []
     battery = [k for k in live if structures[k]["quantity"] == "battery_energy"]
@@ -198,27 +324,69 @@ def _batches(group, structures):
     return [(q, ks) for q, ks in (("battery_energy", battery), ("grid_import", power)) if ks]
 
 
+def _kind(structure):
+    """The kind a ground-truth structure is (few-shot answers)."""
+    return "only" if all(structure[f] == v for f, v in KINDS["only"].items()) else "limit"
+
+
+def _ask_kind(backend, texts, examples, structures, raws):
+    """The choices variant's first question: each wording's kind fills the fields that kind fixes."""
+    grammar = JsonSchema({"type": "object", "properties": {KIND_KEY: {"enum": list(KINDS)}}})
+    replies = backend.generate_batch([prompt(t, examples, "choices", "kind", {}) for t in texts], system=KIND_SYSTEM,
+                                     tag="preference-kind", grammar=grammar, max_new_tokens=grammar.max_chars)
+    for k, raw in enumerate(replies):
+        raws[k].append(raw)
+        kind = (parse_reply(raw) or {}).get(KIND_KEY)
+        structures[k] = dict(KINDS[kind]) if kind in KINDS else None  # (unconstrained backends)
+
+
+def _ask_choice(backend, group, texts, examples, structures, raws):
+    """One choice question for every live wording not yet answered (one grammar per wording, its
+    options); a picked option fills the group's fields, the fallback leaves them to the free question."""
+    todo = [k for _, ks in _batches(group, structures) for k in ks
+            if choice_options(group, texts[k], structures[k]) is not None]
+    if not todo:
+        return
+    options = [dict(choice_options(group, texts[k], structures[k])) for k in todo]
+    grammars = [_choice_grammar(group, opts) for opts in options]
+    replies = backend.generate_batch([prompt(texts[k], examples, "choices", group, structures[k]) for k in todo],
+                                     system=CHOICE_SYSTEMS[group], tag=f"preference-{group}-choice", grammar=grammars,
+                                     max_new_tokens=max(g.max_chars for g in grammars))
+    for k, opts, raw in zip(todo, options, replies):
+        raws[k].append(raw)
+        label = (parse_reply(raw) or {}).get(CHOICE_KEYS[group])
+        if label not in opts:  # (unconstrained backends)
+            structures[k] = None
+        elif opts[label] is not None:
+            structures[k] = {**opts[label], **structures[k]}
+
+
 def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
     """Structured preference (dict) or None per text, and the raw replies (per text: one string,
-    or for 'fields' the four answers joined by newlines); batched calls."""
+    or for 'fields' and 'choices' the answers joined by newlines); batched calls."""
     if variant not in VARIANTS:
         raise ConfigError(f"preference extraction variant {variant!r} is not one of {list(VARIANTS)}")
     examples = few_shot_examples() if examples is None else examples
-    if variant != "fields":
+    if variant not in ("fields", "choices"):
         grammar = JsonSchema(STRUCTURE_SCHEMA)
         raws = backend.generate_batch([prompt(t, examples, variant) for t in texts], system=SYSTEM,
                                       tag="preference", grammar=grammar, max_new_tokens=grammar.max_chars)
         return [parse_reply(r) for r in raws], raws
     structures, raws = [{} for _ in texts], [[] for _ in texts]
+    if variant == "choices":
+        _ask_kind(backend, texts, examples, structures, raws)
     for group in FIELD_GROUPS:
         if group == "scope":  # the whole day: only 'inside' fits, nothing to ask
             for k, s in enumerate(structures):
                 if s is not None and s["from"] is None and s["to"] is None:
                     structures[k] = {**s, "applies": "inside"}
                     raws[k].append(json.dumps({SCOPE_KEY: False}))
+        if variant == "choices" and group in CHOICE_KEYS:
+            _ask_choice(backend, group, texts, examples, structures, raws)
+        asked = "fields" if variant == "choices" and group in CHOICE_KEYS else variant  # the free question
         for quantity, todo in _batches(group, structures):
             grammar = JsonSchema(_field_schema(group, quantity))
-            replies = backend.generate_batch([prompt(texts[k], examples, variant, group, structures[k]) for k in todo],
+            replies = backend.generate_batch([prompt(texts[k], examples, asked, group, structures[k]) for k in todo],
                                              system=FIELD_SYSTEMS[group], tag=f"preference-{group}", grammar=grammar,
                                              max_new_tokens=grammar.max_chars)
             for k, raw in zip(todo, replies):
@@ -227,7 +395,7 @@ def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
                 if group == "scope" and part is not None and isinstance(part.get(SCOPE_KEY), bool):
                     part = {"applies": "outside" if part[SCOPE_KEY] else "inside"}
                 ok = part is not None and set(part) == set(FIELD_GROUPS[group])  # (unconstrained backends)
-                structures[k] = {**structures[k], **part} if ok else None
+                structures[k] = {**part, **structures[k]} if ok else None  # fields fixed earlier (kind) stay
     ordered = [None if s is None else {f: s[f] for f in STRUCTURE_FIELDS} for s in structures]
     return ordered, ["\n".join(r) for r in raws]
 
