@@ -219,6 +219,9 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("No flexible load before 10 o'clock", ["10:00"]),
     ("cap the import at 30 kW", []),          # amounts are never times
     ("12 am to 12 pm", ["00:00", "12:00"]),
+    ("in the morning hours from 5 to 9.", ["05:00", "09:00"]),  # a bare hour before "." or ","
+    ("curtail up to 2.5 kW from 8 to 11, no more", ["08:00", "11:00"]),
+    ("import at most 3 kW until 10.5", []),  # a decimal is no bare hour
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
     from agents.llm.mentions import clock_mentions

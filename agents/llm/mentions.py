@@ -42,7 +42,7 @@ _PAST = re.compile(r"\b(half past|quarter past|quarter to)\s+" + _HOUR + r"(?:\s
 _WORD_SUFFIX = re.compile(r"\b(" + "|".join(_WORDS) + r")\s*(?:" + _SUFFIX + r"(?![a-z])|o'?\s?clock\b)", re.I)
 # a bare hour in a time context ("from 6 to 9 in the morning", "between 9 and 17", "until six")
 _BARE = re.compile(r"\b(before|after|until|till|til|from|between|and|to|since|by|past|at)\s+" + _HOUR
-                   + r"(?![\d:.,]|\w|\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
+                   + r"(?![\d:]|[.,]\d|\w|\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
                    re.I)
 _RANGE_START = re.compile(r"(?<![\w.:])(\d{1,2})(?=\s*(?:-|–|to|till|until)\s*\d{1,2}(?::\d{2})?\s*" + _SUFFIX + ")", re.I)
 _PART_OF_DAY = re.compile(r"\b(in the (morning|afternoon|evening)|at night|tonight)\b", re.I)
