@@ -64,9 +64,9 @@ class ExpertRunConfig:
     dtype: str = "auto"
     """hf backend: compute dtype auto (as stored) | float32 | bfloat16"""
     preference_variant: str = DEFAULT_PREFERENCE_VARIANT
-    """free-text preferences: fields (three constrained questions with hints: what, amount, when) |
-    hints (one JSON object, with the clock times and amounts trusted code found) | joint (one JSON
-    object); agents/llm/preference_extraction.py"""
+    """free-text preferences: choices (the default: kind, what, amount, when as small questions, the
+    readings the tagged mentions allow as options) | fields (what, amount, when, scope, written out) |
+    chat | hints | joint (one JSON object); agents/llm/preference_extraction.py VARIANTS"""
     only_preferences: bool = False
     """only turn free-text preferences into structured ones (specs.json), no expert generation"""
     recorded: str = ""
