@@ -23,7 +23,7 @@ import json
 import re
 from pathlib import Path
 
-from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, TIMES, parse_text, to_preference,
+from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, TIMES, UNITS, parse_text, to_preference,
                                        window_steps)
 from agents.llm import mentions
 from agents.llm.grammar import JsonSchema
@@ -178,7 +178,7 @@ def amount_options(text, quantity):
     quantities, then the fallback (fields None)."""
     battery = quantity == "battery_energy"
     out = [(f"{n:g} {u}", {"bound": n, "unit": u}) for _, n, u in mentions.amount_mentions(text)
-           if (u in ("Wh", "kWh", "MWh", "percent")) == battery]
+           if (UNITS[u][0] != "kW") == battery]
     if not battery:
         out.append(("0 kW", {"bound": 0, "unit": "kW"}))
     unique = list(dict(out).items())
@@ -315,7 +315,7 @@ def _batches(group, structures):
     kind fixed a kW bound cut to the power quantities."""
     live = [k for k, s in enumerate(structures) if s is not None and not set(FIELD_GROUPS[group]) <= set(s)]
     if group == "what":  # a kind that fixed a power bound (only in a window): power quantities only
-        power = [k for k in live if structures[k].get("unit") == "kW"]
+        power = [k for k in live if "bound" in structures[k]]  # only the 'only' kind fixes a bound this early
         return [(q, ks) for q, ks in (("grid_import", power), (None, [k for k in live if k not in power])) if ks]
     if group != "amount":
         return [(None, live)] if live else []
@@ -343,11 +343,11 @@ def _ask_kind(backend, texts, examples, structures, raws):
 def _ask_choice(backend, group, texts, examples, structures, raws):
     """One choice question for every live wording not yet answered (one grammar per wording, its
     options); a picked option fills the group's fields, the fallback leaves them to the free question."""
-    todo = [k for _, ks in _batches(group, structures) for k in ks
-            if choice_options(group, texts[k], structures[k]) is not None]
+    asked = {k: choice_options(group, texts[k], structures[k]) for _, ks in _batches(group, structures) for k in ks}
+    todo = [k for k, opts in asked.items() if opts is not None]
     if not todo:
         return
-    options = [dict(choice_options(group, texts[k], structures[k])) for k in todo]
+    options = [dict(asked[k]) for k in todo]
     grammars = [_choice_grammar(group, opts) for opts in options]
     replies = backend.generate_batch([prompt(texts[k], examples, "choices", group, structures[k]) for k in todo],
                                      system=CHOICE_SYSTEMS[group], tag=f"preference-{group}-choice", grammar=grammars,
