@@ -243,6 +243,80 @@ def test_amount_mentions_read_units_and_decimal_commas():
     assert hints("cap import overnight at 5 kW").startswith('Clock times in the text: "overnight" = 22:00 to 06:00\n')
 
 
+@pytest.mark.parametrize("text, senses", [
+    ("never above 3 kW", ["at_most"]),
+    ("the battery must not hold more than 8 kWh", ["at_most"]),
+    ("imports at 2.2 kw or less", ["at_most"]),
+    ("at or below 0.5 kW", ["at_most"]),
+    ("inject at least 1 kW", ["at_least"]),
+    ("Don't let the state of charge fall under 25%", ["at_least"]),  # the negation six words before
+    ("no less than 3 kW", ["at_least"]),
+    ("import up to 10 am", []),                                   # "up to" a time is no bound
+    ("no export, keep the battery above 20%", ["at_least"]),     # a negation in another clause
+    ("limit import to 4 kW and never exceed 2 kW of export", ["at_most", "at_most"]),
+])
+def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
+    from agents.llm.mentions import comparison_mentions
+
+    assert [sense for _, sense in comparison_mentions(text)] == senses
+
+
+@pytest.mark.parametrize("text, quantity", [
+    ("do not take any power from the network", "grid_import"),
+    ("the main fuse only allows 25 kW from the grid", "grid_import"),
+    ("keep what we push to the grid under 3 kW", "grid_export"),
+    ("dont clip my panels", "pv_curtailment"),
+    ("hold 20% in the powerwall", "battery_energy"),
+    ("shiftable appliances not before 9", "flexible_load_power"),
+])
+def test_quantity_words_name_their_quantity(text, quantity):
+    from agents.llm.mentions import quantity_mentions
+
+    assert {q for _, q in quantity_mentions(text)} == {quantity}
+
+
+def test_window_options_carry_the_wordings_own_time_word():
+    from agents.llm.preference_extraction import window_options
+
+    assert dict(window_options("no grid power until 6:45 am")) == {
+        "until 06:45": {"from": None, "to": "06:45"}, "another window": None}
+    assert [label for label, _ in window_options("run it from 18:00 on")] == ["from 18:00", "another window"]
+    assert [label for label, _ in window_options("battery charged by 7 am")][:2] == ["before 07:00", "after 07:00"]
+
+
+def test_a_floor_of_zero_on_a_quantity_never_below_zero_is_read_as_off():
+    from agents.llm.preference_extraction import extract
+
+    stages = {"preference-kind": ['{"kind": "limit"}'] * 2,
+              "preference-what": ['{"quantity": "generator_power", "sense": "at_least"}',
+                                  '{"quantity": "grid_import", "sense": "at_least"}'],
+              "preference-amount-choice": ['{"amount": "0 kW"}'] * 2,
+              "preference-when-choice": ['{"window": "all day"}'] * 2}
+    got, _ = extract(RecordedBackend({"by_stage": stages}), ["keep the generator silent", "never export"],
+                     variant="choices")
+    assert [(s["quantity"], s["sense"]) for s in got] == [("generator_power", "at_most"),  # off
+                                                          ("grid_import", "at_least")]  # a meter power has a sign
+
+
+def test_kind_calibration_is_fitted_on_dev_scores_only():
+    from agents.llm.bench_preferences import fit_kind_bias
+
+    only = {"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW", "from": "09:00",
+            "to": "15:00", "applies": "outside"}
+    limit = {**only, "applies": "inside"}
+
+    def row(split, expected, d):
+        return {"split": split, "expected": expected, "raw": json.dumps({"kind": "only" if d > 0 else "limit",
+                                                                         "logp": {"limit": -1.0, "only": -1.0 + d}})}
+
+    replies = ([row("dev", only, d) for d in (-0.5, -1.0, 0.3)] + [row("dev", limit, d) for d in (-3.0, -2.0, -4.0)]
+               + [row("test", limit, 5.0)] * 10)  # test rows must not move the fit
+    bias, acc, acc0, n = fit_kind_bias(replies)
+    assert n == 6 and acc == 1.0 and acc0 == pytest.approx(4 / 6) and bias == pytest.approx(1.5)
+    with pytest.raises(ConfigError, match="no scored kind answers"):
+        fit_kind_bias([r for r in replies if r["split"] == "test"])
+
+
 def _text(turns):
     return turns if isinstance(turns, str) else "\n".join(t["content"] for t in turns)
 
@@ -296,8 +370,10 @@ def test_fields_variant_asks_units_that_fit_the_quantity_read_first():
 def test_window_options_are_the_readings_of_one_clock_time_and_ranges_are_written_out():
     from agents.llm.preference_extraction import window_options
 
+    labels = [label for label, _ in window_options("keep the battery above 50% at 6 pm")]
+    assert labels == ["before 18:00", "after 18:00", "all day", "another window"]  # "at" says no side
     labels = [label for label, _ in window_options("keep the battery above 50% before 6 pm")]
-    assert labels == ["before 18:00", "after 18:00", "all day", "another window"]
+    assert labels == ["before 18:00", "another window"]  # "before" does, and the time bounds the window
     assert dict(window_options("no export after midnight")) == {  # before 24:00 and after 00:00 are all day
         "all day": {"from": None, "to": None}, "another window": None}
     assert [label for label, _ in window_options("please be green")] == ["all day", "another window"]
@@ -338,7 +414,7 @@ def test_choices_pick_options_and_fall_back_to_the_free_question():
     assert backend.used["preference-when"] == 1 and backend.used["preference-amount-choice"] == 1  # "only": no amount
     assert not backend.misses and "preference-scope" not in backend.used  # the kind fixed the scope
     question = prompt(texts[0], few_shot_examples(), "choices", "when", structures[0])
-    assert question[-1]["content"].endswith('Options: "before 18:00", "after 18:00", "all day", "another window"\nJSON:')
+    assert question[-1]["content"].endswith('Options: "after 18:00", "another window"\nJSON:')
     heat_pump = next(k for k, t in enumerate(question) if "heat pump" in t["content"])
     assert question[heat_pump + 1]["content"] == '{"window": "after 18:00"}'  # examples answer with their option
     assert '"after 6 pm" = 18:00' in question[heat_pump]["content"]  # the time word shown with the time

@@ -175,7 +175,9 @@ def period_mentions(text):
     return [(m[0], start, end) for m in _NIGHT_WORDS.finditer(text)]
 
 
-_RESTRICTING = re.compile(r"\b(only|exclusively|solely|except|no other time|at no other time|otherwise)\b", re.I)
+_RESTRICTING = re.compile(r"\b(only|just|exclusively|solely|except|excepting|unless|restricted to|reserved for|limited to the|"
+                          r"not outside|never outside|no other time|at no other time|otherwise|outside (?:of )?th(?:at|is|ose))\b",
+                          re.I)
 
 
 def restricting_hint(text):
@@ -195,6 +197,22 @@ def _with_lead(text, span, start):
     return (f"{lead[0]}{span}" if lead else span), max(start, at + len(span))
 
 
+BEFORE_WORDS = ("before", "until", "till", "til", "up to")
+AFTER_WORDS = ("after", "from", "since", "starting", "starting at", "starting from", "past")
+"""time words that make one clock time the end / the start of a window ("until 7", "from 18:00");
+"by", "to" and "at" say neither ("charged by 7 am" is a deadline)"""
+
+
+def clock_leads(text):
+    """[('HH:MM', time word before it, lower case, or None), ...] of the clock times in order."""
+    out, at = [], 0
+    for span, hhmm in clock_mentions(text):
+        shown, at = _with_lead(text, span, at)
+        lead = shown[:len(shown) - len(span)].strip().lower()
+        out.append((hhmm, " ".join(lead.split()) or None))
+    return out
+
+
 def hints(text, lead_words=False):
     """The hint lines the extraction prompt shows under a wording; ``lead_words``: each clock time
     with the time word before it ("until 07:30" = 07:30)."""
@@ -209,17 +227,65 @@ def hints(text, lead_words=False):
     return f"Clock times in the text: {clocks}\nAmounts in the text: {amounts}"
 
 
+# comparison words and the sense they give the number they qualify; a negation right before one
+# flips it ("no more than", "must not hold more than", "never above", "not below")
+_NUMBER_WITH_UNIT = r"\s*\d+(?:[.,]\d+)?\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r")\b"
+_CEILING = (r"at (?:the )?most|max(?:imum|imal)?|up to(?=" + _NUMBER_WITH_UNIT + r")|limit(?:ed|s|ing)?|cap(?:ped|s)?|"
+            r"below|under(?!\w)|beneath|less than|lower than|fewer than|smaller than|within|"
+            r"or (?:less|lower|below|under|fewer)|at or (?:below|under)")
+_FLOOR = (r"at least|min(?:imum|imal)?|above|over(?!\s?night)|more than|higher than|greater than|exceed(?:s|ing)?|"
+          r"or (?:more|higher|above|over|greater)|at or (?:above|over)|reserve|in reserve|keep(?:s|ing)? .{0,30}?charged")
+_NEGATION = r"(?:\b(?:not|never|no|nothing)|\b\w+n't)"
+_COMPARISON = re.compile(r"(?P<neg>" + _NEGATION + r"(?:\s+(?!(?:and|but|or|except|unless|otherwise)\b)[\w'-]+){0,6}?\s+)?(?:(?P<at_most>\b(?:" + _CEILING
+                         + r"))|(?P<at_least>\b(?:" + _FLOOR + r")))\b", re.I)
+_FLIP = {"at_most": "at_least", "at_least": "at_most"}
+
+
+def comparison_mentions(text):
+    """[(span as written, 'at_most' | 'at_least'), ...]: comparison words and the sense they give
+    ("or less" = at_most, "at least" = at_least); a negation up to six words before (in the same
+    clause) flips them
+    ("never above" = at_most, "must not fall under" = at_least). A hint, the LLM decides.
+
+    >>> comparison_mentions("the battery must not hold more than 8 kWh")
+    [('not hold more than', 'at_most')]
+    >>> comparison_mentions("keep grid imports at 2.2 kw or less overnight")
+    [('or less', 'at_most')]
+    """
+    out = []
+    for m in _COMPARISON.finditer(text):
+        sense = "at_most" if m["at_most"] else "at_least"
+        span = m[0].strip()
+        if m["neg"]:
+            sense = _FLIP[sense]
+        out.append((span, sense))
+    return out
+
+
+def comparison_hint(text):
+    """The hint line of the 'what' question (choices variant): comparison words with their sense."""
+    words = ", ".join(f'"{span}" = {sense}' for span, sense in comparison_mentions(text)) or "none"
+    return f"Comparison words: {words}"
+
+
 _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and their common kin
     "generator_power": r"generators?|gen-?sets?|diesel|chp|combined heat and power|fuel cell",
-    "battery_energy": r"batter(?:y|ies)|state of charge|soc|storage|stored energy",
-    "grid_import": r"import(?:s|ed|ing)?|(?:grid|network|mains) draw|draw(?:s|n|ing)? from the (?:grid|network|mains)|"
-                   r"buy(?:s|ing)?|bought|purchas(?:e|es|ed|ing)|tak(?:e|es|ing|en) from the (?:grid|network|mains)",
-    "grid_export": r"export(?:s|ed|ing)?|feed(?:s|ing)?(?: in| into)?|fed(?: in| into)?|sell(?:s|ing)?|sold|"
-                   r"inject(?:s|ed|ing|ion)?|push(?:es|ed|ing)? back|send(?:s|ing)? back",
+    "battery_energy": r"batter(?:y|ies)|state of charge|soc|storage|stored energy|powerwall|accumulator",
+    "grid_import": r"import(?:s|ed|ing)?|(?:grid|network|mains|utility) (?:draw|consumption|supply|purchases?)|"
+                   r"(?:draw|tak|pull|get|consum|us|buy)\w*(?: [\w-]+){0,3}? from the (?:grid|network|mains|utility)|"
+                   r"from the (?:utility |public )?(?:grid|network|mains)|meter draw|"
+                   r"buy(?:s|ing)?|bought|purchas(?:e|es|ed|ing)",
+    "grid_export": r"export(?:s|ed|ing)?|feed(?:s|ing)?(?: in| into)?|fed(?: in| into)?|feed-?in|sell(?:s|ing)?|sold|"
+                   r"inject(?:s|ed|ing|ion)?|(?:push|send|deliver|giv|return|spill)\w*(?: [\w-]+){0,3}? "
+                   r"(?:back |back in|in)?to the (?:grid|network|mains|utility)|push(?:es|ed|ing)? back|send(?:s|ing)? back|"
+                   r"(?:back )?(?:in)?to the (?:utility |public )?(?:grid|network|mains)",
     "flexible_load_power": r"dishwashers?|washing machines?|washers?|(?:tumble )?dryers?|heat pumps?|(?:ev )?chargers?|"
                            r"electric (?:vehicles?|cars?)|ev|cars?|wallbox(?:es)?|pool pumps?|"
-                           r"water heaters?|boilers?|(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption)",
-    "pv_curtailment": r"curtail(?:s|ed|ing|ment)?|spill(?:s|ed|ing)?|wast(?:e|es|ed|ing)|throw(?:s|n|ing)? away",
+                           r"water heaters?|boilers?|(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption|appliances?)|"
+                           r"appliances?",
+    "pv_curtailment": r"curtail(?:s|ed|ing|ment)?|spill(?:s|ed|ing)?(?! \w+ (?:back )?to the)|wast(?:e|es|ed|ing)|"
+                      r"throw(?:s|n|ing)? away|clip(?:s|ped|ping)?|throttl(?:e|es|ed|ing)|"
+                      r"(?:cut|dump|discard)\w*(?: \w+){0,2}? (?:solar|pv|panels?)",
 }
 _QUANTITY_RE = re.compile("|".join(f"(?P<{q}>\\b(?:{p})\\b)" for q, p in _QUANTITY_WORDS.items()), re.I)
 

@@ -61,7 +61,10 @@ FIELD_SYSTEMS = {
             + "Fields, in this order:\n" + _QUANTITY_RULES
             + """- sense: at_most when the wording sets a ceiling (no more than, at most, up to, limit, cap, below,
   off, never, don't, not, no, only ... at some times); at_least when it sets a floor (at least, or more,
-  above, minimum, not below, keep ... in reserve, keep ... charged, keep ... running).
+  above, minimum, not below, keep ... in reserve, keep ... charged, keep ... running). A negation
+  turns a floor word into a ceiling ("never above", "no more than") and back ("not below").
+  Words that usually name a quantity and comparison words with the sense they give may be listed
+  under the text.
 Answer with the JSON object only.""",
     "amount": """You read one energy-management preference of a household (a prosumer) whose quantity and sense
 are known, and give its bound.
@@ -107,24 +110,32 @@ wording; "another ..." falls back to the free question)"""
 CHAT_VARIANTS = ("chat", "fields", "choices")
 DEFAULT_VARIANT = "choices"
 
+CHOICE_BIAS = {}
+"""{answer key: {option label: added log-probability}}: a calibration of a choice question's
+option priors (``_pick``), fitted on dev wordings only (``bench_preferences --fit-bias``)"""
 CHOICE_KEYS = {"amount": "amount", "when": "window"}
 """the choice questions of the 'choices' variant and the key of their one-field answer"""
 OTHER = {"amount": "another amount", "when": "another window"}
 """the option that sends a wording on to the free question of its group"""
 KIND_KEY = "kind"
 KINDS = {"limit": {"applies": "inside"},
-         "only": {"sense": "at_most", "bound": 0, "unit": "kW", "applies": "outside"}}
-"""the first question of the 'choices' variant: a limit that holds in its window (or all day), or
+         "only": {"sense": "at_most", "bound": 0, "unit": "kW", "applies": "outside"},
+         "except": {"applies": "outside"}}
+"""the first question of the 'choices' variant: a limit that holds in its window (or all day);
 something allowed only in a window (at most 0 kW at every other time: the whole structure but the
-quantity and the window follows). One-word answers: the 0.5B model answered "a limit" to all 78 dev
-wordings when the options were "a limit" / "allowed only at some times" (the token "a" dominates)"""
+quantity and the window follows); or a limit that holds at every time except in a window (where
+it is lifted). One-word answers: the 0.5B model answered "a limit" to all 78 dev wordings when the
+options were "a limit" / "allowed only at some times" (the token "a" dominates)"""
 KIND_SYSTEM = """You read one energy-management preference of a household (a prosumer) and say which kind it is:
 - "limit": it caps something, keeps it above a floor, bans it or switches it off, all day or
   during some hours ("never start the generator between 22:30 and 05:00", "no curtailment from 8
   to 16", "keep the battery above 40 % until 6 pm", "avoid exporting in the evening");
 - "only": it lets something run or happen only in a time window, so it is off at every other
   time ("the washing machine may only run between 9am and 3pm", "heat pump just after 6 pm", "no
-  generator except at night").
+  generator except at night");
+- "except": a cap or a floor other than off that holds at every time except in a time window,
+  where it is lifted ("import at most 6 kW, except from 1 to 4 am", "keep the battery at 30 % or
+  more except between 18:00 and 21:00").
 The words of the text that restrict something to a window (only, exclusively, ...) are listed
 under it. Answer with the JSON object only."""
 CHOICE_SYSTEMS = {
@@ -135,9 +146,10 @@ run", "do not curtail", "only run ... after 6 pm"), or "another amount" if no op
 Answer with the JSON object only.""",
     "when": """You read one energy-management preference of a household (a prosumer) whose quantity, sense and
 bound are known, and pick the time window it names from the options listed under it:
-"before T" (before, until, till, up to T), "after T" (after, from T on, since T), "all day" (the
-text names no time), or "another window" if no option is the window. The clock times the text mentions are listed under it with
-the word before each.
+"before T" (before, until, till, by, up to T; the option may carry the text's own word, "until T"),
+"after T" (after, from T on, since T; or the text's own word, "from T"), "all day" (the text names
+no time), or "another window" if no option is the window. The clock times the text mentions are
+listed under it with the word before each.
 Answer with the JSON object only.""",
 }
 
@@ -153,14 +165,21 @@ def _window_label(start, end):
 def window_options(text):
     """[(label, {'from', 'to'}), ...] of a wording with at most one clock time and no named period:
     for a time T 'before T' and 'after T' (midnight as an end is 24:00), then 'all day', each window
-    once, last the fallback (fields None). None for more times or a named period: ranges are the
+    once, last the fallback (fields None). Where the wording's time word says which side of T it
+    means ("until", "after", ...: mentions.BEFORE_WORDS, AFTER_WORDS), only that side is a reading,
+    labelled with the wording's word ("until 06:45" instead of "before 06:45"), and 'all day' is
+    not (the time bounds the window): the 0.5B model, offered both sides, picked "after" for
+    "until", "till" and "before noon" (12 of 248 dev wordings); offered the side and 'all day', it
+    picked 'all day' for 8 bans ("no feed-in to the grid after 8pm"). None for more times or a named period: ranges are the
     free question's (the 0.5B model picked one-sided or all-day options for them, see README)."""
-    times = [hhmm for _, hhmm in mentions.clock_mentions(text)]
-    if len(times) > 1 or mentions.period_mentions(text):
+    leads = mentions.clock_leads(text)
+    if len(leads) > 1 or mentions.period_mentions(text):
         return None
-    windows = [(None, "24:00" if t == "00:00" else t) for t in times] + [(t, None) for t in times] + [(None, None)]
+    before = [(None, "24:00" if t == "00:00" else t, w) for t, w in leads if w not in mentions.AFTER_WORDS]
+    windows = before + [(t, None, w) for t, w in leads if w not in mentions.BEFORE_WORDS]
+    sided = any(w in mentions.BEFORE_WORDS + mentions.AFTER_WORDS for _, w in leads)
     out, seen, day = [], set(), frozenset(window_steps(None, None))
-    for a, b in windows:
+    for a, b, lead in windows + ([] if sided else [(None, None, None)]):
         try:
             steps = frozenset(window_steps(a, b))
         except ConfigError:
@@ -168,7 +187,11 @@ def window_options(text):
         a, b = (None, None) if steps == day else (a, b)
         if steps not in seen:
             seen.add(steps)
-            out.append((_window_label(a, b), {"from": a, "to": b}))
+            label = _window_label(a, b)
+            side = mentions.BEFORE_WORDS if a is None else mentions.AFTER_WORDS
+            if lead in side and b != "24:00" and (a, b) != (None, None):  # the wording's own word: "until 06:45"
+                label = f"{lead} {a or b}"
+            out.append((label, {"from": a, "to": b}))
     return out + [(OTHER["when"], None)]
 
 
@@ -203,10 +226,6 @@ def _choice_label(group, text, structure):
         fields = {f: structure[f] for f in FIELD_GROUPS[group]}
         match = [label for label, f in options if f == fields]
     return match[0] if match else OTHER[group]
-
-
-def _choice_grammar(group, labels):
-    return JsonSchema({"type": "object", "properties": {CHOICE_KEYS[group]: {"enum": list(labels)}}})
 
 
 def _window_schema():
@@ -263,7 +282,7 @@ def _query(text, variant, group=None, known=None):
     if group in ("scope", "kind"):
         lines += mentions.restricting_hint(text) + "\n"
     if variant == "choices" and group == "what":
-        lines += mentions.quantity_hint(text) + "\n"
+        lines += mentions.quantity_hint(text) + "\n" + mentions.comparison_hint(text) + "\n"
     if group is not None:
         lines += _known(known, group)
     options = choice_options(group, text, known) if variant == "choices" and group in CHOICE_KEYS else None
@@ -298,14 +317,44 @@ def prompt(text, examples, variant="joint", group=None, known=None):
 
 def parse_reply(raw):
     """The first JSON object in a reply (constrained replies are exactly one), or None."""
-    m = re.search(r"\{.*?\}", raw, re.S)
-    if not m:
+    at = raw.find("{")
+    if at < 0:
         return None
     try:
-        value = json.loads(m.group(0))
+        value, _ = json.JSONDecoder().raw_decode(raw[at:])
     except json.JSONDecodeError:
-        return None
+        m = re.search(r"\{.*?\}", raw[at:], re.S)
+        try:
+            value = json.loads(m.group(0)) if m else None
+        except json.JSONDecodeError:
+            return None
     return value if isinstance(value, dict) else None
+
+
+CHOICE_BY = "decode"
+"""how a choice question is answered by a backend that can score replies: 'decode' (greedy under a
+grammar of the options, as any backend) or 'score' (the option with the highest log-probability of
+its whole reply plus CHOICE_BIAS)"""
+
+
+def _pick(backend, prompts, key, options, system, tag):
+    """One option label per prompt (``options``: its labels). With CHOICE_BY 'score', a backend that
+    scores replies (HFBackend.score_batch) gets every option's reply scored, and the label with the highest
+    log-probability plus ``CHOICE_BIAS`` wins; the raw answer records the scores. Others decode
+    under a grammar of the prompt's options."""
+    if CHOICE_BY != "score" or not hasattr(backend, "score_batch"):
+        grammars = [JsonSchema({"type": "object", "properties": {key: {"enum": list(opts)}}}) for opts in options]
+        return backend.generate_batch(prompts, system=system, tag=tag, grammar=grammars,
+                                      max_new_tokens=max(g.max_chars for g in grammars))
+    pairs = [(k, label) for k, opts in enumerate(options) for label in opts]
+    scores = backend.score_batch([prompts[k] for k, _ in pairs], [json.dumps({key: label}) for _, label in pairs],
+                                 system=system)
+    per = [{} for _ in prompts]
+    for (k, label), logp in zip(pairs, scores):
+        per[k][label] = round(logp, 3)
+    bias = CHOICE_BIAS.get(key, {})
+    picked = [max(p, key=lambda label: p[label] + bias.get(label, 0.0)) for p in per]
+    return [json.dumps({key: label, "logp": p}) for label, p in zip(picked, per)]
 
 
 def _batches(group, structures):
@@ -326,14 +375,15 @@ def _batches(group, structures):
 
 def _kind(structure):
     """The kind a ground-truth structure is (few-shot answers)."""
-    return "only" if all(structure[f] == v for f, v in KINDS["only"].items()) else "limit"
+    if all(structure[f] == v for f, v in KINDS["only"].items()):
+        return "only"
+    return "except" if structure["applies"] == "outside" else "limit"
 
 
 def _ask_kind(backend, texts, examples, structures, raws):
     """The choices variant's first question: each wording's kind fills the fields that kind fixes."""
-    grammar = JsonSchema({"type": "object", "properties": {KIND_KEY: {"enum": list(KINDS)}}})
-    replies = backend.generate_batch([prompt(t, examples, "choices", "kind", {}) for t in texts], system=KIND_SYSTEM,
-                                     tag="preference-kind", grammar=grammar, max_new_tokens=grammar.max_chars)
+    replies = _pick(backend, [prompt(t, examples, "choices", "kind", {}) for t in texts], KIND_KEY,
+                    [list(KINDS)] * len(texts), KIND_SYSTEM, "preference-kind")
     for k, raw in enumerate(replies):
         raws[k].append(raw)
         kind = (parse_reply(raw) or {}).get(KIND_KEY)
@@ -348,10 +398,8 @@ def _ask_choice(backend, group, texts, examples, structures, raws):
     if not todo:
         return
     options = [dict(asked[k]) for k in todo]
-    grammars = [_choice_grammar(group, opts) for opts in options]
-    replies = backend.generate_batch([prompt(texts[k], examples, "choices", group, structures[k]) for k in todo],
-                                     system=CHOICE_SYSTEMS[group], tag=f"preference-{group}-choice", grammar=grammars,
-                                     max_new_tokens=max(g.max_chars for g in grammars))
+    replies = _pick(backend, [prompt(texts[k], examples, "choices", group, structures[k]) for k in todo],
+                    CHOICE_KEYS[group], options, CHOICE_SYSTEMS[group], f"preference-{group}-choice")
     for k, opts, raw in zip(todo, options, replies):
         raws[k].append(raw)
         label = (parse_reply(raw) or {}).get(CHOICE_KEYS[group])
@@ -359,6 +407,19 @@ def _ask_choice(backend, group, texts, examples, structures, raws):
             structures[k] = None
         elif opts[label] is not None:
             structures[k] = {**opts[label], **structures[k]}
+
+
+NON_NEGATIVE = ("generator_power", "battery_energy", "flexible_load_power", "pv_curtailment")
+"""quantities that are never below 0 (grid import and export are: the meter power has a sign)"""
+
+
+def _zero_is_a_ceiling(structure):
+    """A floor of 0 on a quantity that is never below 0 says nothing: an answer of "at_least 0" (the
+    0.5B model read "keep the generator silent" so) can only mean "at_most 0" (off)."""
+    if (structure is not None and structure.get("bound") == 0 and structure.get("sense") == "at_least"
+            and structure.get("quantity") in NON_NEGATIVE):
+        return {**structure, "sense": "at_most"}
+    return structure
 
 
 def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
@@ -396,6 +457,7 @@ def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
                     part = {"applies": "outside" if part[SCOPE_KEY] else "inside"}
                 ok = part is not None and set(part) == set(FIELD_GROUPS[group])  # (unconstrained backends)
                 structures[k] = {**part, **structures[k]} if ok else None  # fields fixed earlier (kind) stay
+    structures = [_zero_is_a_ceiling(s) for s in structures]
     ordered = [None if s is None else {f: s[f] for f in STRUCTURE_FIELDS} for s in structures]
     return ordered, ["\n".join(r) for r in raws]
 
