@@ -87,27 +87,6 @@ def test_batch_and_prefix_cache_give_the_single_prompt_text(tiny):
         tiny.decoder.reuse_prefix = True
 
 
-def test_option_scores_equal_a_plain_forward_pass(tiny):
-    """score_batch (shared-prefix cache, left padding in the middle, one pass over the replies) gives
-    each reply's summed log-probability as one unpadded forward pass over prompt + reply does."""
-    import torch
-
-    prompts = [SHARED + "Pick one.", SHARED + "Pick one.", SHARED + "Now a longer question: which?"]
-    replies = ['{"kind": "limit"}', '{"kind": "only"}', "x"]
-    scores = tiny.score_batch(prompts, replies, batch_size=3)
-    for prompt, reply, got in zip(prompts, replies, scores):
-        head = tiny.tokenizer(tiny.render(prompt), add_special_tokens=False).input_ids
-        tail = tiny.tokenizer(reply, add_special_tokens=False).input_ids
-        ids = torch.tensor([head + tail])
-        with torch.no_grad():
-            logp = torch.log_softmax(tiny.model(input_ids=ids).logits.float(), dim=-1)[0]
-        want = sum(float(logp[len(head) + i - 1, t]) for i, t in enumerate(tail))
-        assert got == pytest.approx(want, abs=1e-3)
-    assert scores[0] != scores[1]
-    with pytest.raises(ValueError, match="replies for"):
-        tiny.score_batch(prompts, replies[:2])
-
-
 def test_stop_strings_cut_the_text(tiny):
     free = tiny.generate("Say something.", max_new_tokens=20)
     if len(free) > 3:

@@ -298,25 +298,6 @@ def test_a_floor_of_zero_on_a_quantity_never_below_zero_is_read_as_off():
                                                           ("grid_import", "at_least")]  # a meter power has a sign
 
 
-def test_kind_calibration_is_fitted_on_dev_scores_only():
-    from agents.llm.bench_preferences import fit_kind_bias
-
-    only = {"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW", "from": "09:00",
-            "to": "15:00", "applies": "outside"}
-    limit = {**only, "applies": "inside"}
-
-    def row(split, expected, d):
-        return {"split": split, "expected": expected, "raw": json.dumps({"kind": "only" if d > 0 else "limit",
-                                                                         "logp": {"limit": -1.0, "only": -1.0 + d}})}
-
-    replies = ([row("dev", only, d) for d in (-0.5, -1.0, 0.3)] + [row("dev", limit, d) for d in (-3.0, -2.0, -4.0)]
-               + [row("test", limit, 5.0)] * 10)  # test rows must not move the fit
-    bias, acc, acc0, n = fit_kind_bias(replies)
-    assert n == 6 and acc == 1.0 and acc0 == pytest.approx(4 / 6) and bias == pytest.approx(1.5)
-    with pytest.raises(ConfigError, match="no scored kind answers"):
-        fit_kind_bias([r for r in replies if r["split"] == "test"])
-
-
 def _text(turns):
     return turns if isinstance(turns, str) else "\n".join(t["content"] for t in turns)
 

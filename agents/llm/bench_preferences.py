@@ -18,7 +18,6 @@ results/llm__preference-bench__0__<timestamp>/bench.json (every reply) and print
 import argparse
 import json
 import time
-from pathlib import Path
 
 from agents.expert.preferences import UNITS, window_steps
 from agents.llm import preference_extraction as X
@@ -70,33 +69,6 @@ def summary(scored, split):
     return out
 
 
-def fit_kind_bias(replies, split="dev"):
-    """The log-probability added to the kind question's "only" option (``CHOICE_BIAS``) that reads
-    most ``split`` wordings' kind right, from a run's scored replies: the middle of the widest
-    interval of best accuracy. Returns (bias, accuracy with it, accuracy without, wordings)."""
-    rows = []
-    for r in replies:
-        kind = X.parse_reply(r["raw"].split("\n")[0]) or {}
-        if r["split"] == split and "logp" in kind:
-            rows.append((kind["logp"]["only"] - kind["logp"]["limit"], X._kind(r["expected"]) == "only"))
-    if not rows:
-        raise ConfigError(f"no scored kind answers on the {split!r} split (a run of the choices variant with a local model)")
-    accuracy = lambda b: sum((d + b > 0) == only for d, only in rows) / len(rows)  # noqa: E731
-    cuts = sorted({-d for d, _ in rows})
-    edges = [cuts[0] - 1.0] + [(a + b) / 2 for a, b in zip(cuts, cuts[1:])] + [cuts[-1] + 1.0]
-    best = max(accuracy(b) for b in edges)
-    runs, run = [], []
-    for b in edges:  # contiguous stretches of best accuracy; the widest one's middle
-        if accuracy(b) == best:
-            run.append(b)
-        elif run:
-            runs, run = runs + [run], []
-    runs += [run] if run else []
-    widest = max(runs, key=lambda r: r[-1] - r[0])
-    bias = round((widest[0] + widest[-1]) / 2, 2)
-    return bias, accuracy(bias), accuracy(0.0), len(rows)
-
-
 def main(argv=None):
     from agents.llm.llm import HFBackend
     from simulators.recorder.recorder import new_run_dir
@@ -112,20 +84,7 @@ def main(argv=None):
                         help="benchmark splits to run (choose the prompt on dev; touch test once)")
     parser.add_argument("--no-jump-forward", action="store_true", help="decode forced JSON text token by token")
     parser.add_argument("--results-dir", default="results")
-    parser.add_argument("--choice-by", default=X.CHOICE_BY, choices=("decode", "score"),
-                        help="how choice questions are answered (preference_extraction.CHOICE_BY)")
-    parser.add_argument("--fit-bias", metavar="BENCH_JSON",
-                        help="print the kind question's calibration fitted on the dev replies of an earlier run "
-                             "(its bench.json) and exit")
     args = parser.parse_args(argv)
-    if args.fit_bias:
-        for e in json.loads(Path(args.fit_bias).read_text())["models"]:
-            if e["variant"] == "choices":
-                bias, acc, acc0, n = fit_kind_bias(e["replies"])
-                print(f"{e['model']}: CHOICE_BIAS = {{'kind': {{'only': {bias}}}}} reads {acc:.1%} of {n} dev kinds "
-                      f"right ({acc0:.1%} without)")
-        return
-    X.CHOICE_BY = args.choice_by
     rows = json.loads(X.PHRASINGS.read_text())["phrasings"]
     rows = [r for r in rows if r["split"] in args.splits]
     report = []

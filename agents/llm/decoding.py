@@ -191,35 +191,6 @@ class Decoder:
             self.stats["tokens_out"] += len(seq.ids)
         return [(self._final_text(s, stop), s.ids, s.done) for s in seqs]
 
-    def score(self, prompts_ids, continuations_ids):
-        """Log-probability (natural log, summed over its tokens) of each continuation right after its
-        prompt, teacher-forced: one prefill of the prompts (with the shared-prefix cache) and one
-        forward pass over the continuations, left-padded like the decoding steps."""
-        import torch
-
-        if len(prompts_ids) != len(continuations_ids):
-            raise ValueError(f"{len(continuations_ids)} continuations for {len(prompts_ids)} prompts")
-        if any(not c for c in continuations_ids):
-            raise ValueError("an empty continuation has no score")
-        with torch.no_grad():
-            t0 = time.perf_counter()
-            first, cache, attn, pos = self._prefill(prompts_ids)
-            inp, new = self._block([list(c) for c in continuations_ids])
-            attn = torch.cat([attn, new], dim=1)
-            pos = (pos + new.cumsum(1))
-            out = self.model(input_ids=inp, attention_mask=attn, position_ids=pos, use_cache=True,
-                             **{self._cache_kw: cache})
-            rest = torch.log_softmax(out.logits.float(), dim=-1)
-            first = torch.log_softmax(first, dim=-1)
-            width, scores = inp.shape[1], []
-            for b, c in enumerate(continuations_ids):
-                total = float(first[b, c[0]])
-                for i in range(1, len(c)):  # token i is predicted at the position of token i - 1
-                    total += float(rest[b, width - len(c) + i - 1, c[i]])
-                scores.append(total)
-        self.stats["prefill_s"] += time.perf_counter() - t0
-        return scores
-
     # ---- prefill with the shared prefix ----
     def _prefill(self, prompts_ids):
         import torch

@@ -172,22 +172,6 @@ class HFBackend:
         self.generate_s += time.perf_counter() - t0
         return texts
 
-    def score_batch(self, prompts, replies, *, system=None, prefill="", batch_size=None):
-        """Log-probability of each reply (the assistant's text) after its prompt, as rendered for
-        generation: how likely the model finds each option of a choice, for comparing options
-        (agents/llm/preference_extraction.py). Batched like generate_batch."""
-        batch_size = batch_size or self.batch_size
-        if len(replies) != len(prompts):
-            raise ValueError(f"{len(replies)} replies for {len(prompts)} prompts")
-        ids = [self._encode(self.render(p, system, prefill), 0) for p in prompts]
-        conts = [self.tokenizer(r, add_special_tokens=False).input_ids for r in replies]
-        scores = []
-        t0 = time.perf_counter()
-        for k in range(0, len(ids), batch_size):
-            scores += self.decoder.score(ids[k:k + batch_size], conts[k:k + batch_size])
-        self.generate_s += time.perf_counter() - t0
-        return scores
-
     def _encode(self, text, max_new_tokens):
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
         room = max(16, self.max_context - max_new_tokens)

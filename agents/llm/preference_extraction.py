@@ -110,9 +110,6 @@ wording; "another ..." falls back to the free question)"""
 CHAT_VARIANTS = ("chat", "fields", "choices")
 DEFAULT_VARIANT = "choices"
 
-CHOICE_BIAS = {}
-"""{answer key: {option label: added log-probability}}: a calibration of a choice question's
-option priors (``_pick``), fitted on dev wordings only (``bench_preferences --fit-bias``)"""
 CHOICE_KEYS = {"amount": "amount", "when": "window"}
 """the choice questions of the 'choices' variant and the key of their one-field answer"""
 OTHER = {"amount": "another amount", "when": "another window"}
@@ -331,30 +328,13 @@ def parse_reply(raw):
     return value if isinstance(value, dict) else None
 
 
-CHOICE_BY = "decode"
-"""how a choice question is answered by a backend that can score replies: 'decode' (greedy under a
-grammar of the options, as any backend) or 'score' (the option with the highest log-probability of
-its whole reply plus CHOICE_BIAS)"""
-
-
 def _pick(backend, prompts, key, options, system, tag):
-    """One option label per prompt (``options``: its labels). With CHOICE_BY 'score', a backend that
-    scores replies (HFBackend.score_batch) gets every option's reply scored, and the label with the highest
-    log-probability plus ``CHOICE_BIAS`` wins; the raw answer records the scores. Others decode
-    under a grammar of the prompt's options."""
-    if CHOICE_BY != "score" or not hasattr(backend, "score_batch"):
-        grammars = [JsonSchema({"type": "object", "properties": {key: {"enum": list(opts)}}}) for opts in options]
-        return backend.generate_batch(prompts, system=system, tag=tag, grammar=grammars,
-                                      max_new_tokens=max(g.max_chars for g in grammars))
-    pairs = [(k, label) for k, opts in enumerate(options) for label in opts]
-    scores = backend.score_batch([prompts[k] for k, _ in pairs], [json.dumps({key: label}) for _, label in pairs],
-                                 system=system)
-    per = [{} for _ in prompts]
-    for (k, label), logp in zip(pairs, scores):
-        per[k][label] = round(logp, 3)
-    bias = CHOICE_BIAS.get(key, {})
-    picked = [max(p, key=lambda label: p[label] + bias.get(label, 0.0)) for p in per]
-    return [json.dumps({key: label, "logp": p}) for label, p in zip(picked, per)]
+    """One reply per prompt, decoded under a grammar of that prompt's options (``options``: its
+    labels). (Scoring every option's whole reply by its log-probability instead read fewer dev
+    wordings right, 89.1 % against 91.5 %, in 45 % more time: README.)"""
+    grammars = [JsonSchema({"type": "object", "properties": {key: {"enum": list(opts)}}}) for opts in options]
+    return backend.generate_batch(prompts, system=system, tag=tag, grammar=grammars,
+                                  max_new_tokens=max(g.max_chars for g in grammars))
 
 
 def _batches(group, structures):
