@@ -282,6 +282,8 @@ def test_window_options_carry_the_wordings_own_time_word():
         "until 06:45": {"from": None, "to": "06:45"}, "another window": None}
     assert [label for label, _ in window_options("run it from 18:00 on")] == ["from 18:00", "another window"]
     assert [label for label, _ in window_options("battery charged by 7 am")][:2] == ["before 07:00", "after 07:00"]
+    assert [label for label, _ in window_options("hold 12.5 kWh until a quarter past six in the morning")] == [
+        "until 06:15", "another window"]  # the time word before "a quarter past"
 
 
 def test_a_floor_of_zero_on_a_quantity_never_below_zero_is_read_as_off():

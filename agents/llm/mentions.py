@@ -186,8 +186,8 @@ def restricting_hint(text):
     return f"Restricting words in the text: {words}"
 
 
-_LEAD = re.compile(r"\b(before|after|until|till|til|up to|by|from|since|starting(?: at| from)?|at|between|and|to|past)\s+$",
-                   re.I)
+_LEAD = re.compile(r"\b(before|after|until|till|til|up to|by|from|since|starting(?: at| from)?|at|between|and|to|past)\s+"
+                   r"(?:a\s+)?$", re.I)  # "until a quarter past six"
 
 
 def _with_lead(text, span, start):
@@ -208,8 +208,8 @@ def clock_leads(text):
     out, at = [], 0
     for span, hhmm in clock_mentions(text):
         shown, at = _with_lead(text, span, at)
-        lead = shown[:len(shown) - len(span)].strip().lower()
-        out.append((hhmm, " ".join(lead.split()) or None))
+        lead = _LEAD.search(shown[:len(shown) - len(span)])
+        out.append((hhmm, " ".join(lead[1].lower().split()) if lead else None))
     return out
 
 
