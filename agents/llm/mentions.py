@@ -175,9 +175,9 @@ def period_mentions(text):
     return [(m[0], start, end) for m in _NIGHT_WORDS.finditer(text)]
 
 
-_RESTRICTING = re.compile(r"\b(only|just|exclusively|solely|except|excepting|unless|restricted to|reserved for|limited to the|"
-                          r"not outside|never outside|no other time|at no other time|otherwise|outside (?:of )?th(?:at|is|ose))\b",
-                          re.I)
+_RESTRICTING = re.compile(r"\b(only|just|exclusively|solely|except|excepting|unless|restricted to|reserved for|"
+                          r"limited to the|not outside|never outside|no other time|at no other time|otherwise|"
+                          r"outside (?:of )?th(?:at|is|ose))\b", re.I)
 
 
 def restricting_hint(text):
@@ -190,11 +190,12 @@ _LEAD = re.compile(r"\b(before|after|until|till|til|up to|by|from|since|starting
                    r"(?:a\s+)?$", re.I)  # "until a quarter past six"
 
 
-def _with_lead(text, span, start):
-    """``span`` (found at or after ``start``) with the time word right before it ("before noon")."""
+def _lead(text, span, start):
+    """(the match of the time word right before ``span``, found at or after ``start``, or None;
+    where the next search starts)."""
     at = text.find(span, start)
     lead = _LEAD.search(text[max(0, at - 20):at]) if at >= 0 else None
-    return (f"{lead[0]}{span}" if lead else span), max(start, at + len(span))
+    return lead, max(start, at + len(span))
 
 
 BEFORE_WORDS = ("before", "until", "till", "til", "up to")
@@ -207,8 +208,7 @@ def clock_leads(text):
     """[('HH:MM', time word before it, lower case, or None), ...] of the clock times in order."""
     out, at = [], 0
     for span, hhmm in clock_mentions(text):
-        shown, at = _with_lead(text, span, at)
-        lead = _LEAD.search(shown[:len(shown) - len(span)])
+        lead, at = _lead(text, span, at)
         out.append((hhmm, " ".join(lead[1].lower().split()) if lead else None))
     return out
 
@@ -219,7 +219,8 @@ def hints(text, lead_words=False):
     clocks, at = [], 0
     for span, hhmm in clock_mentions(text):
         if lead_words:
-            span, at = _with_lead(text, span, at)
+            lead, at = _lead(text, span, at)
+            span = f"{lead[0]}{span}" if lead else span
         clocks.append(f'"{span}" = {hhmm}')
     clocks += [f'"{span}" = {a} to {b}' for span, a, b in period_mentions(text)]
     clocks = ", ".join(clocks) or "none"
@@ -229,23 +230,23 @@ def hints(text, lead_words=False):
 
 # comparison words and the sense they give the number they qualify; a negation right before one
 # flips it ("no more than", "must not hold more than", "never above", "not below")
-_NUMBER_WITH_UNIT = r"\s*\d+(?:[.,]\d+)?\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r")\b"
-_CEILING = (r"at (?:the )?most|max(?:imum|imal)?|up to(?=" + _NUMBER_WITH_UNIT + r")|limit(?:ed|s|ing)?|cap(?:ped|s)?|"
+_CEILING = (r"at (?:the )?most|max(?:imum|imal)?|up to(?=\s*" + _AMOUNT.pattern + r")|limit(?:ed|s|ing)?|cap(?:ped|s)?|"
             r"below|under(?!\w)|beneath|less than|lower than|fewer than|smaller than|within|"
             r"or (?:less|lower|below|under|fewer)|at or (?:below|under)")
 _FLOOR = (r"at least|min(?:imum|imal)?|above|over(?!\s?night)|more than|higher than|greater than|exceed(?:s|ing)?|"
           r"or (?:more|higher|above|over|greater)|at or (?:above|over)|reserve|in reserve|keep(?:s|ing)? .{0,30}?charged")
 _NEGATION = r"(?:\b(?:not|never|no|nothing)|\b\w+n't)"
-_COMPARISON = re.compile(r"(?P<neg>" + _NEGATION + r"(?:\s+(?!(?:and|but|or|except|unless|otherwise)\b)[\w'-]+){0,6}?\s+)?(?:(?P<at_most>\b(?:" + _CEILING
+_CLAUSE_WORD = r"\s+(?!(?:and|but|or|except|unless|otherwise)\b)[\w'-]+"
+_COMPARISON = re.compile(r"(?P<neg>" + _NEGATION + r"(?:" + _CLAUSE_WORD + r"){0,6}?\s+)?(?:(?P<at_most>\b(?:" + _CEILING
                          + r"))|(?P<at_least>\b(?:" + _FLOOR + r")))\b", re.I)
 _FLIP = {"at_most": "at_least", "at_least": "at_most"}
 
 
 def comparison_mentions(text):
     """[(span as written, 'at_most' | 'at_least'), ...]: comparison words and the sense they give
-    ("or less" = at_most, "at least" = at_least); a negation up to six words before (in the same
-    clause) flips them
-    ("never above" = at_most, "must not fall under" = at_least). A hint, the LLM decides.
+    ("or less" = at_most, "at least" = at_least); a negation up to six words before in the same
+    clause flips them ("never above" = at_most, "must not fall under" = at_least). A hint, the LLM
+    decides.
 
     >>> comparison_mentions("the battery must not hold more than 8 kWh")
     [('not hold more than', 'at_most')]
@@ -281,8 +282,8 @@ _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and 
                    r"(?:back )?(?:in)?to the (?:utility |public )?(?:grid|network|mains)",
     "flexible_load_power": r"dishwashers?|washing machines?|washers?|(?:tumble )?dryers?|heat pumps?|(?:ev )?chargers?|"
                            r"electric (?:vehicles?|cars?)|ev|cars?|wallbox(?:es)?|pool pumps?|"
-                           r"water heaters?|boilers?|(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption|appliances?)|"
-                           r"appliances?",
+                           r"water heaters?|boilers?|appliances?|"
+                           r"(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption|appliances?)",
     "pv_curtailment": r"curtail(?:s|ed|ing|ment)?|spill(?:s|ed|ing)?(?! \w+ (?:back )?to the)|wast(?:e|es|ed|ing)|"
                       r"throw(?:s|n|ing)? away|clip(?:s|ped|ping)?|throttl(?:e|es|ed|ing)|"
                       r"(?:cut|dump|discard)\w*(?: \w+){0,2}? (?:solar|pv|panels?)",

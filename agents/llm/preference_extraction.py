@@ -164,8 +164,9 @@ def window_options(text):
     labelled with the wording's word ("until 06:45" instead of "before 06:45"), and 'all day' is
     not (the time bounds the window): the 0.5B model, offered both sides, picked "after" for
     "until", "till" and "before noon" (12 of 248 dev wordings); offered the side and 'all day', it
-    picked 'all day' for 8 bans ("no feed-in to the grid after 8pm"). None for more times or a named period: ranges are the
-    free question's (the 0.5B model picked one-sided or all-day options for them, see README)."""
+    picked 'all day' for 8 bans ("no feed-in to the grid after 8pm"). None for more times or a
+    named period: ranges are the free question's (the 0.5B model picked one-sided or all-day
+    options for them, see README)."""
     leads = mentions.clock_leads(text)
     if len(leads) > 1 or mentions.period_mentions(text):
         return None
@@ -311,17 +312,13 @@ def prompt(text, examples, variant="joint", group=None, known=None):
 
 def parse_reply(raw):
     """The first JSON object in a reply (constrained replies are exactly one), or None."""
-    at = raw.find("{")
-    if at < 0:
+    m = re.search(r"\{.*?\}", raw, re.S)
+    if not m:
         return None
     try:
-        value, _ = json.JSONDecoder().raw_decode(raw[at:])
+        value = json.loads(m.group(0))
     except json.JSONDecodeError:
-        m = re.search(r"\{.*?\}", raw[at:], re.S)
-        try:
-            value = json.loads(m.group(0)) if m else None
-        except json.JSONDecodeError:
-            return None
+        return None
     return value if isinstance(value, dict) else None
 
 
