@@ -62,7 +62,7 @@ class ExpertRunConfig:
     """hf backend: a packaged model's name (python -m agents.llm.models --help), a local model folder or a
     .gguf file; empty = Qwen2.5-Coder-0.5B-Instruct (agents/llm/llm.py DEFAULT_MODEL)"""
     dtype: str = "auto"
-    """hf backend: compute dtype auto (as stored) | float32 | bfloat16"""
+    """hf backend: compute dtype auto (float32 on the CPU, as stored on a GPU) | float32 | bfloat16"""
     preference_variant: str = DEFAULT_PREFERENCE_VARIANT
     """free-text preferences: choices (the default: kind, what, amount, when as small questions, the
     readings the tagged mentions allow as options) | fields (what, amount, when, scope, written out) |

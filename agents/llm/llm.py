@@ -94,8 +94,10 @@ class HFBackend:
                  dtype="auto", quantize="none", batch_size=16):
         """model: None (SmolLM2), a packaged model's name (agents/llm/models.py), a folder or a .gguf file.
 
-        dtype: compute dtype, 'auto' (as stored: bf16 for the packaged models' folders),
-        'float32' or 'bfloat16'. quantize: 'none' | 'int8' (torch dynamic quantization, CPU only).
+        dtype: compute dtype, 'auto' (float32 on the CPU, whatever the stored weights: bf16 weights
+        computed in float32 give the same greedy text as float32, README; bf16 compute on a CPU without
+        native bf16 is ~100x slower, 0.9 against 97 GFLOPS for a 1024x1024 matmul on the AVX2-only
+        cores of the sixth session; as stored on a GPU), 'float32' or 'bfloat16'. quantize: 'none' | 'int8' (torch dynamic quantization, CPU only).
         batch_size: most prompts decoded together by generate_batch (one padded batch each).
         threads: torch CPU threads (0 = torch's default). One by default: decoding a small model
         is latency-bound, and on shared cores a second thread's barrier spinning cost more than
@@ -118,6 +120,8 @@ class HFBackend:
             # copies the whole KV cache to every query head at every step (measured 14x slower attention
             # for Qwen2.5-0.5B's 14 heads over 2 KV heads, batch 8, 1400 cached tokens)
             os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
+        if dtype == "auto" and self.device == "cpu":
+            dtype = "float32"
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **kw)
         self.model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype, **kw)
         if dtype != "auto":
