@@ -12,8 +12,8 @@ from agents.expert.preferences import (STRUCTURE_FIELDS, STRUCTURE_SCHEMA, parse
                                        parse_text, to_preference, window_steps)
 from agents.expert.reference import build_reference, make_state
 from agents.llm.llm import RecordedBackend
-from agents.llm.preference_extraction import (CHOICE_KEYS, FIELD_GROUPS, OTHER, PHRASINGS, SCOPE_KEY, SYSTEM, VARIANTS,
-                                              _kind, few_shot_examples, prompt, resolve_specs)
+from agents.llm.preference_extraction import (CHOICE_KEYS, FIELD_GROUPS, OTHER, PHRASINGS, SCOPE_KEY, SCOPE_OPTIONS, SYSTEM,
+                                              VARIANTS, _kind, few_shot_examples, prompt, resolve_specs)
 from simulators.market.tariffs import make_tariff
 from simulators.prosumer.spec import load_specs, save_specs
 from simulators.scenario import DATA_DIR
@@ -30,7 +30,8 @@ FREE_STRUCTURE = {"quantity": "generator_power", "sense": "at_most", "bound": 0,
 def recorded_stages(*structures):
     """Recorded replies that give ``structures`` (in order) under every extraction variant: the whole
     object for joint/hints, its parts for fields; for choices the kind of the structure and the
-    fallback option of amount and window (so the free questions answer them)."""
+    fallback option of amount and window (so the free questions answer them), and the scope choice of
+    windows that are exceptions."""
     stages = {"preference": [json.dumps(s) for s in structures]}
     for group, fields in FIELD_GROUPS.items():
         stages[f"preference-{group}"] = [json.dumps({f: s[f] for f in fields}) for s in structures]
@@ -38,6 +39,8 @@ def recorded_stages(*structures):
     for group, other in OTHER.items():
         stages[f"preference-{group}-choice"] = [json.dumps({CHOICE_KEYS[group]: other})] * len(structures)
     stages["preference-kind"] = [json.dumps({"kind": _kind(s)}) for s in structures]
+    stages["preference-scope-choice"] = [json.dumps({CHOICE_KEYS["scope"]: label}) for s in structures
+                                         for label, f in SCOPE_OPTIONS if f["applies"] == s["applies"]]
     return stages
 
 
@@ -254,6 +257,10 @@ def test_amount_mentions_read_units_and_decimal_commas():
     ("import up to 10 am", []),                                   # "up to" a time is no bound
     ("no export, keep the battery above 20%", ["at_least"]),     # a negation in another clause
     ("limit import to 4 kW and never exceed 2 kW of export", ["at_most", "at_most"]),
+    ("don't go beyond 4 kW of import", ["at_most"]),
+    ("don't fill the storage past 90 percent, off past 6 pm", ["at_most"]),  # "past" an amount, not a time
+    ("grid draw <= 5 kW, export ≥ 1 kW", ["at_most", "at_least"]),  # symbols before a number
+    ("keep a < b", []),
 ])
 def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     from agents.llm.mentions import comparison_mentions
@@ -268,6 +275,10 @@ def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     ("dont clip my panels", "pv_curtailment"),
     ("hold 20% in the powerwall", "battery_energy"),
     ("shiftable appliances not before 9", "flexible_load_power"),
+    ("keep the gen set off", "generator_power"),
+    ("the cogeneration plant stays off", "generator_power"),
+    ("I don't want to lose any solar", "pv_curtailment"),
+    ("draw from grid at most 5 kW", "grid_import"),
 ])
 def test_quantity_words_name_their_quantity(text, quantity):
     from agents.llm.mentions import quantity_mentions
@@ -411,3 +422,41 @@ def test_choices_pick_options_and_fall_back_to_the_free_question():
     picked = {**stages, "preference-when-choice": ['{"window": "after 18:00"}', '{"window": "from 09:00 to 10:00"}']}
     structures, _ = extract(RecordedBackend({"by_stage": picked}), texts, variant="choices")
     assert structures[1] is None  # not one of its options: no answer (an unconstrained backend)
+
+
+def test_an_exception_window_asks_the_scope_and_an_only_about_battery_energy_negates_the_sense():
+    from agents.llm.mentions import exception_hint, exception_mentions
+    from agents.llm.preference_extraction import choice_options, extract
+
+    assert exception_mentions("Apart from 7 to 9 am, import at most 6 kW") == ["Apart from"]
+    assert exception_hint("no export before 10") == "Exception words in the text: none"
+    windowed = {"from": "17:00", "to": "20:00"}
+    assert [label for label, _ in choice_options("scope", "pump any time except 17-20", windowed)] == [
+        "during the window", "at every other time"]
+    assert choice_options("scope", "pump off from 17 to 20", windowed) is None  # no exception: the kind decides
+    assert choice_options("scope", "pump any time except never", {"from": None, "to": None}) is None  # whole day
+    texts = ["The pool pump can run any time except between 17:00 and 20:00.",
+             "Keep the battery above 30% except from 5 to 9 in the morning.",
+             "The battery may only drop below 40% between 18:00 and 22:00.",
+             "The generator may only run at night."]
+    stages = {"preference-kind": ['{"kind": "limit"}', '{"kind": "limit"}', '{"kind": "only"}', '{"kind": "only"}'],
+              "preference-what": ['{"quantity": "generator_power", "sense": "at_most"}',  # (its kW batch first)
+                                  '{"quantity": "flexible_load_power", "sense": "at_most"}',
+                                  '{"quantity": "battery_energy", "sense": "at_least"}',
+                                  '{"quantity": "battery_energy", "sense": "at_most"}'],  # "below", as read
+              "preference-amount-choice": ['{"amount": "30 percent"}', '{"amount": "40 percent"}', '{"amount": "0 kW"}'],  # (battery first)
+              "preference-when": ['{"from": "17:00", "to": "20:00"}', '{"from": "05:00", "to": "09:00"}',
+                                  '{"from": "18:00", "to": "22:00"}', '{"from": "22:00", "to": "06:00"}'],
+              "preference-scope-choice": ['{"holds": "during the window"}', '{"holds": "at every other time"}']}
+    backend = RecordedBackend({"by_stage": stages})
+    got, _ = extract(backend, texts, variant="choices")
+    assert [(s["sense"], s["bound"], s["applies"]) for s in got] == [
+        ("at_most", 0, "inside"),  # a permission with an exception bans the window
+        ("at_least", 30, "outside"),  # a rule lifted in the window
+        ("at_least", 40, "outside"),  # "only below 40 % in the window" = at least 40 % at every other time
+        ("at_most", 0, "outside")]  # an "only" without a battery amount stays a ban at every other time
+    assert backend.used["preference-scope-choice"] == 2 and not backend.misses
+    scope = prompt(texts[1], few_shot_examples(), "choices", "scope", got[1])
+    assert scope[-1]["content"].endswith('Options: "during the window", "at every other time"\nJSON:')
+    assert 'Exception words in the text: "except"' in scope[-1]["content"]
+    assert {t["content"] for t in scope[1:-1:2]} == {'{"holds": "at every other time"}', '{"holds": "during the window"}'}

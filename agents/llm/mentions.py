@@ -186,6 +186,23 @@ def restricting_hint(text):
     return f"Restricting words in the text: {words}"
 
 
+_EXCEPTION = re.compile(r"\b(except(?:ing)?|apart from|aside from|other than|outside(?: of)?|besides|save for|barring|"
+                        r"but not|(?:at )?(?:no|any|every) other time)\b", re.I)
+
+
+def exception_mentions(text):
+    """The words that make a window an exception to the rest of the day ("except", "apart from",
+    "outside", "other than", "but not", "at no other time"): whether the bound holds in the window or at every other
+    time then depends on the rest of the wording, a question the LLM is asked (a ban "except 5 to 8
+    pm" holds at every other time, a permission "any time except 5 to 8 pm" bans the window)."""
+    return [m[0] for m in _EXCEPTION.finditer(text)]
+
+
+def exception_hint(text):
+    """The hint line of the choices variant's scope question."""
+    return "Exception words in the text: " + (", ".join(f'"{w}"' for w in exception_mentions(text)) or "none")
+
+
 _LEAD = re.compile(r"\b(before|after|until|till|til|up to|by|from|since|starting(?: at| from)?|at|between|and|to|past)\s+"
                    r"(?:a\s+)?$", re.I)  # "until a quarter past six"
 
@@ -234,12 +251,15 @@ _CEILING = (r"at (?:the )?most|max(?:imum|imal)?|up to(?=\s*" + _AMOUNT.pattern 
             r"below|under(?!\w)|beneath|less than|lower than|fewer than|smaller than|within|"
             r"or (?:less|lower|below|under|fewer)|at or (?:below|under)")
 _FLOOR = (r"at least|min(?:imum|imal)?|above|over(?!\s?night)|more than|higher than|greater than|exceed(?:s|ing)?|"
+          r"(?:beyond|past|in excess of)(?=\s*" + _AMOUNT.pattern + r")|"
           r"or (?:more|higher|above|over|greater)|at or (?:above|over)|reserve|in reserve|keep(?:s|ing)? .{0,30}?charged")
 _NEGATION = r"(?:\b(?:not|never|no|nothing)|\b\w+n't)"
 _CLAUSE_WORD = r"\s+(?!(?:and|but|or|except|unless|otherwise)\b)[\w'-]+"
 _COMPARISON = re.compile(r"(?P<neg>" + _NEGATION + r"(?:" + _CLAUSE_WORD + r"){0,6}?\s+)?(?:(?P<at_most>\b(?:" + _CEILING
                          + r"))|(?P<at_least>\b(?:" + _FLOOR + r")))\b", re.I)
-_FLIP = {"at_most": "at_least", "at_least": "at_most"}
+FLIP = {"at_most": "at_least", "at_least": "at_most"}
+"""the opposite sense"""
+_SYMBOL = re.compile(r"(?:(?P<at_most>≤|<=|=<|<)|(?P<at_least>≥|>=|=>|>))(?=\s*\d)")
 
 
 def comparison_mentions(text):
@@ -256,11 +276,11 @@ def comparison_mentions(text):
     out = []
     for m in _COMPARISON.finditer(text):
         sense = "at_most" if m["at_most"] else "at_least"
-        span = m[0].strip()
         if m["neg"]:
-            sense = _FLIP[sense]
-        out.append((span, sense))
-    return out
+            sense = FLIP[sense]
+        out.append((m.start(), m[0].strip(), sense))
+    out += [(m.start(), m[0], m.lastgroup) for m in _SYMBOL.finditer(text)]  # "draw <= 5 kW"
+    return [(span, sense) for _, span, sense in sorted(out)]
 
 
 def comparison_hint(text):
@@ -270,11 +290,12 @@ def comparison_hint(text):
 
 
 _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and their common kin
-    "generator_power": r"generators?|gen-?sets?|diesel|chp|combined heat and power|fuel cell",
+    "generator_power": r"generators?|gen[- ]?sets?|generating sets?|diesel|chp|combined heat and power|fuel cell|"
+                       r"co-?gen(?:eration)?(?: plant| unit)?",
     "battery_energy": r"batter(?:y|ies)|state of charge|soc|storage|stored energy|powerwall|accumulator",
     "grid_import": r"import(?:s|ed|ing)?|(?:grid|network|mains|utility) (?:draw|consumption|supply|purchases?)|"
-                   r"(?:draw|tak|pull|get|consum|us|buy)\w*(?: [\w-]+){0,3}? from the (?:grid|network|mains|utility)|"
-                   r"from the (?:utility |public )?(?:grid|network|mains)|meter draw|"
+                   r"(?:draw|tak|pull|get|consum|us|buy)\w*(?: [\w-]+){0,3}? from (?:the )?(?:grid|network|mains|utility)|"
+                   r"from (?:the )?(?:utility |public )?(?:grid|network|mains)|meter draw|"
                    r"buy(?:s|ing)?|bought|purchas(?:e|es|ed|ing)",
     "grid_export": r"export(?:s|ed|ing)?|feed(?:s|ing)?(?: in| into)?|fed(?: in| into)?|feed-?in|sell(?:s|ing)?|sold|"
                    r"inject(?:s|ed|ing|ion)?|(?:push|send|deliver|giv|return|spill)\w*(?: [\w-]+){0,3}? "
@@ -286,7 +307,7 @@ _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and 
                            r"(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption|appliances?)",
     "pv_curtailment": r"curtail(?:s|ed|ing|ment)?|spill(?:s|ed|ing)?(?! \w+ (?:back )?to the)|wast(?:e|es|ed|ing)|"
                       r"throw(?:s|n|ing)? away|clip(?:s|ped|ping)?|throttl(?:e|es|ed|ing)|"
-                      r"(?:cut|dump|discard)\w*(?: \w+){0,2}? (?:solar|pv|panels?)",
+                      r"(?:cut|dump|discard|los[et])\w*(?: \w+){0,2}? (?:solar|pv|panels?)",
 }
 _QUANTITY_RE = re.compile("|".join(f"(?P<{q}>\\b(?:{p})\\b)" for q, p in _QUANTITY_WORDS.items()), re.I)
 

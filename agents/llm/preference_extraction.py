@@ -110,16 +110,19 @@ wording; "another ..." falls back to the free question)"""
 CHAT_VARIANTS = ("chat", "fields", "choices")
 DEFAULT_VARIANT = "choices"
 
-CHOICE_KEYS = {"amount": "amount", "when": "window"}
-"""the choice questions of the 'choices' variant and the key of their one-field answer"""
+CHOICE_KEYS = {"amount": "amount", "when": "window", "scope": "holds"}
+"""the choice questions of the 'choices' variant and the key of their one-field answer ('scope' only
+for a limit whose window is an exception: mentions.exception_mentions)"""
 OTHER = {"amount": "another amount", "when": "another window"}
 """the option that sends a wording on to the free question of its group"""
 KIND_KEY = "kind"
 KINDS = {"limit": {"applies": "inside"},
          "only": {"sense": "at_most", "bound": 0, "unit": "kW", "applies": "outside"}}
-"""the first question of the 'choices' variant: a limit that holds in its window (or all day), or
-something allowed only in a window (at most 0 kW at every other time: the whole structure but the
-quantity and the window follows). One-word answers: the 0.5B model answered "a limit" to all 78 dev
+"""the first question of the 'choices' variant: a limit that holds in its window (or all day; where
+the window is an exception, "except 5 to 8 pm", the scope question says whether it holds in the
+window or at every other time), or something allowed only in a window (at most 0 kW at every other
+time: the whole structure but the quantity and the window follows; where the wording names a battery
+energy or percent amount, only the scope: see ``_ask_kind``). One-word answers: the 0.5B model answered "a limit" to all 78 dev
 wordings when the options were "a limit" / "allowed only at some times" (the token "a" dominates).
 A third kind, "except" (a limit lifted in a window: 4 of 248 dev wordings), made it read 24 bans
 in a window ("genset off from 11pm to 7am") as exceptions: dev 87.9 %, so it was left out"""
@@ -145,7 +148,17 @@ bound are known, and pick the time window it names from the options listed under
 no time), or "another window" if no option is the window. The clock times the text mentions are
 listed under it with the word before each.
 Answer with the JSON object only.""",
+    "scope": """You read one energy-management preference of a household (a prosumer) whose quantity, sense,
+bound and time window are known; the window is an exception ("except", "apart from", "outside",
+"other than", "at no other time"). Say when the bound holds: "during the window" when the window is what the text
+forbids or limits ("the pool pump may run any time except from 17:00 to 20:00" = pump at most 0 kW
+during 17:00-20:00), or "at every other time" when the text states a rule and the window is where it
+is lifted ("keep the battery above 30 % except from 5 to 9" = at least 30 % at every other time;
+"apart from 1 to 4 am import at most 6 kW"; "no generator except at night" = off at every other time;
+"the dryer runs from 1 to 5 pm and at no other time" = at most 0 kW at every other time).
+Answer with the JSON object only.""",
 }
+SCOPE_OPTIONS = [("during the window", {"applies": "inside"}), ("at every other time", {"applies": "outside"})]
 
 
 def _window_label(start, end):
@@ -204,7 +217,11 @@ def amount_options(text, quantity):
 
 
 def choice_options(group, text, known):
-    """The options of one choice question for one wording (``known``: the fields answered so far)."""
+    """The options of one choice question for one wording (``known``: the fields answered so far;
+    None: not a choice for this wording)."""
+    if group == "scope":
+        windowed = known.get("from") is not None or known.get("to") is not None
+        return list(SCOPE_OPTIONS) if windowed and mentions.exception_mentions(text) else None
     return amount_options(text, known["quantity"]) if group == "amount" else window_options(text)
 
 
@@ -274,7 +291,9 @@ def _query(text, variant, group=None, known=None):
     lines = f"Preference: {text}\n"
     if variant != "joint":
         lines += mentions.hints(text, lead_words=variant == "choices") + "\n"
-    if group in ("scope", "kind"):
+    if group == "scope" and variant == "choices":  # asked only of windows that are exceptions
+        lines += mentions.exception_hint(text) + "\n"
+    elif group in ("scope", "kind"):
         lines += mentions.restricting_hint(text) + "\n"
     if variant == "choices" and group == "what":
         lines += mentions.quantity_hint(text) + "\n" + mentions.comparison_hint(text) + "\n"
@@ -352,14 +371,39 @@ def _kind(structure):
     return "only" if all(structure[f] == v for f, v in KINDS["only"].items()) else "limit"
 
 
+def _energy_amount(text):
+    """Whether the wording names a battery energy or percent amount (a fact about the text)."""
+    return any(UNITS[u][0] != "kW" for _, _, u in mentions.amount_mentions(text))
+
+
 def _ask_kind(backend, texts, examples, structures, raws):
-    """The choices variant's first question: each wording's kind fills the fields that kind fixes."""
+    """The choices variant's first question: each wording's kind fills the fields that kind fixes.
+
+    Returns the indices whose 'only' is about a battery's energy ("may only drop below 25 % between
+    4 and 10 pm"): energy is never off, so "X only in the window" cannot be a ban; it says "not X at
+    every other time", so only the scope is fixed and the sense read from the wording ("below" =
+    at_most) is flipped once read (``_negate_lifted``). A limit whose window is an exception leaves
+    the scope to its own question."""
     replies = _pick(backend, [prompt(t, examples, "choices", "kind", {}) for t in texts], KIND_KEY,
                     [list(KINDS)] * len(texts), KIND_SYSTEM, "preference-kind")
+    lifted = set()
     for k, raw in enumerate(replies):
         raws[k].append(raw)
         kind = (parse_reply(raw) or {}).get(KIND_KEY)
         structures[k] = dict(KINDS[kind]) if kind in KINDS else None  # (unconstrained backends)
+        if kind == "only" and _energy_amount(texts[k]):
+            structures[k], lifted = {"applies": "outside"}, lifted | {k}
+        elif kind == "limit" and mentions.exception_mentions(texts[k]):
+            structures[k] = {}
+    return lifted
+
+
+def _negate_lifted(structures, lifted):
+    """The sense of each 'only' about battery energy, read from the wording, turned into the rule at
+    every other time: "may only drop below 25 %" (at_most) holds as at_least 25 % outside."""
+    for k in lifted:
+        if structures[k] is not None and "sense" in structures[k]:
+            structures[k] = {**structures[k], "sense": mentions.FLIP[structures[k]["sense"]]}
 
 
 def _ask_choice(backend, group, texts, examples, structures, raws):
@@ -405,9 +449,9 @@ def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
         raws = backend.generate_batch([prompt(t, examples, variant) for t in texts], system=SYSTEM,
                                       tag="preference", grammar=grammar, max_new_tokens=grammar.max_chars)
         return [parse_reply(r) for r in raws], raws
-    structures, raws = [{} for _ in texts], [[] for _ in texts]
+    structures, raws, lifted = [{} for _ in texts], [[] for _ in texts], set()
     if variant == "choices":
-        _ask_kind(backend, texts, examples, structures, raws)
+        lifted = _ask_kind(backend, texts, examples, structures, raws)
     for group in FIELD_GROUPS:
         if group == "scope":  # the whole day: only 'inside' fits, nothing to ask
             for k, s in enumerate(structures):
@@ -429,6 +473,8 @@ def extract(backend, texts, examples=None, variant=DEFAULT_VARIANT):
                     part = {"applies": "outside" if part[SCOPE_KEY] else "inside"}
                 ok = part is not None and set(part) == set(FIELD_GROUPS[group])  # (unconstrained backends)
                 structures[k] = {**part, **structures[k]} if ok else None  # fields fixed earlier (kind) stay
+        if group == "what":
+            _negate_lifted(structures, lifted)
     structures = [_zero_is_a_ceiling(s) for s in structures]
     ordered = [None if s is None else {f: s[f] for f in STRUCTURE_FIELDS} for s in structures]
     return ordered, ["\n".join(r) for r in raws]
