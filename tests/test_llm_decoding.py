@@ -184,3 +184,15 @@ def test_chat_turns_render_as_earlier_messages_and_key_stably(tiny):
     assert prompt_key(turns, "S") == prompt_key([dict(t) for t in turns], "S") != prompt_key("Q2", "S")
     assert tiny.generate(turns, system="S", max_new_tokens=4) == tiny.generate_batch([turns], system="S",
                                                                                     max_new_tokens=4)[0]
+
+
+def test_auto_dtype_computes_bf16_weights_in_float32_on_the_cpu(tmp_path):
+    """The packaged models' folders hold bf16 weights; on the CPU 'auto' computes in float32 (bf16
+    compute on cores without native bf16 is ~100x slower), an explicit dtype is kept."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = build_tiny_llama(tmp_path / "tiny")
+    AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16).save_pretrained(folder)
+    assert HFBackend(folder, device="cpu").model.dtype == torch.float32
+    assert HFBackend(folder, device="cpu", dtype="bfloat16").model.dtype == torch.bfloat16

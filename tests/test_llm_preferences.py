@@ -444,7 +444,8 @@ def test_an_exception_window_asks_the_scope_and_an_only_about_battery_energy_neg
                                   '{"quantity": "flexible_load_power", "sense": "at_most"}',
                                   '{"quantity": "battery_energy", "sense": "at_least"}',
                                   '{"quantity": "battery_energy", "sense": "at_most"}'],  # "below", as read
-              "preference-amount-choice": ['{"amount": "30 percent"}', '{"amount": "40 percent"}', '{"amount": "0 kW"}'],  # (battery first)
+              "preference-amount-choice": ['{"amount": "30 percent"}', '{"amount": "40 percent"}',  # (battery first)
+                                           '{"amount": "0 kW"}'],
               "preference-when": ['{"from": "17:00", "to": "20:00"}', '{"from": "05:00", "to": "09:00"}',
                                   '{"from": "18:00", "to": "22:00"}', '{"from": "22:00", "to": "06:00"}'],
               "preference-scope-choice": ['{"holds": "during the window"}', '{"holds": "at every other time"}']}

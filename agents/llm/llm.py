@@ -97,7 +97,8 @@ class HFBackend:
         dtype: compute dtype, 'auto' (float32 on the CPU, whatever the stored weights: bf16 weights
         computed in float32 give the same greedy text as float32, README; bf16 compute on a CPU without
         native bf16 is ~100x slower, 0.9 against 97 GFLOPS for a 1024x1024 matmul on the AVX2-only
-        cores of the sixth session; as stored on a GPU), 'float32' or 'bfloat16'. quantize: 'none' | 'int8' (torch dynamic quantization, CPU only).
+        cores of the sixth session; as stored on a GPU), 'float32' or 'bfloat16'.
+        quantize: 'none' | 'int8' (torch dynamic quantization, CPU only).
         batch_size: most prompts decoded together by generate_batch (one padded batch each).
         threads: torch CPU threads (0 = torch's default). One by default: decoding a small model
         is latency-bound, and on shared cores a second thread's barrier spinning cost more than

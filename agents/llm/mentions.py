@@ -192,9 +192,10 @@ _EXCEPTION = re.compile(r"\b(except(?:ing)?|apart from|aside from|other than|out
 
 def exception_mentions(text):
     """The words that make a window an exception to the rest of the day ("except", "apart from",
-    "outside", "other than", "but not", "at no other time"): whether the bound holds in the window or at every other
-    time then depends on the rest of the wording, a question the LLM is asked (a ban "except 5 to 8
-    pm" holds at every other time, a permission "any time except 5 to 8 pm" bans the window)."""
+    "outside", "other than", "but not", "at no other time"): whether the bound holds in the window
+    or at every other time then depends on the rest of the wording, a question the LLM is asked (a
+    ban "except 5 to 8 pm" holds at every other time, a permission "any time except 5 to 8 pm" bans
+    the window)."""
     return [m[0] for m in _EXCEPTION.finditer(text)]
 
 

@@ -122,9 +122,9 @@ KINDS = {"limit": {"applies": "inside"},
 the window is an exception, "except 5 to 8 pm", the scope question says whether it holds in the
 window or at every other time), or something allowed only in a window (at most 0 kW at every other
 time: the whole structure but the quantity and the window follows; where the wording names a battery
-energy or percent amount, only the scope: see ``_ask_kind``). One-word answers: the 0.5B model answered "a limit" to all 78 dev
-wordings when the options were "a limit" / "allowed only at some times" (the token "a" dominates).
-A third kind, "except" (a limit lifted in a window: 4 of 248 dev wordings), made it read 24 bans
+energy or percent amount, only the scope: see ``_ask_kind``). One-word answers: the 0.5B model
+answered "a limit" to all 78 dev wordings when the options were "a limit" / "allowed only at some
+times" (the token "a" dominates). A third kind, "except" (a limit lifted in a window: 4 of 248 dev wordings), made it read 24 bans
 in a window ("genset off from 11pm to 7am") as exceptions: dev 87.9 %, so it was left out"""
 KIND_SYSTEM = """You read one energy-management preference of a household (a prosumer) and say which kind it is:
 - "limit": it caps something, keeps it above a floor, bans it or switches it off, all day or
