@@ -180,10 +180,14 @@ _RESTRICTING = re.compile(r"\b(only|just|exclusively|solely|except|excepting|unl
                           r"outside (?:of )?th(?:at|is|ose))\b", re.I)
 
 
+def _word_hint(label, words):
+    """One hint line: the words found, quoted, or "none"."""
+    return f"{label} in the text: " + (", ".join(f'"{w}"' for w in words) or "none")
+
+
 def restricting_hint(text):
     """The hint line of the scope question: words that restrict something to a window."""
-    words = ", ".join(f'"{m[0]}"' for m in _RESTRICTING.finditer(text)) or "none"
-    return f"Restricting words in the text: {words}"
+    return _word_hint("Restricting words", [m[0] for m in _RESTRICTING.finditer(text)])
 
 
 _EXCEPTION = re.compile(r"\b(except(?:ing)?|apart from|aside from|other than|outside(?: of)?|besides|save for|barring|"
@@ -201,7 +205,7 @@ def exception_mentions(text):
 
 def exception_hint(text):
     """The hint line of the choices variant's scope question."""
-    return "Exception words in the text: " + (", ".join(f'"{w}"' for w in exception_mentions(text)) or "none")
+    return _word_hint("Exception words", exception_mentions(text))
 
 
 _LEAD = re.compile(r"\b(before|after|until|till|til|up to|by|from|since|starting(?: at| from)?|at|between|and|to|past)\s+"
