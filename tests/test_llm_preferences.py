@@ -225,6 +225,13 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("in the morning hours from 5 to 9.", ["05:00", "09:00"]),  # a bare hour before "." or ","
     ("curtail up to 2.5 kW from 8 to 11, no more", ["08:00", "11:00"]),
     ("import at most 3 kW until 10.5", []),  # a decimal is no bare hour
+    ("sell 1.2 kW between half past six and nine p.m.", ["18:30", "21:00"]),  # the range's pm carried back
+    ("at least 2 kW between 1:30 and 3:30 pm", ["13:30", "15:30"]),
+    ("between 10:30 and 2 pm", ["10:30", "14:00"]),  # ... only where it keeps the order
+    ("not permitted outside 9-15.", ["09:00", "15:00"]),  # a dash range of bare hours
+    ("EV: off 17-21", ["17:00", "21:00"]),
+    ("heat pump 9-5 only", ["09:00", "17:00"]),
+    ("3-5 kW, 1-2 hours, 1.5-2 kW", []),  # amounts and durations are no range
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
     from agents.llm.mentions import clock_mentions
@@ -238,6 +245,11 @@ def test_amount_mentions_read_units_and_decimal_commas():
     assert amount_mentions("no more than 1,5 kW or 2 kilowatts, 40 % or 3 kWh, 0.05 MW, 500 W, 2 MWh") == [
         ("1,5 kW", 1.5, "kW"), ("2 kilowatts", 2.0, "kW"), ("40 %", 40.0, "percent"), ("3 kWh", 3.0, "kWh"),
         ("0.05 MW", 0.05, "MW"), ("500 W", 500.0, "W"), ("2 MWh", 2.0, "MWh")]
+    assert amount_mentions("seven kilowatts, two and a half kW, twenty-five percent, one point five MW") == [
+        ("seven kilowatts", 7.0, "kW"), ("two and a half kW", 2.5, "kW"), ("twenty-five percent", 25.0, "percent"),
+        ("one point five MW", 1.5, "MW")]
+    assert amount_mentions("half a kilowatt, three hundred and fifty watts, keep half the battery") == [
+        ("half a kilowatt", 0.5, "kW"), ("three hundred and fifty watts", 350.0, "W"), ("half", 50.0, "percent")]
     assert hints("please be green") == "Clock times in the text: none\nAmounts in the text: none"
     from agents.llm.mentions import restricting_hint
 
@@ -261,6 +273,8 @@ def test_amount_mentions_read_units_and_decimal_commas():
     ("don't fill the storage past 90 percent, off past 6 pm", ["at_most"]),  # "past" an amount, not a time
     ("grid draw <= 5 kW, export ≥ 1 kW", ["at_most", "at_least"]),  # symbols before a number
     ("keep a < b", []),
+    ("Never let the heat pump and EV charger together exceed 9 kW", ["at_most"]),  # "and" inside the clause
+    ("never at night, above 3 kW is fine", ["at_least"]),  # a comma ends the clause
 ])
 def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     from agents.llm.mentions import comparison_mentions
@@ -279,11 +293,45 @@ def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     ("the cogeneration plant stays off", "generator_power"),
     ("I don't want to lose any solar", "pv_curtailment"),
     ("draw from grid at most 5 kW", "grid_import"),
+    ("No genny at night please", "generator_power"),
+    ("BESS: min 25 %", "battery_energy"),
+    ("We shouldn't be pulling more than seven kilowatts off the grid", "grid_import"),
+    ("must not cut back more than 1.5 kW of our panels' output", "pv_curtailment"),
 ])
 def test_quantity_words_name_their_quantity(text, quantity):
     from agents.llm.mentions import quantity_mentions
 
     assert {q for _, q in quantity_mentions(text)} == {quantity}
+
+
+@pytest.mark.parametrize("text, only", [
+    ("Washing machine just between 11 and 15, please.", True),
+    ("Buying power from the utility is restricted to 23:00-07:00.", True),
+    ("Charge the EV from 23:00 to 5:00 and at no other time.", True),
+    ("Selling back to the grid is reserved for the hours from 7 to 10 pm.", True),
+    ("The main fuse only allows 25 kW from the grid after 6 pm.", False),  # an amount: a limit
+    ("The battery may only drop below 40% between 18:00 and 22:00.", False),  # an amount: the LLM reads it
+    ("I only need the generator off at night", False),  # a denial: a ban in the window
+    ("Just make sure the battery is full", False),  # no window, and "just" before no time
+    ("The pool pump can run any time except between 17:00 and 20:00.", False),  # a permission with an exception
+])
+def test_only_window_is_a_fact_of_the_wordings_grammar(text, only):
+    from agents.llm.mentions import only_window
+
+    assert only_window(text) is only
+
+
+def test_an_only_window_overrules_a_limit_answer_of_the_kind_question():
+    from agents.llm.preference_extraction import extract
+
+    stages = {"preference-kind": ['{"kind": "limit"}'],  # what the 0.5B model answered
+              "preference-what": ['{"quantity": "flexible_load_power", "sense": "at_most"}'],
+              "preference-when-choice": ['{"window": "from 11:00 to 15:00"}']}
+    backend = RecordedBackend({"by_stage": stages})
+    got, _ = extract(backend, ["Washing machine just between 11 and 15, please."], variant="choices")
+    assert got == [{"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW",
+                    "from": "11:00", "to": "15:00", "applies": "outside"}]
+    assert not backend.misses
 
 
 def test_window_options_carry_the_wordings_own_time_word():
@@ -371,9 +419,17 @@ def test_window_options_are_the_readings_of_one_clock_time_and_ranges_are_writte
     assert dict(window_options("no export after midnight")) == {  # before 24:00 and after 00:00 are all day
         "all day": {"from": None, "to": None}, "another window": None}
     assert [label for label, _ in window_options("please be green")] == ["all day", "another window"]
-    for text in ("no spilling between 9 and 17", "charge the car only overnight", "genset off at night until 7 am",
-                 "genset off from half past ten at night until six in the morning"):
-        assert window_options(text) is None  # two times or a named period: the free question
+    for text in ("charge the car only overnight", "genset off at night until 7 am", "no export at 9, 12 and 15"):
+        assert window_options(text) is None  # a named period, more times or times not in a range: the free question
+    ranges = {"no spilling between 9 and 17": ("09:00", "17:00"),
+              "genset off from half past ten at night until six in the morning": ("22:30", "06:00"),
+              "sell at least 1.2 kW between half past six and nine p.m.": ("18:30", "21:00"),
+              "Export to the grid is not permitted outside 9-15.": ("09:00", "15:00"),
+              "no import from 10 pm to midnight": ("22:00", "24:00"),
+              "keep the battery above 30 % except between 5 and 9 pm": ("17:00", "21:00")}
+    for text, (a, b) in ranges.items():  # a range is one reading (in it or at every other time: the scope's)
+        assert window_options(text) == [(f"from {a} to {b}", {"from": a, "to": b}), ("another window", None)], text
+    assert window_options("genset off before 7 am and after 10 pm") is None  # two one-sided bounds are no range
 
 
 def test_amount_options_fit_the_quantity():
@@ -425,7 +481,7 @@ def test_choices_pick_options_and_fall_back_to_the_free_question():
 
 
 def test_an_exception_window_asks_the_scope_and_an_only_about_battery_energy_negates_the_sense():
-    from agents.llm.mentions import exception_hint, exception_mentions
+    from agents.llm.mentions import exception_hint, exception_mentions, permission_exception
     from agents.llm.preference_extraction import choice_options, extract
 
     assert exception_mentions("Apart from 7 to 9 am, import at most 6 kW") == ["Apart from"]
@@ -439,24 +495,28 @@ def test_an_exception_window_asks_the_scope_and_an_only_about_battery_energy_neg
              "Keep the battery above 30% except from 5 to 9 in the morning.",
              "The battery may only drop below 40% between 18:00 and 22:00.",
              "The generator may only run at night."]
-    stages = {"preference-kind": ['{"kind": "limit"}', '{"kind": "limit"}', '{"kind": "only"}', '{"kind": "only"}'],
-              "preference-what": ['{"quantity": "generator_power", "sense": "at_most"}',  # (its kW batch first)
-                                  '{"quantity": "flexible_load_power", "sense": "at_most"}',
+    stages = {"preference-kind": ['{"kind": "only"}', '{"kind": "limit"}', '{"kind": "only"}', '{"kind": "only"}'],
+              "preference-what": ['{"quantity": "flexible_load_power", "sense": "at_most"}',  # (the kW batch first)
+                                  '{"quantity": "generator_power", "sense": "at_most"}',
                                   '{"quantity": "battery_energy", "sense": "at_least"}',
                                   '{"quantity": "battery_energy", "sense": "at_most"}'],  # "below", as read
-              "preference-amount-choice": ['{"amount": "30 percent"}', '{"amount": "40 percent"}',  # (battery first)
-                                           '{"amount": "0 kW"}'],
-              "preference-when": ['{"from": "17:00", "to": "20:00"}', '{"from": "05:00", "to": "09:00"}',
-                                  '{"from": "18:00", "to": "22:00"}', '{"from": "22:00", "to": "06:00"}'],
-              "preference-scope-choice": ['{"holds": "during the window"}', '{"holds": "at every other time"}']}
+              "preference-amount-choice": ['{"amount": "30 percent"}', '{"amount": "40 percent"}'],
+              "preference-when-choice": ['{"window": "from 17:00 to 20:00"}', '{"window": "from 05:00 to 09:00"}',
+                                         '{"window": "from 18:00 to 22:00"}'],  # ranges: a pick
+              "preference-when": ['{"from": "22:00", "to": "06:00"}'],  # a named period: the free question
+              "preference-scope-choice": ['{"holds": "at every other time"}']}  # the permission's scope is fixed
     backend = RecordedBackend({"by_stage": stages})
     got, _ = extract(backend, texts, variant="choices")
     assert [(s["sense"], s["bound"], s["applies"]) for s in got] == [
-        ("at_most", 0, "inside"),  # a permission with an exception bans the window
+        ("at_most", 0, "inside"),  # a permission with an exception bans the window, whatever the kind answered
         ("at_least", 30, "outside"),  # a rule lifted in the window
         ("at_least", 40, "outside"),  # "only below 40 % in the window" = at least 40 % at every other time
         ("at_most", 0, "outside")]  # an "only" without a battery amount stays a ban at every other time
-    assert backend.used["preference-scope-choice"] == 2 and not backend.misses
+    assert backend.used["preference-scope-choice"] == 1 and not backend.misses
+    assert permission_exception(texts[0]) and not any(permission_exception(t) for t in texts[1:])
+    assert not permission_exception("The pump can run any time except 17-20 at up to 2 kW")  # an amount: a limit
+    assert not permission_exception("The dryer may run from 1 to 5 pm and at no other time")  # "only"
+    assert not permission_exception("Never export except from 11 to 14")  # a denial before the exception
     scope = prompt(texts[1], few_shot_examples(), "choices", "scope", got[1])
     assert scope[-1]["content"].endswith('Options: "during the window", "at every other time"\nJSON:')
     assert 'Exception words in the text: "except"' in scope[-1]["content"]

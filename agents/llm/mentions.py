@@ -45,6 +45,11 @@ _BARE = re.compile(r"\b(before|after|until|till|til|from|between|and|to|since|by
                    + r"(?![\d:]|[.,]\d|\w|\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
                    re.I)
 _RANGE_START = re.compile(r"(?<![\w.:])(\d{1,2})(?=\s*(?:-|–|to|till|until)\s*\d{1,2}(?::\d{2})?\s*" + _SUFFIX + ")", re.I)
+# "outside 9-15", "EV: off 17-21": two bare hours joined by a dash, nothing after them that makes
+# them amounts, durations or 12-hour times (those have patterns of their own)
+_DASH_RANGE = re.compile(r"(?<![\w.:,])(\d{1,2})\s*[-–]\s*(\d{1,2})(?![\w:]|[.,]\d|\s*(?:"
+                         + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX
+                         + r"|o'?\s?clock|h\b|hrs?\b|hours?\b|min|days?\b|times\b))", re.I)
 _PART_OF_DAY = re.compile(r"\b(in the (morning|afternoon|evening)|at night|tonight)\b", re.I)
 
 
@@ -80,6 +85,12 @@ def _twelve(hour, suffix):
 
 def clock_mentions(text):
     """[(span as written, 'HH:MM'), ...] in order of appearance; noon = 12:00, midnight = 00:00.
+    (``clock_spans``: the same with where each span starts and ends.)"""
+    return [(span, hhmm) for _, _, span, hhmm in clock_spans(text)]
+
+
+def clock_spans(text):
+    """[(start, end, span as written, 'HH:MM'), ...] in order of appearance; noon = 12:00, midnight = 00:00.
 
     12-hour times take their am/pm; a bare hour right before "to/-" takes the suffix of the hour
     after it when that keeps the order ("9-11pm" = 21:00-23:00, "11 to 2 pm" = 11:00-14:00);
@@ -114,6 +125,10 @@ def clock_mentions(text):
     parts = [(m.start(), m[0].lower()) for m in _PART_OF_DAY.finditer(text)]
     for m in _RANGE_START.finditer(text):
         add(m, _hhmm(int(m[1])), 1)
+    for m in _DASH_RANGE.finditer(text):
+        if int(m[1]) <= 24 and int(m[2]) <= 24:
+            for group in (1, 2):
+                add(m, _hhmm(_part_of_day(int(m[group]), m.start(group), parts)), group)
     for m in _PAST.finditer(text):
         hour, kind = _number(m[2]), m[1].lower()
         hour = _twelve(hour, m[3]) if m[3] else _part_of_day(hour, m.start(2), parts)
@@ -129,39 +144,93 @@ def clock_mentions(text):
     # "from 10 till 4": a bare hour after a bare hour and a range word, earlier than it, is afternoon
     out = []
     bare = lambda span: re.fullmatch(_HOUR, span.strip(), re.I)  # noqa: E731
+
+    def open_hour(span, hhmm):
+        """A time written on a 12-hour clock without its am/pm: a bare hour, or (where no part of the
+        day is named) "1:30" or "half past six" ("between 1:30 and 3:30 pm" = 13:30 to 15:30)."""
+        if bare(span):
+            return True
+        written = re.fullmatch(r"(\d{1,2}):\d{2}", span.strip()) or _PAST.fullmatch(span.strip())
+        return bool(written) and not parts and not re.search(_SUFFIX + r"\s*$", span, re.I) and hhmm <= "12:59"
     joined = lambda a, b: re.fullmatch(r"\s*(?:-|–|to|till|until|and)\s*", text[a:b], re.I)  # noqa: E731
     for k, (s, e, span, hhmm) in enumerate(found):
         nxt = found[k + 1] if k + 1 < len(found) else None
         prev = found[k - 1] if k else None
-        if (bare(span) and prev and bare(prev[2]) and joined(prev[1], s) and hhmm < out[-1][1] <= "12:00"
+        if (bare(span) and prev and bare(prev[2]) and joined(prev[1], s) and hhmm < out[-1][3] <= "12:00"
                 and _number(span.strip()) < 12 and not parts):
             hhmm = _hhmm(_number(span.strip()) + 12)
-        if bare(span) and nxt and joined(e, nxt[0]):
+        if open_hour(span, hhmm) and nxt and joined(e, nxt[0]):
             suffix = re.search(_SUFFIX + r"\s*$", nxt[2], re.I)
             if suffix:
-                hour = _number(span.strip())
+                hour, minute = int(hhmm[:2]), int(hhmm[3:])
+                hour = hour - 12 if hour > 12 else hour  # (a bare hour read as afternoon above)
                 for cand in (_twelve(hour, suffix[1]), _twelve(hour, "am" if suffix[1][0] in "pP" else "pm")):
-                    if _hhmm(cand) and _hhmm(cand) < nxt[3]:
-                        hhmm = _hhmm(cand)
+                    if _hhmm(cand, minute) and _hhmm(cand, minute) < nxt[3]:
+                        hhmm = _hhmm(cand, minute)
                         break
-        out.append((span, hhmm))
+        out.append((s, e, span, hhmm))
     return out
 
 
 _SHARE = re.compile(r"\b(half|a quarter|three quarters)\b(?!\s+(?:past|to|an? hour|of an hour|hour))", re.I)
 _SHARES = {"half": 50.0, "a quarter": 25.0, "three quarters": 75.0}
+_UNITS_19 = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+             "sixteen seventeen eighteen nineteen").split()
+_TENS = {w: 10 * k for k, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+_NUMBER_WORDS = {**{w: k for k, w in enumerate(_UNITS_19)}, **_TENS}
+_CARDINAL = (r"(?:" + "|".join(_TENS) + r")(?:[- ](?:" + "|".join(_UNITS_19[1:10]) + r"))?|"
+             + "|".join(sorted(_UNITS_19, key=len, reverse=True)))
+_FRACTION = {"a half": 0.5, "half a": 0.5, "a quarter": 0.25, "three quarters": 0.75, "a": 1.0, "an": 1.0}
+# "seven kilowatts", "two and a half kW", "twenty-five percent", "one point five kW", "half a kilowatt"
+_WORD_AMOUNT = re.compile(
+    r"\b(?:(?P<whole>(?:" + _CARDINAL + r")(?:\s+hundred(?:\s+and)?(?:\s+(?:" + _CARDINAL + r"))?)?)"
+    r"(?:\s+and\s+(?P<and>a half|a quarter|three quarters)|\s+point\s+(?P<point>(?:(?:" + "|".join(_UNITS_19[:10])
+    + r")\s*)+))?|(?P<fraction>half an?|a quarter of an?|three quarters of an?|an?))\s+"
+    r"(?P<unit>" + "|".join(p.removeprefix("%|") for p, _ in _UNIT_WORDS) + r")(?![\w])", re.I)
+
+
+def _cardinal(words):
+    """The number of spelled-out words ("twenty-five", "three hundred and ten")."""
+    number = 0
+    for w in re.split(r"[\s-]+", words.lower()):
+        if w == "hundred":
+            number *= 100
+        elif w != "and":
+            number += _NUMBER_WORDS[w]
+    return number
+
+
+def _word_amount(m):
+    """The number of one _WORD_AMOUNT match."""
+    if m["fraction"]:
+        words = [w if w != "an" else "a" for w in m["fraction"].lower().split() if w != "of"]
+        return _FRACTION[" ".join(words[:2])]
+    number = float(_cardinal(m["whole"]))
+    if m["and"]:
+        number += _FRACTION[" ".join(m["and"].lower().split())]
+    if m["point"]:
+        number += float("0." + "".join(str(_NUMBER_WORDS[w]) for w in m["point"].lower().split()))
+    return number
 
 
 def amount_mentions(text):
-    """[(span as written, number, unit), ...]: numbers with a power, energy or percent unit, and
-    shares in words ("half" = 50 percent; not "half past")."""
-    out = []
+    """[(span as written, number, unit), ...]: numbers with a power, energy or percent unit, in
+    digits or in words ("seven kilowatts", "two and a half kW", "half a kilowatt"), and shares in
+    words ("half" = 50 percent; not "half past")."""
+    out, taken = [], []
+
+    def unit_of(word):
+        word = word.lower().replace(" ", "")
+        return next(u for p, u in _UNIT_WORDS if re.fullmatch(p, word, re.I))
+
     for m in _AMOUNT.finditer(text):
-        word = m[2].lower().replace(" ", "")
-        unit = next(u for p, u in _UNIT_WORDS if re.fullmatch(p, word, re.I))
-        out.append((m.start(), m[0], float(m[1].replace(",", ".")), unit))
+        out.append((m.start(), m[0], float(m[1].replace(",", ".")), unit_of(m[2])))
+    for m in _WORD_AMOUNT.finditer(text):
+        out.append((m.start(), m[0], _word_amount(m), unit_of(m["unit"])))
+        taken.append(m.span())
     for m in _SHARE.finditer(text):
-        out.append((m.start(), m[0], _SHARES[" ".join(m[1].lower().split())], "percent"))
+        if not any(a <= m.start() < b for a, b in taken):
+            out.append((m.start(), m[0], _SHARES[" ".join(m[1].lower().split())], "percent"))
     return [mention[1:] for mention in sorted(out)]
 
 
@@ -203,6 +272,48 @@ def exception_mentions(text):
     return [m[0] for m in _EXCEPTION.finditer(text)]
 
 
+_PERMISSION = re.compile(r"\b(any ?time|at any (?:hour|time)|whenever|all day|fine|ok|okay|allowed|permitted|free to|"
+                         r"welcome to|may|can)\b", re.I)
+_DENIAL = re.compile(r"\b(?:not|never|no|nothing|none|off|stop\w*|cannot)\b|n't\b", re.I)
+_OTHER_TIME = re.compile(r"\b(?:at )?(?:no|any|every) other time\b", re.I)
+
+
+def permission_exception(text):
+    """Whether the wording grants something and takes a window out of the grant: a permission
+    ("may", "can", "any time", "whenever", "is fine", "allowed") before the first exception word
+    ("except", "apart from", "other than", "but not", ...), no negation before it, no amount in the
+    whole wording and no "at no/any/every other time" ("the pool pump can run any time except 17-20",
+    "exporting is fine all day apart from 11 am to 2 pm"). Such a wording bans the window: at most 0
+    kW during it. A fact about the text's grammar; the 0.5B model, asked, read all 5 dev wordings of
+    this form as limits lifted in the window (README)."""
+    found = _EXCEPTION.search(text)
+    if not found or _OTHER_TIME.search(text) or amount_mentions(text):
+        return False
+    head = text[:found.start()]
+    return bool(_PERMISSION.search(head)) and not _DENIAL.search(head)
+
+
+_ONLY = re.compile(r"\b(only|exclusively|solely|restricted to|reserved for|confined to|limited to|"
+                   r"(?:at )?no other time|never at (?:any )?other times?|"
+                   r"just(?=\s+(?:between|from|after|before|until|during|at|in|overnight|when|while|\d)))\b", re.I)
+
+
+def only_window(text):
+    """Whether the wording allows something only in a window: a restricting word ("only",
+    "exclusively", "solely", "restricted to", "reserved for", "just" before a time, "at no other
+    time"), a clock time or named period, no amount ("the main fuse only allows 25 kW" is a limit;
+    "the battery may only drop below 40 % ..." is read by the LLM) and no denial besides the
+    restricting phrase ("only keep the genset off at night" is a ban in the window). Such a wording
+    is "at most 0 kW at every other time". A fact about the text's grammar; the 0.5B model, asked,
+    read 17 of the 50 dev wordings of this form as limits in the window (README)."""
+    if not _ONLY.search(text) or amount_mentions(text) or permission_exception(text):
+        return False
+    if not clock_mentions(text) and not period_mentions(text):
+        return False
+    rest = _ONLY.sub(" ", text)
+    return not _DENIAL.search(rest)
+
+
 def exception_hint(text):
     """The hint line of the choices variant's scope question."""
     return _word_hint("Exception words", exception_mentions(text))
@@ -235,6 +346,23 @@ def clock_leads(text):
     return out
 
 
+_RANGE_JOIN = re.compile(r"\s*(?:(?:in the (?:morning|afternoon|evening)|at night)\s*)?"
+                         r"(?:-|–|—|to|till|til|until|and|through|thru)\s*(?:a\s+)?", re.I)
+
+
+def clock_range(text):
+    """('HH:MM', 'HH:MM') of a wording whose clock times are exactly two joined as a range ("between
+    A and B", "from A to B", "A-B", "A in the evening until B"), else None; a named period beside
+    them ("at night from 1 to 5") does not count, the times are the window. Midnight as the end is
+    24:00. A fact about the text: whether the bound holds in the range or at every other time is
+    not decided here."""
+    found = clock_spans(text)
+    if len(found) != 2 or not _RANGE_JOIN.fullmatch(text[found[0][1]:found[1][0]]):
+        return None
+    start, end = found[0][3], "24:00" if found[1][3] == "00:00" else found[1][3]
+    return None if start == end else (start, end)
+
+
 def hints(text, lead_words=False):
     """The hint lines the extraction prompt shows under a wording; ``lead_words``: each clock time
     with the time word before it ("until 07:30" = 07:30)."""
@@ -259,8 +387,9 @@ _FLOOR = (r"at least|min(?:imum|imal)?|above|over(?!\s?night)|more than|higher t
           r"(?:beyond|past|in excess of)(?=\s*" + _AMOUNT.pattern + r")|"
           r"or (?:more|higher|above|over|greater)|at or (?:above|over)|reserve|in reserve|keep(?:s|ing)? .{0,30}?charged")
 _NEGATION = r"(?:\b(?:not|never|no|nothing)|\b\w+n't)"
-_CLAUSE_WORD = r"\s+(?!(?:and|but|or|except|unless|otherwise)\b)[\w'-]+"
-_COMPARISON = re.compile(r"(?P<neg>" + _NEGATION + r"(?:" + _CLAUSE_WORD + r"){0,6}?\s+)?(?:(?P<at_most>\b(?:" + _CEILING
+_CLAUSE_WORD = r"\s+(?!(?:but|or|except|unless|otherwise)\b)[\w'-]+"
+_COMPARISON = re.compile(r"(?P<neg>" + _NEGATION + r"(?:" + _CLAUSE_WORD + r"){0,8}?\s+)?"
+                         r"(?:(?P<at_most>\b(?:" + _CEILING
                          + r"))|(?P<at_least>\b(?:" + _FLOOR + r")))\b", re.I)
 FLIP = {"at_most": "at_least", "at_least": "at_most"}
 """the opposite sense"""
@@ -269,9 +398,10 @@ _SYMBOL = re.compile(r"(?:(?P<at_most>≤|<=|=<|<)|(?P<at_least>≥|>=|=>|>))(?=
 
 def comparison_mentions(text):
     """[(span as written, 'at_most' | 'at_least'), ...]: comparison words and the sense they give
-    ("or less" = at_most, "at least" = at_least); a negation up to six words before in the same
-    clause flips them ("never above" = at_most, "must not fall under" = at_least). A hint, the LLM
-    decides.
+    ("or less" = at_most, "at least" = at_least); a negation up to eight words before in the same
+    clause (a comma, "but", "or", "except", "unless" end it) flips them ("never above" = at_most,
+    "must not fall under" = at_least, "never let the pump and the charger together exceed" =
+    at_most). A hint, the LLM decides.
 
     >>> comparison_mentions("the battery must not hold more than 8 kWh")
     [('not hold more than', 'at_most')]
@@ -295,11 +425,13 @@ def comparison_hint(text):
 
 
 _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and their common kin
-    "generator_power": r"generators?|gen[- ]?sets?|generating sets?|diesel|chp|combined heat and power|fuel cell|"
+    "generator_power": r"generators?|gen[- ]?sets?|genn(?:y|ies)|generating sets?|diesel|chp|"
+                       r"combined heat and power|fuel cell|"
                        r"co-?gen(?:eration)?(?: plant| unit)?",
-    "battery_energy": r"batter(?:y|ies)|state of charge|soc|storage|stored energy|powerwall|accumulator",
+    "battery_energy": r"batter(?:y|ies)|state of charge|soc|bess|storage|stored energy|powerwall|accumulator",
     "grid_import": r"import(?:s|ed|ing)?|(?:grid|network|mains|utility) (?:draw|consumption|supply|purchases?)|"
-                   r"(?:draw|tak|pull|get|consum|us|buy)\w*(?: [\w-]+){0,3}? from (?:the )?(?:grid|network|mains|utility)|"
+                   r"(?:draw|tak|pull|get|consum|us|buy)\w*(?: [\w.-]+){0,4}? (?:from|off) "
+                   r"(?:the )?(?:grid|network|mains|utility)|"
                    r"from (?:the )?(?:utility |public )?(?:grid|network|mains)|meter draw|"
                    r"buy(?:s|ing)?|bought|purchas(?:e|es|ed|ing)",
     "grid_export": r"export(?:s|ed|ing)?|feed(?:s|ing)?(?: in| into)?|fed(?: in| into)?|feed-?in|sell(?:s|ing)?|sold|"
@@ -312,7 +444,7 @@ _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and 
                            r"(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption|appliances?)",
     "pv_curtailment": r"curtail(?:s|ed|ing|ment)?|spill(?:s|ed|ing)?(?! \w+ (?:back )?to the)|wast(?:e|es|ed|ing)|"
                       r"throw(?:s|n|ing)? away|clip(?:s|ped|ping)?|throttl(?:e|es|ed|ing)|"
-                      r"(?:cut|dump|discard|los[et])\w*(?: \w+){0,2}? (?:solar|pv|panels?)",
+                      r"(?:cut|dump|discard|los[et])\w*(?: [\w'.]+){0,7}? (?:solar|pv|panels?|array|modules?)",
 }
 _QUANTITY_RE = re.compile("|".join(f"(?P<{q}>\\b(?:{p})\\b)" for q, p in _QUANTITY_WORDS.items()), re.I)
 

@@ -126,6 +126,9 @@ energy or percent amount, only the scope: see ``_ask_kind``). One-word answers: 
 answered "a limit" to all 78 dev wordings when the options were "a limit" / "allowed only at some
 times" (the token "a" dominates). A third kind, "except" (a limit lifted in a window: 4 of 248 dev wordings), made it read 24 bans
 in a window ("genset off from 11pm to 7am") as exceptions: dev 87.9 %, so it was left out"""
+BANNED_WINDOW = {"sense": "at_most", "bound": 0, "unit": "kW", "applies": "inside"}
+"""the fields of a wording that grants something but takes a window out (mentions.permission_exception:
+"the pool pump can run any time except 17-20"), whatever kind the model answered: the window is banned"""
 KIND_SYSTEM = """You read one energy-management preference of a household (a prosumer) and say which kind it is:
 - "limit": it caps something, keeps it above a floor, bans it or switches it off, all day or
   during some hours ("never start the generator between 22:30 and 05:00", "no curtailment from 8
@@ -177,9 +180,16 @@ def window_options(text):
     labelled with the wording's word ("until 06:45" instead of "before 06:45"), and 'all day' is
     not (the time bounds the window): the 0.5B model, offered both sides, picked "after" for
     "until", "till" and "before noon" (12 of 248 dev wordings); offered the side and 'all day', it
-    picked 'all day' for 8 bans ("no feed-in to the grid after 8pm"). None for more times or a
-    named period: ranges are the free question's (the 0.5B model picked one-sided or all-day
-    options for them, see README)."""
+    picked 'all day' for 8 bans ("no feed-in to the grid after 8pm"). Two clock times joined as a
+    range (mentions.clock_range: "between 11 am and 2 pm") offer 'from A to B' and the fallback
+    only: the range is the window whether the bound holds in it or at every other time (all 178
+    such dev wordings), and the 0.5B model, asked the free question, wrote one-sided windows for
+    some ("no PV curtailment between 10 and 14" = before 10:00); offered one-sided and all-day
+    readings too, it picked them (README). None for other wordings with more times or a named
+    period: they are the free question's."""
+    span = mentions.clock_range(text)
+    if span is not None:
+        return [(f"from {span[0]} to {span[1]}", {"from": span[0], "to": span[1]}), (OTHER["when"], None)]
     leads = mentions.clock_leads(text)
     if len(leads) > 1 or mentions.period_mentions(text):
         return None
@@ -383,15 +393,22 @@ def _ask_kind(backend, texts, examples, structures, raws):
     4 and 10 pm"): energy is never off, so "X only in the window" cannot be a ban; it says "not X at
     every other time", so only the scope is fixed and the sense read from the wording ("below" =
     at_most) is flipped once read (``_negate_lifted``). A limit whose window is an exception leaves
-    the scope to its own question."""
+    the scope to its own question; a wording that grants something and takes a window out of the
+    grant (mentions.permission_exception) bans the window whatever the kind answered
+    (``BANNED_WINDOW``), and one whose grammar restricts it to a window (mentions.only_window) is
+    the 'only' kind whatever the kind answered."""
     replies = _pick(backend, [prompt(t, examples, "choices", "kind", {}) for t in texts], KIND_KEY,
                     [list(KINDS)] * len(texts), KIND_SYSTEM, "preference-kind")
     lifted = set()
     for k, raw in enumerate(replies):
         raws[k].append(raw)
         kind = (parse_reply(raw) or {}).get(KIND_KEY)
+        if kind in KINDS and mentions.only_window(texts[k]):  # "washing machine just between 11 and 15"
+            kind = "only"
         structures[k] = dict(KINDS[kind]) if kind in KINDS else None  # (unconstrained backends)
-        if kind == "only" and _energy_amount(texts[k]):
+        if kind in KINDS and mentions.permission_exception(texts[k]):  # "can run any time except 17-20"
+            structures[k] = dict(BANNED_WINDOW)
+        elif kind == "only" and _energy_amount(texts[k]):
             structures[k], lifted = {"applies": "outside"}, lifted | {k}
         elif kind == "limit" and mentions.exception_mentions(texts[k]):
             structures[k] = {}
