@@ -111,6 +111,27 @@ def test_failing_block_is_repaired_alone_and_the_prosumer_accepted(tmp_path, sta
     assert "blocks right at the first try" in (tmp_path / "run" / "report.md").read_text()
 
 
+def test_a_repair_that_repeats_the_failing_block_is_asked_afresh_with_other_examples(tmp_path, states):
+    good = reference_block(SPEC, "batteries")
+    bad = good.replace("0.95 * P_ch1", "1.5 * P_ch1")
+    backend = replies({"batteries": bad}, repair=["\n" + bad.replace("\n", "\n\n"), good])  # same lines, reflowed
+    res = DecomposedWorkflow(backend, DecomposedConfig(use_cache=False, max_repairs=1), POOL).run(SPEC, states)
+    assert res.accepted and res.repairs == 1  # the fresh ask belongs to the one repair round
+    (_, [repair]), (_, [fresh]) = [a for a in backend.asked if a[0] == "repair"]
+    assert "failed the check" in repair and "failed the check" not in fresh
+    assert fresh == block_prompt(SPEC, "batteries", POOL, 2, skip=2)
+    shown = lambda prompt: {line for line in prompt.split("Edit the example")[0].splitlines()  # noqa: E731
+                            if line.startswith("  BESS")}  # the examples' unit lines
+    assert shown(fresh) and not shown(fresh) & shown(block_prompt(SPEC, "batteries", POOL, 2))  # other examples
+    log = next(s for s in res.stages if s.stage == "block" and s.attempt == 1)
+    assert log.verdict == "pass" and log.detail.startswith("batteries: the repair repeated the failing block")
+    # a repair that changes the block is checked as it is, with no second ask
+    other = bad.replace("1.5 * P_ch1", "1.4 * P_ch1")
+    backend = replies({"batteries": bad}, repair=[other, good])
+    res = DecomposedWorkflow(backend, DecomposedConfig(use_cache=False, max_repairs=1), POOL).run(SPEC, states)
+    assert not res.accepted and [a[0] for a in backend.asked] == ["block", "repair"]
+
+
 def test_block_that_stays_wrong_falls_back_with_the_block_named(tmp_path, states):
     hostile = 'print(open("/etc/passwd").read())\n'
     backend = replies({"pref2": hostile}, repair=[hostile])

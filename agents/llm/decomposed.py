@@ -14,7 +14,9 @@ units) or one of its preferences. Per block:
            own solve, device limits, balance, objective against the reference on the test states),
            so a failure is the block's own.
 3. repair  failing blocks only go back to the LLM with the reasons, batched, up to ``max_repairs``
-           rounds.
+           rounds. A repair reply that repeats the failing block (greedy decoding copies the code
+           it is shown: both repairs of the 1.5B's fleet run did, README) is asked again, in the
+           same round, as a fresh edit with the next examples of the pool.
 Then the accepted blocks are assembled into ``prosumer(state)`` and verified as a whole. A prosumer
 with a block that still fails falls back to the reference model; the result says which block
 failed and why. Accepted experts are cached like the one-shot workflow's (agents/llm/workflow.py).
@@ -46,7 +48,7 @@ from simulators.prosumer.devices import DEVICES
 from simulators.validation import ConfigError
 
 VARIANT = "decomposed"
-BLOCK_PROMPT_VERSION = "blocks-4"
+BLOCK_PROMPT_VERSION = "blocks-5"
 """enters the cache key of accepted experts with VARIANT: bump it whenever a block prompt or block_code.py changes"""
 
 SYSTEM = f"""You edit one block of Python code with cvxpy that models part of a household's energy system.
@@ -89,8 +91,9 @@ def _rounded(params):
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in params.items()}
 
 
-def examples(spec, block_id, pool, shots):
-    """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``:
+def examples(spec, block_id, pool, shots, skip=0):
+    """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``
+    (after the ``skip`` first ones, for a block asked afresh):
     device blocks prefer the same unit count; preference blocks (the pool's and the preference benchmark's
     few-shot structures) the same sense, then a window of the same kind (across midnight or not), then
     the same quantity; rendered with this block's id, so the names match."""
@@ -109,9 +112,9 @@ def examples(spec, block_id, pool, shots):
         if text not in seen:
             seen.add(text)
             out.append((text, render(block_id, params)))
-        if len(out) == shots:
+        if len(out) == skip + shots:
             break
-    return out
+    return out[skip:]
 
 
 def _preference_params(spec):
@@ -129,8 +132,8 @@ def _benchmark_preferences(pool):
             for k, (_, structure) in enumerate(few_shot_examples())]
 
 
-def block_prompt(spec, block_id, pool, shots):
-    shown = examples(spec, block_id, pool, shots)
+def block_prompt(spec, block_id, pool, shots, skip=0):
+    shown = examples(spec, block_id, pool, shots, skip)
     if not shown:
         raise ConfigError(f"prosumer {spec.name!r}: no other prosumer of the example pool has a block "
                           f"{block_id!r} to show the LLM; add one to the pool (DecomposedWorkflow(pool=...))")
@@ -221,12 +224,29 @@ class DecomposedWorkflow:
                 reasons="\n".join(out[s.name, b][1][:4]), code=out[s.name, b][0].rstrip(),
                 units=units_text(s, b).strip()) for s, b in failing]
             replies = self._generate(prompts, "repair", failing, results)
+            prompts, replies, notes = self._afresh(failing, prompts, replies, out, pool, attempt, results)
             for spec, _ in failing:
                 results[spec.name].repairs += 1
             out.update(self._check_round({(s.name, b): (s, extract_block(r), p, r)
                                           for (s, b), p, r in zip(failing, prompts, replies)},
-                                         states, refs, results, "repair", attempt))
+                                         states, refs, results, "repair", attempt, notes))
         return out
+
+    def _afresh(self, failing, prompts, replies, out, pool, attempt, results):
+        """(prompts, replies, {(name, block id): note}) of a repair round where the replies that repeat
+        the failing block are replaced by a fresh edit of the block from the pool's next examples (one
+        batched call)."""
+        shots = self.config.shots
+        again = [k for k, (s, b) in enumerate(failing)
+                 if _same_code(extract_block(replies[k]), out[s.name, b][0])
+                 and examples(s, b, pool, shots, skip=attempt * shots)]
+        fresh = [block_prompt(*failing[k], pool, shots, skip=attempt * shots) for k in again]
+        answers = self._generate(fresh, "repair", [failing[k] for k in again], results)
+        prompts, replies = list(prompts), list(replies)
+        for k, prompt, reply in zip(again, fresh, answers):
+            prompts[k], replies[k] = prompt, reply
+        note = "the repair repeated the failing block; asked afresh with other examples: "
+        return prompts, replies, {(failing[k][0].name, failing[k][1]): note for k in again}
 
     def _generate(self, prompts, tag, tasks, results):
         """One batched call; its seconds are shared out over the prosumers of the batch."""
@@ -240,9 +260,10 @@ class DecomposedWorkflow:
             results[spec.name].seconds += share
         return replies
 
-    def _check_round(self, items, states, refs, results, stage, attempt):
+    def _check_round(self, items, states, refs, results, stage, attempt, notes=None):
         """{(name, block id): (code, problems)} of a round of candidate blocks, each judged inside the
-        reference model of its prosumer, all in one jailed worker; every try is logged."""
+        reference model of its prosumer, all in one jailed worker; every try is logged (``notes``: a
+        text put before the verdict of some blocks)."""
         t = time.perf_counter()
         codes = {f"{n}/{b}": assemble(spec, {b: code}) for (n, b), (spec, code, _, _) in items.items()}
         runs = run_many(codes, {f"{n}/{b}": states[n] for n, b in items}, limits=self.config.limits,
@@ -255,8 +276,8 @@ class DecomposedWorkflow:
             v = assess(v, spec, states[spec.name], run.states, run.reasons, refs[spec.name], self.config.rel_tol,
                        self.config.abs_tol_eur)
             problems = [] if v["accepted"] else v["reasons"] or ["not verified"]
-            detail = f"{bid}: " + ("matches the reference block on every test state" if not problems
-                                   else "; ".join(problems[:3]))
+            detail = f"{bid}: " + (notes or {}).get((spec.name, bid), "") + (
+                "matches the reference block on every test state" if not problems else "; ".join(problems[:3]))
             results[spec.name].stages.append(StageLog("block", attempt, "fail" if problems else "pass", detail, share,
                                                       prompt if stage == "block" else prompt[-2000:], raw))
             results[spec.name].seconds += share
@@ -293,6 +314,12 @@ class DecomposedWorkflow:
         res.seconds += time.perf_counter() - t
         if res.accepted and self.config.use_cache:
             self.cache.store(spec, self.backend.model_id, res)
+
+
+def _same_code(a, b):
+    """Whether two blocks are the same lines (indentation and blank lines aside)."""
+    lines = lambda code: [line.strip() for line in code.splitlines() if line.strip()]  # noqa: E731
+    return lines(a) == lines(b)
 
 
 def _default_pool():
