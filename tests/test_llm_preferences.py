@@ -232,6 +232,9 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("EV: off 17-21", ["17:00", "21:00"]),
     ("heat pump 9-5 only", ["09:00", "17:00"]),
     ("3-5 kW, 1-2 hours, 1.5-2 kW", []),  # amounts and durations are no range
+    ("From 12 noon to 2 pm", ["12:00", "14:00"]),  # "12 noon" is one time
+    ("Until noon keep room to soak up the midday solar", ["12:00"]),  # "the midday solar" names no time
+    ("no export at the midnight tariff, nor after midnight", ["00:00"]),
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
     from agents.llm.mentions import clock_mentions
@@ -297,6 +300,9 @@ def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     ("BESS: min 25 %", "battery_energy"),
     ("We shouldn't be pulling more than seven kilowatts off the grid", "grid_import"),
     ("must not cut back more than 1.5 kW of our panels' output", "pv_curtailment"),
+    ("gen <= 5 kW 06:00-22:00", "generator_power"),
+    ("Never push more than three kilowatts onto the grid overnight.", "grid_export"),
+    ("our cold-storage site needs the generator at 0.2 MW overnight", "generator_power"),  # not a battery
 ])
 def test_quantity_words_name_their_quantity(text, quantity):
     from agents.llm.mentions import quantity_mentions
@@ -332,6 +338,33 @@ def test_an_only_window_overrules_a_limit_answer_of_the_kind_question():
     assert got == [{"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW",
                     "from": "11:00", "to": "15:00", "applies": "outside"}]
     assert not backend.misses
+
+
+def test_one_sense_of_the_comparison_words_overrules_the_answer_where_the_kind_left_it_free():
+    from agents.llm.preference_extraction import extract
+
+    def read(text, kind, what, amount, window):
+        stages = {"preference-kind": [json.dumps({"kind": kind})], "preference-what": [json.dumps(what)],
+                  "preference-amount-choice": [json.dumps({"amount": amount})],
+                  "preference-when-choice": [json.dumps({"window": window})]}
+        backend = RecordedBackend({"by_stage": stages})
+        (got,), _ = extract(backend, [text], variant="choices")
+        assert not backend.misses
+        return got
+
+    export = {"quantity": "grid_export", "sense": "at_most"}  # what the 0.5B model answered
+    got = read("Our solar farm must feed at least 1.5 MW into the grid from noon to 3pm.", "limit", export, "1.5 MW",
+               "from 12:00 to 15:00")
+    assert got == {"quantity": "grid_export", "sense": "at_least", "bound": 1.5, "unit": "MW", "from": "12:00",
+                   "to": "15:00", "applies": "inside"}
+    # no comparison word: the answer stays
+    assert read("Feed 1.5 MW into the grid from noon to 3pm.", "limit", export, "1.5 MW",
+                "from 12:00 to 15:00")["sense"] == "at_most"
+    # a battery floor lifted in a window: "below" is read, then flipped for every other time
+    battery = {"quantity": "battery_energy", "sense": "at_least"}
+    got = read("The battery may only drop below 40% between 18:00 and 22:00.", "only", battery, "40 percent",
+               "from 18:00 to 22:00")
+    assert (got["sense"], got["applies"]) == ("at_least", "outside")
 
 
 def test_window_options_carry_the_wordings_own_time_word():

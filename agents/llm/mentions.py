@@ -28,8 +28,11 @@ _UNIT_WORDS = [  # (pattern, unit of agents/expert/preferences.py UNITS); longes
     (r"%|percent|per\s?cent|pct", "percent"),
 ]
 _AMOUNT = re.compile(r"(?<![\w.:])(\d+(?:[.,]\d+)?)\s*(" + "|".join(p for p, _ in _UNIT_WORDS) + r")(?![\w])", re.I)
-_NOON = re.compile(r"\b(noon|midday|mid-day)\b", re.I)
-_MIDNIGHT = re.compile(r"\bmidnight\b", re.I)
+# "12 noon" is one time; "the midday sun", "the midnight tariff" name no time (the word qualifies a noun)
+_NAMED = (r"(?<!\bthe )\b(?:(?:12|twelve)\s+)?{}\b"
+          r"(?!\s+(?:sun|solar|peak|tariff|rate|price|output|generation|hours?)\b)")
+_NOON = re.compile(_NAMED.format("(?:noon|midday|mid-day)"), re.I)
+_MIDNIGHT = re.compile(_NAMED.format("midnight"), re.I)
 _CLOCK = re.compile(r"(?<![\w.:])(\d{1,2}):(\d{2})(?:\s*" + _SUFFIX + r"(?![a-z]))?", re.I)
 _HOUR_SUFFIX = re.compile(r"(?<![\w.:])(\d{1,2})\s*" + _SUFFIX + r"(?![a-z])", re.I)
 _OCLOCK = re.compile(r"(?<![\w.:])(\d{1,2})\s*o'?\s?clock\b", re.I)
@@ -425,10 +428,11 @@ def comparison_hint(text):
 
 
 _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and their common kin
-    "generator_power": r"generators?|gen[- ]?sets?|genn(?:y|ies)|generating sets?|diesel|chp|"
+    "generator_power": r"generators?|gen[- ]?sets?|gen|genn(?:y|ies)|generating sets?|diesel|chp|"
                        r"combined heat and power|fuel cell|"
                        r"co-?gen(?:eration)?(?: plant| unit)?",
-    "battery_energy": r"batter(?:y|ies)|state of charge|soc|bess|storage|stored energy|powerwall|accumulator",
+    "battery_energy": r"batter(?:y|ies)|state of charge|soc|bess|(?<!cold[- ])storage|stored energy|powerwall|"
+                      r"accumulator",
     "grid_import": r"import(?:s|ed|ing)?|(?:grid|network|mains|utility) (?:draw|consumption|supply|purchases?)|"
                    r"(?:draw|tak|pull|get|consum|us|buy)\w*(?: [\w.-]+){0,4}? (?:from|off) "
                    r"(?:the )?(?:grid|network|mains|utility)|"
@@ -436,8 +440,8 @@ _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and 
                    r"buy(?:s|ing)?|bought|purchas(?:e|es|ed|ing)",
     "grid_export": r"export(?:s|ed|ing)?|feed(?:s|ing)?(?: in| into)?|fed(?: in| into)?|feed-?in|sell(?:s|ing)?|sold|"
                    r"inject(?:s|ed|ing|ion)?|(?:push|send|deliver|giv|return|spill)\w*(?: [\w-]+){0,3}? "
-                   r"(?:back |back in|in)?to the (?:grid|network|mains|utility)|push(?:es|ed|ing)? back|send(?:s|ing)? back|"
-                   r"(?:back )?(?:in)?to the (?:utility |public )?(?:grid|network|mains)",
+                   r"(?:back |back in|in|on)?to the (?:grid|network|mains|utility)|push(?:es|ed|ing)? back|"
+                   r"send(?:s|ing)? back|(?:back )?(?:in|on)?to the (?:utility |public )?(?:grid|network|mains)",
     "flexible_load_power": r"dishwashers?|washing machines?|washers?|(?:tumble )?dryers?|heat pumps?|(?:ev )?chargers?|"
                            r"electric (?:vehicles?|cars?)|ev|cars?|wallbox(?:es)?|pool pumps?|"
                            r"water heaters?|boilers?|appliances?|"
