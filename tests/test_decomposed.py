@@ -122,7 +122,10 @@ def test_a_repair_that_repeats_the_failing_block_is_asked_afresh_with_other_exam
     assert fresh == block_prompt(SPEC, "batteries", POOL, 2, skip=2)
     shown = lambda prompt: {line for line in prompt.split("Edit the example")[0].splitlines()  # noqa: E731
                             if line.startswith("  BESS")}  # the examples' unit lines
-    assert shown(fresh) and not shown(fresh) & shown(block_prompt(SPEC, "batteries", POOL, 2))  # other examples
+    first = block_prompt(SPEC, "batteries", POOL, 2)
+    assert fresh.split("Example 2")[0] == first.split("Example 2")[0]  # the closest example is kept ...
+    second = shown(fresh.split("Example 2")[1])
+    assert second and not second & shown(first)  # ... the other is one not shown before
     log = next(s for s in res.stages if s.stage == "block" and s.attempt == 1)
     assert log.verdict == "pass" and log.detail.startswith("batteries: the repair repeated the failing block")
     # a repair that changes the block is checked as it is, with no second ask

@@ -16,7 +16,7 @@ units) or one of its preferences. Per block:
 3. repair  failing blocks only go back to the LLM with the reasons, batched, up to ``max_repairs``
            rounds. A repair reply that repeats the failing block (greedy decoding copies the code
            it is shown: both repairs of the 1.5B's fleet run did, README) is asked again, in the
-           same round, as a fresh edit with the next examples of the pool.
+           same round, as a fresh edit with the closest example and the next ones of the pool.
 Then the accepted blocks are assembled into ``prosumer(state)`` and verified as a whole. A prosumer
 with a block that still fails falls back to the reference model; the result says which block
 failed and why. Accepted experts are cached like the one-shot workflow's (agents/llm/workflow.py).
@@ -93,7 +93,9 @@ def _rounded(params):
 
 def examples(spec, block_id, pool, shots, skip=0):
     """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``
-    (after the ``skip`` first ones, for a block asked afresh):
+    (for a block asked afresh, ``skip`` = how many were shown before: the closest one is kept, the others
+    are the next ones; the closest is often the only one with the same unit count, and without it the
+    0.5B model wrote one battery of two):
     device blocks prefer the same unit count; preference blocks (the pool's and the preference benchmark's
     few-shot structures) the same sense, then a window of the same kind (across midnight or not), then
     the same quantity; rendered with this block's id, so the names match."""
@@ -114,7 +116,8 @@ def examples(spec, block_id, pool, shots, skip=0):
             out.append((text, render(block_id, params)))
         if len(out) == skip + shots:
             break
-    return out[skip:]
+    keep = 1 if skip and shots > 1 else 0
+    return out[:keep] + out[skip:][:shots - keep]
 
 
 def _preference_params(spec):
@@ -239,7 +242,7 @@ class DecomposedWorkflow:
         shots = self.config.shots
         again = [k for k, (s, b) in enumerate(failing)
                  if _same_code(extract_block(replies[k]), out[s.name, b][0])
-                 and examples(s, b, pool, shots, skip=attempt * shots)]
+                 and examples(s, b, pool, shots, skip=attempt * shots) != examples(s, b, pool, shots)]
         fresh = [block_prompt(*failing[k], pool, shots, skip=attempt * shots) for k in again]
         answers = self._generate(fresh, "repair", [failing[k] for k in again], results)
         prompts, replies = list(prompts), list(replies)
