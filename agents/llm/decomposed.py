@@ -237,8 +237,8 @@ class DecomposedWorkflow:
 
     def _afresh(self, failing, prompts, replies, out, pool, attempt, results):
         """(prompts, replies, {(name, block id): note}) of a repair round where the replies that repeat
-        the failing block are replaced by a fresh edit of the block from the pool's next examples (one
-        batched call)."""
+        the failing block are replaced by a fresh edit of the block (the closest example and ones not
+        shown before; one batched call)."""
         shots = self.config.shots
         again = [k for k, (s, b) in enumerate(failing)
                  if _same_code(extract_block(replies[k]), out[s.name, b][0])
