@@ -240,10 +240,10 @@ class DecomposedWorkflow:
         the failing block are replaced by a fresh edit of the block (the closest example and ones not
         shown before; one batched call)."""
         shots = self.config.shots
-        again = [k for k, (s, b) in enumerate(failing)
-                 if _same_code(extract_block(replies[k]), out[s.name, b][0])
-                 and examples(s, b, pool, shots, skip=attempt * shots) != examples(s, b, pool, shots)]
-        fresh = [block_prompt(*failing[k], pool, shots, skip=attempt * shots) for k in again]
+        repeated = [k for k, (s, b) in enumerate(failing) if _same_code(extract_block(replies[k]), out[s.name, b][0])]
+        fresh = {k: block_prompt(*failing[k], pool, shots, skip=attempt * shots) for k in repeated}
+        again = [k for k in repeated if not prompts[k].startswith(fresh[k])]  # (a pool with no other examples)
+        fresh = [fresh[k] for k in again]
         answers = self._generate(fresh, "repair", [failing[k] for k in again], results)
         prompts, replies = list(prompts), list(replies)
         for k, prompt, reply in zip(again, fresh, answers):
