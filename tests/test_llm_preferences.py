@@ -235,6 +235,11 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("From 12 noon to 2 pm", ["12:00", "14:00"]),  # "12 noon" is one time
     ("Until noon keep room to soak up the midday solar", ["12:00"]),  # "the midday solar" names no time
     ("no export at the midnight tariff, nor after midnight", ["00:00"]),
+    ("genset off from 2130 to 0545.", ["21:30", "05:45"]),  # four digits after a time word
+    ("CHP max 50kW 0700-1900", ["07:00", "19:00"]),  # ... or in a dash range of four digits
+    ("limit import to 2000 W, 2024 tariff, 1,500 W", []),  # four digits with a unit or alone are no time
+    ("limit the genset to five hundred watts before noon", ["12:00"]),  # an amount in words is no hour
+    ("curtail at most one and a half kilowatts", []),
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
     from agents.llm.mentions import clock_mentions
@@ -248,6 +253,8 @@ def test_amount_mentions_read_units_and_decimal_commas():
     assert amount_mentions("no more than 1,5 kW or 2 kilowatts, 40 % or 3 kWh, 0.05 MW, 500 W, 2 MWh") == [
         ("1,5 kW", 1.5, "kW"), ("2 kilowatts", 2.0, "kW"), ("40 %", 40.0, "percent"), ("3 kWh", 3.0, "kWh"),
         ("0.05 MW", 0.05, "MW"), ("500 W", 500.0, "W"), ("2 MWh", 2.0, "MWh")]
+    assert amount_mentions("1,500 W, 12,5 kW, 10,000.5 Wh") == [  # a comma before three digits groups thousands
+        ("1,500 W", 1500.0, "W"), ("12,5 kW", 12.5, "kW"), ("10,000.5 Wh", 10000.5, "Wh")]
     assert amount_mentions("seven kilowatts, two and a half kW, twenty-five percent, one point five MW") == [
         ("seven kilowatts", 7.0, "kW"), ("two and a half kW", 2.5, "kW"), ("twenty-five percent", 25.0, "percent"),
         ("one point five MW", 1.5, "MW")]

@@ -27,7 +27,18 @@ _UNIT_WORDS = [  # (pattern, unit of agents/expert/preferences.py UNITS); longes
     (r"kw|kilowatts?", "kW"), (r"mw|megawatts?", "MW"), (r"w|watts?", "W"),
     (r"%|percent|per\s?cent|pct", "percent"),
 ]
-_AMOUNT = re.compile(r"(?<![\w.:])(\d+(?:[.,]\d+)?)\s*(" + "|".join(p for p, _ in _UNIT_WORDS) + r")(?![\w])", re.I)
+# "1,500 W" (a comma before three digits groups thousands), "1,5 kW" (a decimal comma), "0.05 MW"
+_AMOUNT = re.compile(r"(?<![\w.:])(\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d+(?:[.,]\d+)?)\s*("
+                     + "|".join(p for p, _ in _UNIT_WORDS) + r")(?![\w])", re.I)
+
+
+def _digits(number):
+    """The value of an amount written in digits ("1,500" = 1500, "1,5" = 1.5)."""
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", number):
+        return float(number.replace(",", ""))
+    return float(number.replace(",", "."))
+
+
 # "12 noon" is one time; "the midday sun", "the midnight tariff" name no time (the word qualifies a noun)
 _NAMED = (r"(?<!\bthe )\b(?:(?:12|twelve)\s+)?{}\b"
           r"(?!\s+(?:sun|solar|peak|tariff|rate|price|output|generation|hours?)\b)")
@@ -37,6 +48,13 @@ _CLOCK = re.compile(r"(?<![\w.:])(\d{1,2}):(\d{2})(?:\s*" + _SUFFIX + r"(?![a-z]
 _HOUR_SUFFIX = re.compile(r"(?<![\w.:])(\d{1,2})\s*" + _SUFFIX + r"(?![a-z])", re.I)
 _OCLOCK = re.compile(r"(?<![\w.:])(\d{1,2})\s*o'?\s?clock\b", re.I)
 _MILITARY = re.compile(r"(?<![\w.:])([01]\d|2[0-4])([0-5]\d)\s*(?:h|hrs|hours)\b", re.I)
+# "from 2130 to 0545", "0600-2200": four digits without "h" are a time only after a time word or
+# joined by a dash to another such time (a bare "2000" is as likely watts or a year)
+_FOUR_DIGITS = re.compile(r"(?<![\w.:,])([01]\d|2[0-4])([0-5]\d)(?![\w:%]|[.,]\d|\s*(?:%|(?:"
+                          + "|".join(p for p, _ in _UNIT_WORDS) + r")(?![\w])))", re.I)
+_FOUR_LEAD = re.compile(r"(?:\b(?:before|after|until|till|til|from|between|and|to|since|by|at|through|thru)\s+"
+                        r"|\b\d{4}\s*[-–]\s*)$", re.I)
+_FOUR_NEXT = re.compile(r"\s*[-–]\s*\d{4}\b")
 _H = re.compile(r"(?<![\w.:])(\d{1,2})\s*h\b", re.I)
 _WORDS = {w: k + 1 for k, w in enumerate("one two three four five six seven eight nine ten eleven twelve".split())}
 _HOUR = r"(\d{1,2}|" + "|".join(_WORDS) + r")"
@@ -109,7 +127,7 @@ def clock_spans(text):
             taken.append((s, e))
             found.append((s, e, m.group(group), hhmm))
 
-    for m in _AMOUNT.finditer(text):  # amounts are never times
+    for m in [*_AMOUNT.finditer(text), *_WORD_AMOUNT.finditer(text)]:  # amounts are never times
         taken.append(m.span())
     for m in _CLOCK.finditer(text):
         add(m, _hhmm(_twelve(int(m[1]), m[3]), int(m[2])))
@@ -117,6 +135,9 @@ def clock_spans(text):
         add(m, _hhmm(_twelve(int(m[1]), m[2])))
     for m in _MILITARY.finditer(text):
         add(m, _hhmm(int(m[1]), int(m[2])))
+    for m in _FOUR_DIGITS.finditer(text):
+        if _FOUR_LEAD.search(text[max(0, m.start() - 12):m.start()]) or _FOUR_NEXT.match(text, m.end()):
+            add(m, _hhmm(int(m[1]), int(m[2])))
     for m in _OCLOCK.finditer(text):
         add(m, _hhmm(int(m[1])))
     for m in _H.finditer(text):
@@ -227,7 +248,7 @@ def amount_mentions(text):
         return next(u for p, u in _UNIT_WORDS if re.fullmatch(p, word, re.I))
 
     for m in _AMOUNT.finditer(text):
-        out.append((m.start(), m[0], float(m[1].replace(",", ".")), unit_of(m[2])))
+        out.append((m.start(), m[0], _digits(m[1]), unit_of(m[2])))
     for m in _WORD_AMOUNT.finditer(text):
         out.append((m.start(), m[0], _word_amount(m), unit_of(m["unit"])))
         taken.append(m.span())
