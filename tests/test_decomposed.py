@@ -16,7 +16,10 @@ from agents.llm.decomposed import (
     DecomposedConfig,
     DecomposedWorkflow,
     block_prompt,
+    examples,
     extract_block,
+    merged_pool,
+    units_text,
 )
 from agents.llm.llm import RecordedBackend, prompt_key
 from agents.llm.report import write_report
@@ -73,6 +76,15 @@ def test_prompt_shows_other_prosumers_blocks_the_rules_and_this_prosumers_number
     assert mine not in prompt  # the answer is never among the examples
     pref = block_prompt(SPEC, "pref2", POOL, 2)
     assert "eps2" in pref and reference_block(SPEC, "pref2") not in pref
+
+
+def test_another_files_prosumer_of_the_same_name_stays_in_the_example_pool():
+    twin = spec_from_dict({**json.loads(json.dumps(SPEC.to_dict())), "name": POOL[8].name})  # p008, other devices
+    pool = merged_pool([twin, POOL[8]], POOL)
+    assert pool[:2] == [twin, POOL[8]] and len(pool) == len(POOL) + 1  # by content: the same p008 once
+    shown = [text for text, _ in examples(twin, "batteries", pool, 2)]
+    assert units_text(twin, "batteries") not in shown
+    assert units_text(POOL[8], "batteries") in shown  # the pool's p008 (two batteries too) is another prosumer
 
 
 def test_preference_windows_are_circular_ranges():

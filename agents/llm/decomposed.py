@@ -91,8 +91,20 @@ def _rounded(params):
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in params.items()}
 
 
+def merged_pool(specs, pool):
+    """The fleet's specs, then the example pool's that differ from them. Compared by content, not by
+    name: another spec file's "p008" is another prosumer (it stays, the fleet's own is kept too),
+    the same prosumer twice is one example."""
+    out = []
+    for s in [*specs, *pool]:
+        if s not in out:
+            out.append(s)
+    return out
+
+
 def examples(spec, block_id, pool, shots, skip=0):
     """[(units text, reference code)] of the same block for up to ``shots`` other prosumers of ``pool``
+    (other = a different spec; a prosumer never sees its own blocks)
     (for a block asked afresh, ``skip`` = how many were shown before: the closest one is kept, the others
     are the next ones; the closest is often the only one with the same unit count, and without it the
     0.5B model wrote one battery of two):
@@ -101,13 +113,13 @@ def examples(spec, block_id, pool, shots, skip=0):
     the same quantity; rendered with this block's id, so the names match."""
     if block_id.startswith("pref"):
         want = block_params(spec, block_id)
-        mine = [(s.name, p) for s in pool if s.name != spec.name for p in _preference_params(s)]
+        mine = [(s.name, p) for s in pool if s != spec for p in _preference_params(s)]
         cands = [(p["sense"] != want["sense"], (p["from_step"] > p["to_step"]) != (want["from_step"] > want["to_step"]),
                   p["quantity"] != want["quantity"], name, p) for name, p in mine + _benchmark_preferences(pool)]
     else:
         n = len(getattr(spec, block_id))
         cands = [(len(getattr(s, block_id)) != n, 0, 0, s.name, block_params(s, block_id))
-                 for s in pool if s.name != spec.name and getattr(s, block_id)]
+                 for s in pool if s != spec and getattr(s, block_id)]
     out, seen = [], {units_text(spec, block_id)}  # an identical example would leave nothing to edit
     for *_, params in sorted(cands, key=lambda c: c[:4]):
         text = units_text(spec, block_id, params)
@@ -177,7 +189,7 @@ class DecomposedWorkflow:
     def run_fleet(self, specs, states):
         """ExpertResult per spec (same order); ``states``: {name: test states}."""
         t0 = time.perf_counter()
-        pool = list({s.name: s for s in [*specs, *self.pool]}.values())
+        pool = merged_pool(specs, self.pool)
         results, todo = {}, []
         for spec in specs:
             cached = self.cache.load(spec, self.backend.model_id) if self.config.use_cache else None
