@@ -240,6 +240,11 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("limit import to 2000 W, 2024 tariff, 1,500 W", []),  # four digits with a unit or alone are no time
     ("limit the genset to five hundred watts before noon", ["12:00"]),  # an amount in words is no hour
     ("curtail at most one and a half kilowatts", []),
+    ("no import before 6.45am, export cap after 5.30 p.m.", ["06:45", "17:30"]),  # a dot before the minutes
+    ("between 1.30 and 3.30 pm", ["13:30", "15:30"]),  # ... the range's pm carried back
+    ("CHP on from 18h15 to 22h00", ["18:15", "22:00"]),  # "18h15"
+    ("genset off until 17.45, load 9.15-11.45", ["17:45", "09:15", "11:45"]),  # after a time word or in a range
+    ("limit import to 7.30 kW; 2.45 is our fuse", []),  # a bare decimal is no time
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
     from agents.llm.mentions import clock_mentions
@@ -260,6 +265,9 @@ def test_amount_mentions_read_units_and_decimal_commas():
         ("one point five MW", 1.5, "MW")]
     assert amount_mentions("half a kilowatt, three hundred and fifty watts, keep half the battery") == [
         ("half a kilowatt", 0.5, "kW"), ("three hundred and fifty watts", 350.0, "W"), ("half", 50.0, "percent")]
+    assert [(span, round(v, 2)) for span, v, _ in amount_mentions(
+        "keep a fifth of the capacity, two thirds full, one quarter, a third battery, a quarter past six")] == [
+        ("a fifth", 20.0), ("two thirds", 66.67), ("one quarter", 25.0)]  # not the ordinal, not the clock
     assert hints("please be green") == "Clock times in the text: none\nAmounts in the text: none"
     from agents.llm.mentions import restricting_hint
 
@@ -310,6 +318,8 @@ def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     ("gen <= 5 kW 06:00-22:00", "generator_power"),
     ("Never push more than three kilowatts onto the grid overnight.", "grid_export"),
     ("our cold-storage site needs the generator at 0.2 MW overnight", "generator_power"),  # not a battery
+    ("the gas engine must give 40 kW", "generator_power"),
+    ("microturbine below 30 kW", "generator_power"),
 ])
 def test_quantity_words_name_their_quantity(text, quantity):
     from agents.llm.mentions import quantity_mentions

@@ -56,6 +56,11 @@ _FOUR_LEAD = re.compile(r"(?:\b(?:before|after|until|till|til|from|between|and|t
                         r"|\b\d{4}\s*[-–]\s*)$", re.I)
 _FOUR_NEXT = re.compile(r"\s*[-–]\s*\d{4}\b")
 _H = re.compile(r"(?<![\w.:])(\d{1,2})\s*h\b", re.I)
+_H_MINUTES = re.compile(r"(?<![\w.:])(\d{1,2})h([0-5]\d)\b", re.I)  # "17h45", "21h00"
+# "7.30am", "2.15 pm"; without am/pm ("until 17.45", "9.45-14.15") only after a time word or in a dash
+# range, as four digits are (a bare "7.30" is as likely an amount)
+_DOT_CLOCK = re.compile(r"(?<![\w.:,])(\d{1,2})\.([0-5]\d)(?:\s*" + _SUFFIX + r"(?![a-z]))?(?![\w.,]\w|\d)", re.I)
+_DOT_NEXT = re.compile(r"\s*[-–]\s*\d{1,2}\.\d{2}\b")
 _WORDS = {w: k + 1 for k, w in enumerate("one two three four five six seven eight nine ten eleven twelve".split())}
 _HOUR = r"(\d{1,2}|" + "|".join(_WORDS) + r")"
 # "half past ten", "quarter to 7 pm": a clock phrase with its own minutes
@@ -131,6 +136,10 @@ def clock_spans(text):
         taken.append(m.span())
     for m in _CLOCK.finditer(text):
         add(m, _hhmm(_twelve(int(m[1]), m[3]), int(m[2])))
+    for m in _DOT_CLOCK.finditer(text):
+        if m[3] or _FOUR_LEAD.search(text[max(0, m.start() - 12):m.start()]) or _DOT_NEXT.match(text, m.end()) \
+                or re.search(r"\d{1,2}\.\d{2}\s*[-–]\s*$", text[max(0, m.start() - 12):m.start()]):
+            add(m, _hhmm(_twelve(int(m[1]), m[3]), int(m[2])))
     for m in _HOUR_SUFFIX.finditer(text):
         add(m, _hhmm(_twelve(int(m[1]), m[2])))
     for m in _MILITARY.finditer(text):
@@ -140,6 +149,8 @@ def clock_spans(text):
             add(m, _hhmm(int(m[1]), int(m[2])))
     for m in _OCLOCK.finditer(text):
         add(m, _hhmm(int(m[1])))
+    for m in _H_MINUTES.finditer(text):
+        add(m, _hhmm(int(m[1]), int(m[2])))
     for m in _H.finditer(text):
         add(m, _hhmm(int(m[1])))
     for m in _NOON.finditer(text):
@@ -174,7 +185,7 @@ def clock_spans(text):
         day is named) "1:30" or "half past six" ("between 1:30 and 3:30 pm" = 13:30 to 15:30)."""
         if bare(span):
             return True
-        written = re.fullmatch(r"(\d{1,2}):\d{2}", span.strip()) or _PAST.fullmatch(span.strip())
+        written = re.fullmatch(r"(\d{1,2})[:.]\d{2}", span.strip()) or _PAST.fullmatch(span.strip())
         return bool(written) and not parts and not re.search(_SUFFIX + r"\s*$", span, re.I) and hhmm <= "12:59"
     joined = lambda a, b: re.fullmatch(r"\s*(?:-|–|to|till|until|and)\s*", text[a:b], re.I)  # noqa: E731
     for k, (s, e, span, hhmm) in enumerate(found):
@@ -196,8 +207,13 @@ def clock_spans(text):
     return out
 
 
-_SHARE = re.compile(r"\b(half|a quarter|three quarters)\b(?!\s+(?:past|to|an? hour|of an hour|hour))", re.I)
-_SHARES = {"half": 50.0, "a quarter": 25.0, "three quarters": 75.0}
+# "half", "a quarter", "a fifth of its capacity", "two thirds full"; a third, fifth or tenth only before
+# "of", "full" or "charged" ("a third battery" is an ordinal), a quarter never in a clock phrase
+_SHARE = re.compile(r"\b(half|(?:a|one) quarter|three quarters|"
+                    r"(?:(?:a|one) (?:third|fifth|tenth)|two thirds|(?:two|three|four) fifths)(?=\s+(?:of|full|charged)\b))"
+                    r"\b(?!\s+(?:past|to|an? hour|of an hour|hour))", re.I)
+_SHARES = {"half": 50.0, "quarter": 25.0, "three quarters": 75.0, "third": 100 / 3, "two thirds": 200 / 3,
+           "fifth": 20.0, "two fifths": 40.0, "three fifths": 60.0, "four fifths": 80.0, "tenth": 10.0}
 _UNITS_19 = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
              "sixteen seventeen eighteen nineteen").split()
 _TENS = {w: 10 * k for k, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
@@ -254,7 +270,8 @@ def amount_mentions(text):
         taken.append(m.span())
     for m in _SHARE.finditer(text):
         if not any(a <= m.start() < b for a, b in taken):
-            out.append((m.start(), m[0], _SHARES[" ".join(m[1].lower().split())], "percent"))
+            out.append((m.start(), m[0], _SHARES[re.sub(r"^(?:a|one) ", "", " ".join(m[1].lower().split()))],
+                        "percent"))
     return [mention[1:] for mention in sorted(out)]
 
 
@@ -449,7 +466,8 @@ def comparison_hint(text):
 
 
 _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and their common kin
-    "generator_power": r"generators?|gen[- ]?sets?|gen|genn(?:y|ies)|generating sets?|diesel|chp|"
+    "generator_power": r"generators?|gen[- ]?sets?|gen|genn(?:y|ies)|generating sets?|diesel|chp|engines?|"
+                       r"(?:micro-?)?turbines?|"
                        r"combined heat and power|fuel cell|"
                        r"co-?gen(?:eration)?(?: plant| unit)?",
     "battery_energy": r"batter(?:y|ies)|state of charge|soc|bess|(?<!cold[- ])storage|stored energy|powerwall|"
