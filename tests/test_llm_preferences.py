@@ -357,6 +357,33 @@ def test_an_only_window_overrules_a_limit_answer_of_the_kind_question():
     assert not backend.misses
 
 
+@pytest.mark.parametrize("text, ban", [
+    ("Irrigation pump off from 19:00 to 07:00; it is loud.", True),
+    ("Don't export more than 2 kW at night", True),
+    ("No genset before 7 am, only after", False),  # a restricting word
+    ("Pump off except between 9 and 17", False),  # an exception word
+    ("run the controllable load after 10:00", False),  # no denial
+])
+def test_plain_ban_is_a_denial_without_restricting_or_exception_words(text, ban):
+    from agents.llm.mentions import plain_ban
+
+    assert plain_ban(text) is ban
+
+
+def test_a_plain_ban_overrules_an_only_answer_of_the_kind_question():
+    from agents.llm.preference_extraction import extract
+
+    stages = {"preference-kind": ['{"kind": "only"}'],  # what the 0.5B model answered
+              "preference-what": ['{"quantity": "flexible_load_power", "sense": "at_most"}'],
+              "preference-amount-choice": ['{"amount": "0 kW"}'],
+              "preference-when-choice": ['{"window": "from 19:00 to 07:00"}']}
+    backend = RecordedBackend({"by_stage": stages})
+    got, _ = extract(backend, ["Irrigation pump off from 19:00 to 07:00; it is loud."], variant="choices")
+    assert got == [{"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW",
+                    "from": "19:00", "to": "07:00", "applies": "inside"}]
+    assert not backend.misses
+
+
 def test_one_sense_of_the_comparison_words_overrules_the_answer_where_the_kind_left_it_free():
     from agents.llm.preference_extraction import extract
 

@@ -395,8 +395,9 @@ def _ask_kind(backend, texts, examples, structures, raws):
     at_most) is flipped once read (``_negate_lifted``). A limit whose window is an exception leaves
     the scope to its own question; a wording that grants something and takes a window out of the
     grant (mentions.permission_exception) bans the window whatever the kind answered
-    (``BANNED_WINDOW``), and one whose grammar restricts it to a window (mentions.only_window) is
-    the 'only' kind whatever the kind answered."""
+    (``BANNED_WINDOW``), one whose grammar restricts it to a window (mentions.only_window) is
+    the 'only' kind whatever the kind answered, and a plain ban (mentions.plain_ban: a denial, no
+    restricting or exception word) is never the 'only' kind."""
     replies = _pick(backend, [prompt(t, examples, "choices", "kind", {}) for t in texts], KIND_KEY,
                     [list(KINDS)] * len(texts), KIND_SYSTEM, "preference-kind")
     lifted = set()
@@ -405,6 +406,8 @@ def _ask_kind(backend, texts, examples, structures, raws):
         kind = (parse_reply(raw) or {}).get(KIND_KEY)
         if kind in KINDS and mentions.only_window(texts[k]):  # "washing machine just between 11 and 15"
             kind = "only"
+        elif kind == "only" and mentions.plain_ban(texts[k]):  # "pump off from 19:00 to 07:00"
+            kind = "limit"
         structures[k] = dict(KINDS[kind]) if kind in KINDS else None  # (unconstrained backends)
         if kind in KINDS and mentions.permission_exception(texts[k]):  # "can run any time except 17-20"
             structures[k] = dict(BANNED_WINDOW)
