@@ -344,16 +344,24 @@ def test_only_window_is_a_fact_of_the_wordings_grammar(text, only):
     assert only_window(text) is only
 
 
-def test_an_only_window_overrules_a_limit_answer_of_the_kind_question():
+@pytest.mark.parametrize("text, kind, amount, window, applies", [
+    # what the 0.5B model answered: "just" before a time is a restriction, "off" without one a ban
+    ("Washing machine just between 11 and 15, please.", "limit", None, "from 11:00 to 15:00", "outside"),
+    ("Irrigation pump off from 19:00 to 07:00; it is loud.", "only", "0 kW", "from 19:00 to 07:00", "inside"),
+])
+def test_the_wordings_grammar_overrules_the_answer_of_the_kind_question(text, kind, amount, window, applies):
     from agents.llm.preference_extraction import extract
 
-    stages = {"preference-kind": ['{"kind": "limit"}'],  # what the 0.5B model answered
+    stages = {"preference-kind": [json.dumps({"kind": kind})],
               "preference-what": ['{"quantity": "flexible_load_power", "sense": "at_most"}'],
-              "preference-when-choice": ['{"window": "from 11:00 to 15:00"}']}
+              "preference-when-choice": [json.dumps({"window": window})]}
+    if amount:
+        stages["preference-amount-choice"] = [json.dumps({"amount": amount})]
     backend = RecordedBackend({"by_stage": stages})
-    got, _ = extract(backend, ["Washing machine just between 11 and 15, please."], variant="choices")
+    got, _ = extract(backend, [text], variant="choices")
+    start, end = window.split()[1::2]
     assert got == [{"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW",
-                    "from": "11:00", "to": "15:00", "applies": "outside"}]
+                    "from": start, "to": end, "applies": applies}]
     assert not backend.misses
 
 
@@ -368,20 +376,6 @@ def test_plain_ban_is_a_denial_without_restricting_or_exception_words(text, ban)
     from agents.llm.mentions import plain_ban
 
     assert plain_ban(text) is ban
-
-
-def test_a_plain_ban_overrules_an_only_answer_of_the_kind_question():
-    from agents.llm.preference_extraction import extract
-
-    stages = {"preference-kind": ['{"kind": "only"}'],  # what the 0.5B model answered
-              "preference-what": ['{"quantity": "flexible_load_power", "sense": "at_most"}'],
-              "preference-amount-choice": ['{"amount": "0 kW"}'],
-              "preference-when-choice": ['{"window": "from 19:00 to 07:00"}']}
-    backend = RecordedBackend({"by_stage": stages})
-    got, _ = extract(backend, ["Irrigation pump off from 19:00 to 07:00; it is loud."], variant="choices")
-    assert got == [{"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW",
-                    "from": "19:00", "to": "07:00", "applies": "inside"}]
-    assert not backend.misses
 
 
 def test_one_sense_of_the_comparison_words_overrules_the_answer_where_the_kind_left_it_free():
