@@ -8,8 +8,9 @@
     python -m scenarios.expert_workflow --demonstrations 2016-03-01     # + demonstrations.npz
 
 ``--variant decomposed`` (default; agents/llm/decomposed.py) has the LLM edit one reference code
-block at a time (a device type or a preference); ``oneshot`` (agents/llm/workflow.py) runs the
-paper's stages on the whole model.
+block at a time (a device type or a preference); ``edit`` (agents/llm/edit_code.py) has it edit
+another prosumer's whole reference code into this prosumer's in one reply; ``oneshot``
+(agents/llm/workflow.py) runs the paper's stages on the whole model from its text description.
 
 Free-text preferences the hand-written parser does not know are first turned into structured
 preferences by the LLM (batched, JSON-schema constrained, three questions with hints by default;
@@ -55,6 +56,7 @@ class ExpertRunConfig:
     """comma-separated prosumer names to run (empty = all, after max_prosumers)"""
     variant: str = "decomposed"
     """workflow: decomposed (the LLM edits one reference code block at a time, agents/llm/decomposed.py) |
+    edit (the LLM edits the closest other prosumer's whole reference code into this one's, agents/llm/edit_code.py) |
     oneshot (the paper's five stages on the whole model, agents/llm/workflow.py)"""
     backend: str = "hf"
     """LLM backend: a name from BACKENDS (hf | recorded)"""
@@ -131,19 +133,25 @@ def _oneshot(cfg, backend, specs, states):
     return results, {"retrieval": workflow.index.method}
 
 
-def _decomposed(cfg, backend, specs, states):
-    from agents.llm.decomposed import DecomposedConfig, DecomposedWorkflow
+def _decomposed(cfg, backend, specs, states, workflow_class=None):
+    from agents.llm.decomposed import DecomposedWorkflow
 
-    workflow = DecomposedWorkflow(backend, DecomposedConfig(max_repairs=cfg.max_repairs, rel_tol=cfg.rel_tol,
-                                                            use_cache=cfg.use_cache,
-                                                            allow_unjailed=cfg.allow_unjailed))
+    workflow_class = workflow_class or DecomposedWorkflow
+    workflow = workflow_class(backend, workflow_class.config_class(
+        max_repairs=cfg.max_repairs, rel_tol=cfg.rel_tol, use_cache=cfg.use_cache, allow_unjailed=cfg.allow_unjailed))
     results = workflow.run_fleet(specs, states)
     for r in results:
         print(f"  {r.name}: {'accepted' if r.accepted else 'fallback to reference'} ({r.source})", flush=True)
     return results, {}
 
 
-VARIANTS = {"decomposed": _decomposed, "oneshot": _oneshot}
+def _edit(cfg, backend, specs, states):
+    from agents.llm.edit_code import EditWorkflow
+
+    return _decomposed(cfg, backend, specs, states, EditWorkflow)
+
+
+VARIANTS = {"decomposed": _decomposed, "edit": _edit, "oneshot": _oneshot}
 
 
 def validate(cfg):

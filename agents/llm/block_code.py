@@ -10,7 +10,7 @@ given with the reference's, so a candidate block is judged alone: the whole mode
 block swapped must match the reference model (agents/llm/verification.py, through the jail).
 
 Block ids: the device key (``"batteries"``) for all units of a type, ``"pref1"``, ``"pref2"``, ...
-for the preferences in spec order. The assembled model is the reference model of
+for the preferences in spec order; ``WHOLE`` for the whole body (the edit variant's one block). The assembled model is the reference model of
 agents/llm/reference_code.py unit by unit (same variables, constraints and costs).
 """
 
@@ -202,6 +202,10 @@ cost = cost + {num(PREFERENCE_PENALTY_EUR)} * dt * cp.sum(eps{k})
 
 
 # ---- blocks of a spec, and the assembly ------------------------------------------------------------------
+WHOLE = "model"
+"""block id of the whole body, every device and preference block in one (agents/llm/edit_code.py)"""
+
+
 def block_ids(spec):
     """Block ids of ``spec`` in assembly order: its device types (registry order), then pref1, pref2, ..."""
     other = [key for key, units in spec.devices if units and key not in DEVICE_CODE]
@@ -229,18 +233,23 @@ def reference_block(spec, block_id):
     return render(block_id, block_params(spec, block_id))
 
 
-def assemble(spec, blocks=None):
-    """Source of ``prosumer(state)`` of ``spec``: the trusted head, every block (``blocks[id]`` where
-    given, else the reference block), the preference quantities, and the trusted market tail."""
+def body(spec, blocks=None):
+    """The body of ``prosumer(state)`` between the trusted head and tail, not indented: every block
+    (``blocks[id]`` where given, else the reference block), the preference quantities before the first
+    preference block."""
     blocks = blocks or {}
-    parts = [HEAD]
-    ids = block_ids(spec)
-    for block_id in ids:
+    parts = []
+    for block_id in block_ids(spec):
         if block_id == "pref1":
-            parts.append(QUANTITIES)
+            parts.append(textwrap.dedent(QUANTITIES))
         code = blocks[block_id] if block_id in blocks else reference_block(spec, block_id)
-        body = textwrap.dedent(code).strip("\n") + "\n"
-        parts.append(f"    # ---- block {block_id}\n" + textwrap.indent(body, "    "))
-    parts.append(TAIL)
+        parts.append(f"# ---- block {block_id}\n" + textwrap.dedent(code).strip("\n") + "\n")
     return "".join(parts)
 
+
+def assemble(spec, blocks=None):
+    """Source of ``prosumer(state)`` of ``spec``: the trusted head, the body (see ``body``; ``blocks[WHOLE]``,
+    where given, is the whole body: the edit variant), and the trusted market tail."""
+    blocks = blocks or {}
+    text = textwrap.dedent(blocks[WHOLE] if WHOLE in blocks else body(spec, blocks)).strip("\n")
+    return HEAD + (textwrap.indent(text + "\n", "    ") if text else "") + TAIL

@@ -34,6 +34,7 @@ from agents.llm import prompts as P
 from agents.llm.block_code import (
     BLOCK_CONTRACT,
     DEVICE_CODE,
+    WHOLE,
     assemble,
     block_ids,
     block_params,
@@ -79,7 +80,10 @@ class DecomposedConfig(ExpertConfig):
 
 
 def units_text(spec, block_id, params=None):
-    """The numbers of a block as prompt lines: one line per unit (``BESS1: {...}``) or the preference."""
+    """The numbers of a block as prompt lines: one line per unit (``BESS1: {...}``) or the preference;
+    for the whole body (WHOLE) those of every block of ``spec``."""
+    if block_id == WHOLE:
+        return "\n".join(units_text(spec, b) for b in block_ids(spec))
     params = block_params(spec, block_id) if params is None else params
     if block_id.startswith("pref"):
         return f"  preference {block_id[4:]}: {json.dumps(_rounded(params))}"
@@ -120,12 +124,19 @@ def examples(spec, block_id, pool, shots, skip=0):
         n = len(getattr(spec, block_id))
         cands = [(len(getattr(s, block_id)) != n, 0, 0, s.name, block_params(s, block_id))
                  for s in pool if s != spec and getattr(s, block_id)]
-    out, seen = [], {units_text(spec, block_id)}  # an identical example would leave nothing to edit
-    for *_, params in sorted(cands, key=lambda c: c[:4]):
-        text = units_text(spec, block_id, params)
+    ranked = [(units_text(spec, block_id, c[-1]), c[-1]) for c in sorted(cands, key=lambda c: c[:4])]
+    return pick(ranked, units_text(spec, block_id), shots, skip, lambda params: render(block_id, params))
+
+
+def pick(ranked, own, shots, skip, code):
+    """[(units text, code(item))] of the first ``skip + shots`` distinct (units text, item) of ``ranked``
+    (best first), none with the units text ``own`` (an identical example would leave nothing to edit); for
+    a fresh ask (``skip`` > 0) the closest one and the ``shots - 1`` after the ``skip`` shown before."""
+    out, seen = [], {own}
+    for text, item in ranked:
         if text not in seen:
             seen.add(text)
-            out.append((text, render(block_id, params)))
+            out.append((text, code(item)))
         if len(out) == skip + shots:
             break
     keep = 1 if skip and shots > 1 else 0
@@ -175,13 +186,27 @@ class DecomposedWorkflow:
 
     ``pool``: specs the few-shot examples come from (a prosumer never sees its own blocks); the
     fleet itself plus, by default, the default scenario's prosumers.
+
+    A subclass may change the granularity (agents/llm/edit_code.py: one block, the whole body) through
+    ``task_ids``, ``prompt`` and the class attributes below.
     """
+
+    variant, prompt_version, system, config_class = VARIANT, BLOCK_PROMPT_VERSION, SYSTEM, DecomposedConfig
+    """name and prompt version (the cache key of accepted experts), system prompt, configuration class"""
 
     def __init__(self, backend, config=None, pool=None):
         self.backend = backend
-        self.config = config or DecomposedConfig()
-        self.cache = ExpertCache(self.config.cache_dir, f"{VARIANT}-{BLOCK_PROMPT_VERSION}")
+        self.config = config or self.config_class()
+        self.cache = ExpertCache(self.config.cache_dir, f"{self.variant}-{self.prompt_version}")
         self.pool = list(pool) if pool is not None else _default_pool()
+
+    def task_ids(self, spec):
+        """The blocks the LLM writes for ``spec``, in assembly order (ConfigError for a device type without code)."""
+        return block_ids(spec)
+
+    def prompt(self, spec, block_id, pool, skip=0):
+        """The first (or, with ``skip``, a fresh) prompt of one block."""
+        return block_prompt(spec, block_id, pool, self.config.shots, skip)
 
     def run(self, spec, states):
         return self.run_fleet([spec], {spec.name: states})[0]
@@ -200,7 +225,7 @@ class DecomposedWorkflow:
                 continue
             results[spec.name] = res = ExpertResult(spec.name, False, "reference")
             try:
-                block_ids(spec)
+                self.task_ids(spec)
             except ConfigError as exc:  # a device type without a code block: this prosumer keeps the reference
                 res.stages.append(StageLog("blocks", 0, "fail", str(exc), 0.0))
                 res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
@@ -216,7 +241,7 @@ class DecomposedWorkflow:
                 res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
             todo = []
         refs = {s.name: reference_records(s, states[s.name]) for s in todo}
-        tasks = [(s, b) for s in todo for b in block_ids(s)]
+        tasks = [(s, b) for s in todo for b in self.task_ids(s)]
         blocks = self._blocks(tasks, states, refs, results, pool)
         for spec in todo:
             self._finish(spec, blocks, states[spec.name], refs[spec.name], results[spec.name])
@@ -227,7 +252,7 @@ class DecomposedWorkflow:
     def _blocks(self, tasks, states, refs, results, pool):
         """{(name, block id): (code, problems)} after the first try and the repair rounds."""
         cfg = self.config
-        prompts = [block_prompt(s, b, pool, cfg.shots) for s, b in tasks]
+        prompts = [self.prompt(s, b, pool) for s, b in tasks]
         replies = self._generate(prompts, "block", tasks, results)
         first = {(s.name, b): (s, extract_block(r), p, r) for (s, b), p, r in zip(tasks, prompts, replies)}
         out = self._check_round(first, states, refs, results, "block", 0)
@@ -235,7 +260,7 @@ class DecomposedWorkflow:
             failing = [(s, b) for s, b in tasks if out[s.name, b][1]]
             if not failing:
                 break
-            prompts = [block_prompt(s, b, pool, cfg.shots) + "\n\n" + REPAIR.format(
+            prompts = [self.prompt(s, b, pool) + "\n\n" + REPAIR.format(
                 reasons="\n".join(out[s.name, b][1][:4]), code=out[s.name, b][0].rstrip(),
                 units=units_text(s, b).strip()) for s, b in failing]
             replies = self._generate(prompts, "repair", failing, results)
@@ -253,7 +278,7 @@ class DecomposedWorkflow:
         shown before; one batched call)."""
         shots = self.config.shots
         repeated = [k for k, (s, b) in enumerate(failing) if _same_code(extract_block(replies[k]), out[s.name, b][0])]
-        fresh = {k: block_prompt(*failing[k], pool, shots, skip=attempt * shots) for k in repeated}
+        fresh = {k: self.prompt(*failing[k], pool, skip=attempt * shots) for k in repeated}
         again = [k for k in repeated if not prompts[k].startswith(fresh[k])]  # (a pool with no other examples)
         fresh = [fresh[k] for k in again]
         answers = self._generate(fresh, "repair", [failing[k] for k in again], results)
@@ -268,7 +293,7 @@ class DecomposedWorkflow:
         if not prompts:
             return []
         t = time.perf_counter()
-        replies = self.backend.generate_batch(prompts, system=SYSTEM, tag=tag, prefill="```python\n",
+        replies = self.backend.generate_batch(prompts, system=self.system, tag=tag, prefill="```python\n",
                                               stop=["```"], max_new_tokens=self.config.max_new_tokens)
         share = (time.perf_counter() - t) / len(prompts)
         for spec, _ in tasks:
@@ -301,7 +326,7 @@ class DecomposedWorkflow:
 
     def _finish(self, spec, blocks, states, refs, res):
         """Stage verdicts, the assembled model's verification, the cache."""
-        ids = block_ids(spec)
+        ids = self.task_ids(spec)
         logs = [s for s in res.stages if s.stage == "block"]
         first = [s for s in logs if s.attempt == 0]
         failed = [b for b in ids if blocks[spec.name, b][1]]
