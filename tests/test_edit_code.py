@@ -80,7 +80,8 @@ def test_a_failing_body_is_repaired_and_the_prosumer_accepted(tmp_path, states):
     (_, [prompt]), (_, [repair]) = backend.asked
     assert prompt == edit_prompt(SPEC, POOL, 1) and "1.5 * P_ch1" in repair and "failed the check" in repair
     assert res.verdict("blocks") == "fail" and res.verdict("repair") == "pass" and res.verdict("verify") == "pass"
-    assert (tmp_path / "experts" / f"{cache_key(SPEC, backend.model_id, f'{VARIANT}-{EDIT_PROMPT_VERSION}')}.json").exists()
+    key = cache_key(SPEC, backend.model_id, f"{VARIANT}-{EDIT_PROMPT_VERSION}")
+    assert (tmp_path / "experts" / f"{key}.json").exists()
 
 
 def test_a_repair_that_repeats_the_body_is_asked_afresh_with_the_next_example(states):

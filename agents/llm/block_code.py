@@ -10,7 +10,8 @@ given with the reference's, so a candidate block is judged alone: the whole mode
 block swapped must match the reference model (agents/llm/verification.py, through the jail).
 
 Block ids: the device key (``"batteries"``) for all units of a type, ``"pref1"``, ``"pref2"``, ...
-for the preferences in spec order; ``WHOLE`` for the whole body (the edit variant's one block). The assembled model is the reference model of
+for the preferences in spec order; ``WHOLE`` for the whole body (the edit variant's one block).
+The assembled model is the reference model of
 agents/llm/reference_code.py unit by unit (same variables, constraints and costs).
 """
 
