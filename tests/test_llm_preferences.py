@@ -245,6 +245,10 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("CHP on from 18h15 to 22h00", ["18:15", "22:00"]),  # "18h15"
     ("genset off until 17.45, load 9.15-11.45", ["17:45", "09:15", "11:45"]),  # after a time word or in a range
     ("limit import to 7.30 kW; 2.45 is our fuse", []),  # a bare decimal is no time
+    ("at least 2 kW from 1 pm to half past three", ["13:00", "15:30"]),  # a range's end without am/pm: the
+    ("export up to 3 kW from 11 am to 3", ["11:00", "15:00"]),  # reading that comes soonest after the start
+    ("no genset from 9 pm until quarter past one", ["21:00", "01:15"]),  # (past midnight where that is sooner)
+    ("charge from 9 am to 11", ["09:00", "11:00"]),
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
     from agents.llm.mentions import clock_mentions
@@ -293,6 +297,7 @@ def test_amount_mentions_read_units_and_decimal_commas():
     ("keep a < b", []),
     ("Never let the heat pump and EV charger together exceed 9 kW", ["at_most"]),  # "and" inside the clause
     ("never at night, above 3 kW is fine", ["at_least"]),  # a comma ends the clause
+    ("Hold back 2500 Wh in the battery", ["at_least"]),  # a reserve
 ])
 def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     from agents.llm.mentions import comparison_mentions
@@ -319,6 +324,8 @@ def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     ("Never push more than three kilowatts onto the grid overnight.", "grid_export"),
     ("our cold-storage site needs the generator at 0.2 MW overnight", "generator_power"),  # not a battery
     ("the gas engine must give 40 kW", "generator_power"),
+    ("the grid should never see us drawing more than 3 kW", "grid_import"),
+    ("it's OK to throw some solar away at noon", "pv_curtailment"),
     ("microturbine below 30 kW", "generator_power"),
 ])
 def test_quantity_words_name_their_quantity(text, quantity):
@@ -363,6 +370,45 @@ def test_the_wordings_grammar_overrules_the_answer_of_the_kind_question(text, ki
     assert got == [{"quantity": "flexible_load_power", "sense": "at_most", "bound": 0, "unit": "kW",
                     "from": start, "to": end, "applies": applies}]
     assert not backend.misses
+
+
+@pytest.mark.parametrize("text, kind, what, amount, window, expected", [
+    # what the 0.5B model answered: 'only' where an amount above 0 bounds a power ...
+    ("Export cap 5kw except 11am-2pm.", "only", {"quantity": "grid_export", "sense": "at_most"}, "5 kW",
+     "from 11:00 to 14:00", {"bound": 5, "from": "11:00", "to": "14:00", "applies": "outside"}),
+    ("The EV charger is the only thing you can control here; never let it pull more than 7.4 kW.", "only",
+     {"quantity": "flexible_load_power", "sense": "at_most"}, "7.4 kW", "all day",
+     {"bound": 7.4, "from": None, "to": None, "applies": "inside"}),
+    # ... and a limit whose window follows its exception word holds at every other time (no scope question)
+    ("Apart from the early hours, midnight to 6 am, keep at least 2 kWh in the battery.", "limit",
+     {"quantity": "battery_energy", "sense": "at_least"}, "2 kWh", "from 00:00 to 06:00",
+     {"bound": 2, "unit": "kWh", "from": "00:00", "to": "06:00", "applies": "outside"}),
+])
+def test_power_bounds_are_never_the_only_kind_and_excepted_windows_hold_outside(text, kind, what, amount, window,
+                                                                                 expected):
+    from agents.llm.preference_extraction import extract
+
+    stages = {"preference-kind": [json.dumps({"kind": kind})], "preference-what": [json.dumps(what)],
+              "preference-amount-choice": [json.dumps({"amount": amount})],
+              "preference-when-choice": [json.dumps({"window": window})]}
+    backend = RecordedBackend({"by_stage": stages})  # no scope answer is recorded: asking it is a miss
+    (got,), _ = extract(backend, [text], variant="choices")
+    assert got == {**what, "unit": "kW", **expected}
+    assert not backend.misses
+
+
+@pytest.mark.parametrize("text, excepted", [
+    ("Export cap 5kw except 11am-2pm.", True),
+    ("Import below 5 kW, except in the cheap window from 1 to 5 in the morning.", True),
+    ("Battery above 20 % other than at night", True),
+    ("Keep the outside heater below 2 kW from 6 to 9 pm", False),  # "outside" as a place
+    ("Export up to 3 kW from 10 to 14; at any other time none", False),  # points back at the window
+    ("Keep import below 5 kW, except when the EV charges", False),  # no window after the exception word
+])
+def test_exception_window_is_a_window_right_after_an_exception_word(text, excepted):
+    from agents.llm.mentions import exception_window
+
+    assert exception_window(text) is excepted
 
 
 @pytest.mark.parametrize("text, ban", [
@@ -563,7 +609,8 @@ def test_an_exception_window_asks_the_scope_and_an_only_about_battery_energy_neg
     assert choice_options("scope", "pump off from 17 to 20", windowed) is None  # no exception: the kind decides
     assert choice_options("scope", "pump any time except never", {"from": None, "to": None}) is None  # whole day
     texts = ["The pool pump can run any time except between 17:00 and 20:00.",
-             "Keep the battery above 30% except from 5 to 9 in the morning.",
+             "Keep the battery above 30% except during the cheap hours that our supplier offers us, from 5 to 9 in the "
+             "morning.",  # the window is far from "except": the scope is asked (exception_window decides the rest)
              "The battery may only drop below 40% between 18:00 and 22:00.",
              "The generator may only run at night."]
     stages = {"preference-kind": ['{"kind": "only"}', '{"kind": "limit"}', '{"kind": "only"}', '{"kind": "only"}'],

@@ -386,18 +386,32 @@ def _energy_amount(text):
     return any(UNITS[u][0] != "kW" for _, _, u in mentions.amount_mentions(text))
 
 
+def _power_bound(text):
+    """Whether the wording bounds a power by an amount above 0 (a fact about the text: an amount and
+    a comparison word, "cap 5kw", "never ... more than 7.4 kW"): the 'only' kind fixes the bound at
+    0 kW, so such a wording is a limit with that amount, whatever the kind answered ("run the 3 kW
+    pump only between 10 and 16" has no comparison word and stays as answered). On the 812
+    benchmark wordings of the twelfth session none of the 89 of the 'only' kind names a power
+    amount above 0; the 0.5B model read "Export cap 5kw except 11am-2pm" and "the EV charger is the
+    only thing you can control ... never let it pull more than 7.4 kW" as 'only'."""
+    return bool(mentions.comparison_mentions(text)) and any(
+        value > 0 and UNITS[unit][0] == "kW" for _, value, unit in mentions.amount_mentions(text))
+
+
 def _ask_kind(backend, texts, examples, structures, raws):
     """The choices variant's first question: each wording's kind fills the fields that kind fixes.
 
     Returns the indices whose 'only' is about a battery's energy ("may only drop below 25 % between
     4 and 10 pm"): energy is never off, so "X only in the window" cannot be a ban; it says "not X at
     every other time", so only the scope is fixed and the sense read from the wording ("below" =
-    at_most) is flipped once read (``_negate_lifted``). A limit whose window is an exception leaves
-    the scope to its own question; a wording that grants something and takes a window out of the
-    grant (mentions.permission_exception) bans the window whatever the kind answered
-    (``BANNED_WINDOW``), one whose grammar restricts it to a window (mentions.only_window) is
-    the 'only' kind whatever the kind answered, and a plain ban (mentions.plain_ban: a denial, no
-    restricting or exception word) is never the 'only' kind."""
+    at_most) is flipped once read (``_negate_lifted``). A limit with an excepted window right after
+    its exception word (mentions.exception_window: "except 11am-2pm") holds at every other time; one
+    with an exception word elsewhere leaves the scope to its own question. A wording that grants
+    something and takes a window out of the grant (mentions.permission_exception) bans the window
+    whatever the kind answered (``BANNED_WINDOW``), one whose grammar restricts it to a window
+    (mentions.only_window) is the 'only' kind whatever the kind answered, and a plain ban
+    (mentions.plain_ban: a denial, no restricting or exception word) or a power bound above 0
+    (``_power_bound``) is never the 'only' kind."""
     replies = _pick(backend, [prompt(t, examples, "choices", "kind", {}) for t in texts], KIND_KEY,
                     [list(KINDS)] * len(texts), KIND_SYSTEM, "preference-kind")
     lifted = set()
@@ -406,13 +420,15 @@ def _ask_kind(backend, texts, examples, structures, raws):
         kind = (parse_reply(raw) or {}).get(KIND_KEY)
         if kind in KINDS and mentions.only_window(texts[k]):  # "washing machine just between 11 and 15"
             kind = "only"
-        elif kind == "only" and mentions.plain_ban(texts[k]):  # "pump off from 19:00 to 07:00"
-            kind = "limit"
+        elif kind == "only" and (mentions.plain_ban(texts[k]) or _power_bound(texts[k])):
+            kind = "limit"  # "pump off from 19:00 to 07:00", "export cap 5kw except 11am-2pm"
         structures[k] = dict(KINDS[kind]) if kind in KINDS else None  # (unconstrained backends)
         if kind in KINDS and mentions.permission_exception(texts[k]):  # "can run any time except 17-20"
             structures[k] = dict(BANNED_WINDOW)
         elif kind == "only" and _energy_amount(texts[k]):
             structures[k], lifted = {"applies": "outside"}, lifted | {k}
+        elif kind == "limit" and mentions.exception_window(texts[k]):  # "at least 2 kWh apart from 0-6 am"
+            structures[k] = {"applies": "outside"}
         elif kind == "limit" and mentions.exception_mentions(texts[k]):
             structures[k] = {}
     return lifted
