@@ -337,10 +337,10 @@ def exception_window(text):
     window out of the grant (``permission_exception``: the window is banned), the bound then holds at
     every other time. The words between name no amount, comparison or quantity, so "outside" as a
     place ("the outside heater below 2 kW from 6 to 9 pm") is not such; nor is "at any other time"
-    (it points back at a window). A fact about the text's
-    grammar: on the 812 benchmark wordings of the twelfth session, all 73 with an exception word
-    and no permission before it apply outside their window; the 0.5B model read "Apart from the
-    early hours, midnight to 6 am, ... at least 2 kWh" as holding in the window."""
+    (it points back at a window). A fact about the text's grammar: on the 812 benchmark wordings of
+    the twelfth session, all 73 with an exception word and no permission before it apply outside
+    their window; the 0.5B model read "Apart from the early hours, midnight to 6 am, ... at least 2
+    kWh" as holding in the window."""
     starts = [s for s, *_ in clock_spans(text)] + [m.start() for m in _NIGHT_WORDS.finditer(text)]
     return any(m.end() <= s <= m.end() + _EXCEPTED_WITHIN and _plain_gap(text[m.end():s])
                for m in _EXCEPTION.finditer(text) if not _OTHER_TIME.fullmatch(m[0]) for s in starts)
