@@ -230,7 +230,9 @@ def run(cfg):
             "generate_s": getattr(backend, "generate_s", None),
             "tokens_per_s": getattr(backend, "tokens_per_s", None),
             "truncated_prompts": getattr(backend, "truncated_prompts", None),
-            "repetition_stops": getattr(backend, "repetition_stops", None)}
+            "repetition_stops": getattr(backend, "repetition_stops", None),
+            # where the generation time went (prompt positions run and reused, decoding steps)
+            "decoder": dict(getattr(getattr(backend, "decoder", None), "stats", None) or {}) or None}
     summary = write_report(results, folder, meta)
     if cfg.demonstrations:
         summary["demonstrations"] = _demonstrations(cfg, folder, results)

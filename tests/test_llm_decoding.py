@@ -11,7 +11,7 @@ import json
 import pytest
 
 from agents.expert.preferences import QUANTITIES, STRUCTURE_FIELDS, STRUCTURE_SCHEMA
-from agents.llm.decoding import _common_prefix, repeated_lines
+from agents.llm.decoding import MIN_REUSE, _common_prefix, repeated_lines
 from agents.llm.grammar import ChoiceList, JsonSchema, matches
 from agents.llm.llm import HFBackend
 from agents.llm.preference_extraction import PHRASINGS
@@ -85,6 +85,73 @@ def test_batch_and_prefix_cache_give_the_single_prompt_text(tiny):
         assert tiny.generate_batch(prompts, max_new_tokens=12, batch_size=2) == single
     finally:
         tiny.decoder.reuse_prefix = True
+
+
+def test_row_prefill_gives_the_padded_batch_text_and_prefills_only_what_neighbours_do_not_share(tiny):
+    prompts = [SHARED + "Sort a list.", SHARED + "Add two numbers.", "Print hello.", SHARED + "Add two numbers and 3."]
+    ids = [tiny._encode(tiny.render(p), 12) for p in prompts]
+    dec = tiny.decoder
+    dec.prefix_ids, dec.prefix_cache = (), None
+    before = dict(dec.stats)
+    rows = tiny.generate_batch(prompts, max_new_tokens=12)
+    filled = dec.stats["prefill_tokens"] - before["prefill_tokens"]
+    order = sorted(ids)  # each prompt pays for what it does not share with the one prefilled before it
+    shared = [min(_common_prefix([a, b]), len(b) - 1) for a, b in zip(order, order[1:])]
+    expected = len(order[0]) + sum(len(b) - (n if n >= MIN_REUSE else 0) for b, n in zip(order[1:], shared))
+    assert filled == expected < sum(map(len, ids))
+    assert dec.stats["reused_tokens"] - before["reused_tokens"] == sum(map(len, ids)) - expected
+    dec.row_prefill = False
+    try:
+        assert tiny.generate_batch(prompts, max_new_tokens=12) == rows
+        assert tiny.generate_batch(prompts, max_new_tokens=12, batch_size=3) == rows
+    finally:
+        dec.row_prefill = True
+    assert [tiny.generate(p, max_new_tokens=12) for p in prompts] == rows
+    assert tiny.generate_batch(prompts[::-1], max_new_tokens=12) == rows[::-1]  # order in = order out
+
+
+def test_stacked_row_caches_continue_each_prompt_as_the_model_alone_would(tiny):
+    import torch
+
+    prompts = [SHARED + "Sort a list.", SHARED + "Add two numbers and 3.", "Print hello."]
+    ids = [tiny._encode(tiny.render(p), 4) for p in prompts]
+    dec = tiny.decoder
+    with torch.no_grad():
+        logits, cache, attn, pos = dec._prefill(ids, room=4)
+        nxt = logits.argmax(-1)
+        inp, new = dec._block([[int(t)] for t in nxt])
+        step, _ = dec._forward(inp, torch.cat([attn, new], dim=1), pos + new.cumsum(1), cache)
+        for r, row in enumerate(ids):  # the same two steps of one prompt, no cache, no padding
+            full = tiny.model(input_ids=torch.tensor([row + [int(nxt[r])]])).logits[0].float()
+            assert torch.allclose(logits[r], full[-2], atol=1e-5) and torch.allclose(step[r, -1], full[-1], atol=1e-5)
+
+
+def test_room_layer_behaves_like_the_stock_dynamic_layer():
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from agents.llm.decoding import _room_layer
+
+    g = torch.Generator().manual_seed(0)
+    first = torch.randn(3, 2, 5, 4, generator=g)
+    room = torch.zeros(3, 2, 7, 4)
+    room[..., :5, :] = first
+    layer, stock = _room_layer(room, room.clone(), 5), DynamicLayer()
+    stock.update(first, first.clone())
+    for new in (1, 2, 3):  # 5 + 6 > 7 positions: the buffers grow once
+        k = torch.randn(3, 2, new, 4, generator=g)
+        for a, b in zip(layer.update(k, -k), stock.update(k, -k)):
+            assert torch.equal(a, b)
+    assert layer.get_seq_length() == stock.get_seq_length() == 11
+    idx = torch.tensor([2, 0])
+    layer.batch_select_indices(idx)
+    stock.batch_select_indices(idx)
+    layer.crop(-3)
+    stock.crop(-3)
+    k = torch.randn(2, 2, 1, 4, generator=g)
+    assert all(torch.equal(a, b) for a, b in zip(layer.update(k, k), stock.update(k, k)))
+    with pytest.raises(ValueError, match="negative"):
+        layer.crop(2)
 
 
 def test_stop_strings_cut_the_text(tiny):

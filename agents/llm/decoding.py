@@ -3,11 +3,15 @@
 ``Decoder.run(prompts_ids, ...)`` decodes one padded batch step by step with any causal LM of
 transformers:
 
-- the longest token prefix shared by the batch (system message, instructions, few-shot
-  examples) is run once; its KV cache is kept between calls and reused by the next batch that
-  starts with the same tokens, so later calls only pay for their own suffix;
-- each prompt's suffix is left-padded *after* the shared prefix (padding in the middle, masked
-  out; position ids follow the attention mask, so every sequence sees contiguous positions);
+- prompts are prefilled one at a time in token order, each reusing the KV cache of the longest
+  prefix it shares with the prompt prefilled just before (kept between calls, too), so a prompt
+  pays only for the tokens that differ from its neighbour's (system message, instructions and the
+  same few-shot examples are run once), and no padding is ever prefilled; the rows' caches are
+  then stacked left-padded (masked out; position ids follow the attention mask, so every
+  sequence sees contiguous positions). The 67 first-round block prompts of the default fleet
+  (Qwen2.5 tokens): 14,119 prefilled positions against 58,696 with one shared prefix per padded
+  batch of 16 (`row_prefill` False, the older way, kept for caches that cannot be stacked, such as
+  sliding-window layers);
 - finished sequences leave the batch (their rows are dropped from the cache);
 - a grammar (agents/llm/grammar.py) masks, per sequence, every vocabulary token whose text
   cannot continue a sentence of the grammar; the allowed set per grammar state is found once by
@@ -147,6 +151,9 @@ class Decoder:
         """False: no prefix cache (every prompt is prefilled whole; for measurements)"""
         self.jump_forward = True
         """False: forced grammar text is decoded token by token (for measurements)"""
+        self.row_prefill = True
+        """False: one padded batch after the batch's shared prefix (for measurements; also the way for
+        models whose cache has sliding-window layers, found at the first row)"""
         self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "decode_steps": 0, "tokens_out": 0,
                       "prefill_s": 0.0, "decode_s": 0.0}
 
@@ -163,7 +170,7 @@ class Decoder:
         gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
         with torch.no_grad():
             t0 = time.perf_counter()
-            logits, cache, attn, pos = self._prefill(prompts_ids)
+            logits, cache, attn, pos = self._prefill(prompts_ids, room=max_new_tokens + 1)
             t1 = time.perf_counter()
             live = list(seqs)
             for _ in range(max_new_tokens):
@@ -191,8 +198,71 @@ class Decoder:
             self.stats["tokens_out"] += len(seq.ids)
         return [(self._final_text(s, stop), s.ids, s.done) for s in seqs]
 
-    # ---- prefill with the shared prefix ----
-    def _prefill(self, prompts_ids):
+    # ---- prefill ----
+    def _prefill(self, prompts_ids, room=0):
+        """(last logits (B, V), the batch's KV cache, attention mask (B, L), last positions (B, 1));
+        ``room``: the tokens decoding will add (the rows' cache is preallocated for them)."""
+        if self.row_prefill:
+            rows = self._prefill_rows(prompts_ids, room)
+            if rows is not None:
+                return rows
+        return self._prefill_batch(prompts_ids)
+
+    def _prefill_rows(self, prompts_ids, room):
+        """Each prompt alone, in token order, from the cache of its longest prefix shared with the prompt
+        run before it; None (and ``row_prefill`` off) for a model whose cache cannot be stacked."""
+        import torch
+        from transformers import DynamicCache
+
+        logits, kv = [None] * len(prompts_ids), [None] * len(prompts_ids)
+        for r in sorted(range(len(prompts_ids)), key=lambda r: prompts_ids[r]):
+            ids = tuple(prompts_ids[r])
+            reuse = (min(_common_prefix([ids, self.prefix_ids]), len(ids) - 1)
+                     if self.prefix_cache is not None and self.reuse_prefix else 0)
+            reuse = reuse if reuse >= MIN_REUSE else 0
+            cache = None
+            if reuse:  # a new cache of the prefix's first tokens (slices: the forward pass concatenates, never writes)
+                cache = DynamicCache(ddp_cache_data=[(layer.keys[..., :reuse, :], layer.values[..., :reuse, :])
+                                                     for layer in self.prefix_cache.layers])
+            inp = torch.tensor([ids[reuse:]], dtype=torch.long, device=self.device)
+            attn = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
+            pos = torch.arange(reuse, len(ids), device=self.device).view(1, -1)
+            out, cache = self._forward(inp, attn, pos, cache)
+            layers = getattr(cache, "layers", None)
+            if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+                self.row_prefill = False  # e.g. sliding-window layers: rows of different lengths do not stack
+                return None
+            self.stats["prefill_tokens"] += len(ids) - reuse
+            self.stats["reused_tokens"] += reuse
+            self.prefix_ids, self.prefix_cache = ids, cache
+            logits[r], kv[r] = out[0, -1, :], [(layer.keys, layer.values) for layer in layers]
+        return (torch.stack(logits), *self._stack(kv, [len(p) for p in prompts_ids], room))
+
+    def _stack(self, kv, lengths, room):
+        """(the batch's KV cache, attention mask, last positions) of per-row [(keys, values)] per layer,
+        left-padded to the longest row, with ``room`` tokens to grow into (_room_layer)."""
+        import torch
+        from transformers import DynamicCache
+
+        width, batch = max(lengths), len(lengths)
+        layers = []
+        for layer in range(len(kv[0])):
+            keys, values = (torch.zeros((batch, *t.shape[1:2], width + room, t.shape[-1]), dtype=t.dtype,
+                                        device=t.device) for t in kv[0][layer])
+            for r, n in enumerate(lengths):
+                keys[r, :, width - n:width] = kv[r][layer][0][0]
+                values[r, :, width - n:width] = kv[r][layer][1][0]
+            layers.append((keys, values))
+        attn = torch.zeros((batch, width), dtype=torch.long, device=self.device)
+        for r, n in enumerate(lengths):
+            attn[r, width - n:] = 1
+        pos = torch.tensor([[n - 1] for n in lengths], dtype=torch.long, device=self.device)
+        cache = DynamicCache()
+        cache.layers = [_room_layer(keys, values, width) for keys, values in layers]
+        return cache, attn, pos
+
+    def _prefill_batch(self, prompts_ids):
+        """The batch's shared prefix from the cache, then every suffix in one padded batch."""
         import torch
 
         shared = _common_prefix(prompts_ids)
@@ -319,6 +389,66 @@ class Decoder:
         for s in stop:
             text = text.split(s, 1)[0]
         return text
+
+
+_ROOM_LAYER = []
+
+
+def _room_layer(keys, values, length):
+    """A transformers DynamicLayer whose keys/values are views of preallocated buffers (``keys``/``values``
+    with room past the first ``length`` positions, which are filled), written in place as decoding goes.
+
+    The stock DynamicLayer concatenates its whole cache at every step: with 16 rows of ~1,800 cached
+    tokens that copy was 58 % of a decoding step of Qwen2.5-0.5B on 2 cores (torch profiler, 0.57 s a
+    step). Past the room the buffers double."""
+    if not _ROOM_LAYER:
+        import torch
+        from transformers.cache_utils import DynamicLayer
+
+        class RoomLayer(DynamicLayer):
+            def __init__(self, keys, values, length):
+                super().__init__()
+                self.device, self.is_initialized = keys.device, True
+                self.buffers, self.length = (keys, values), length
+                self._view()
+
+            def _view(self):
+                self.keys, self.values = (b[..., :self.length, :] for b in self.buffers)
+
+            def update(self, key_states, value_states, *args, **kwargs):
+                n, new = self.length, key_states.shape[-2]
+                if n + new > self.buffers[0].shape[-2]:
+                    self.buffers = tuple(torch.cat([b[..., :n, :], b.new_zeros((*b.shape[:2], max(n, new),
+                                                                                   b.shape[-1]))], dim=-2)
+                                         for b in self.buffers)
+                self.buffers[0][..., n:n + new, :] = key_states
+                self.buffers[1][..., n:n + new, :] = value_states
+                self.length = n + new
+                self._view()
+                return self.keys, self.values
+
+            def crop(self, tokens_to_remove):
+                if tokens_to_remove > 0:
+                    raise ValueError(f"crop takes a negative count of tokens to remove, not {tokens_to_remove}")
+                self.length -= abs(tokens_to_remove)
+                self._view()
+
+            def _rows(self, index):
+                self.buffers = tuple(b[index] for b in self.buffers)
+                self._view()
+
+            def batch_select_indices(self, indices):
+                self._rows(indices)
+
+            def reorder_cache(self, beam_idx):
+                self._rows(beam_idx.to(self.device))
+
+            def batch_repeat_interleave(self, repeats):
+                self.buffers = tuple(b.repeat_interleave(repeats, dim=0) for b in self.buffers)
+                self._view()
+
+        _ROOM_LAYER.append(RoomLayer)
+    return _ROOM_LAYER[0](keys, values, length)
 
 
 def _common_prefix(seqs):

@@ -166,14 +166,18 @@ class HFBackend:
         if len(grammars) != len(prompts):
             raise ValueError(f"{len(grammars)} grammars for {len(prompts)} prompts")
         constraint = [self._constraint(g) if g is not None else None for g in grammars]
-        texts = []
+        # in token order, so the prompts of a batch (and consecutive batches) share the longest prefixes
+        order = sorted(range(len(ids)), key=lambda i: ids[i])
+        texts = [None] * len(ids)
         t0 = time.perf_counter()
         for k in range(0, len(ids), batch_size):
-            out = self.decoder.run(ids[k:k + batch_size], max_new_tokens=max_new_tokens, stop=tuple(stop or ()),
-                                   constraint=constraint[k:k + batch_size], temperature=self.temperature,
+            rows = order[k:k + batch_size]
+            out = self.decoder.run([ids[i] for i in rows], max_new_tokens=max_new_tokens, stop=tuple(stop or ()),
+                                   constraint=[constraint[i] for i in rows], temperature=self.temperature,
                                    seed=self.seed)
-            texts += [text for text, _, _ in out]
-            self.repetition_stops += sum(why == "repetition" for _, _, why in out)
+            for i, (text, _, why) in zip(rows, out):
+                texts[i] = text
+                self.repetition_stops += why == "repetition"
         self.generate_s += time.perf_counter() - t0
         return texts
 
