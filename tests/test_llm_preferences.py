@@ -249,6 +249,8 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("export up to 3 kW from 11 am to 3", ["11:00", "15:00"]),  # reading that comes soonest after the start
     ("no genset from 9 pm until quarter past one", ["21:00", "01:15"]),  # (past midnight where that is sooner)
     ("charge from 9 am to 11", ["09:00", "11:00"]),
+    ("battery above 40 % 10-14h, no export 22 - 6 h", ["10:00", "14:00", "22:00", "06:00"]),  # 24-hour h ranges
+    ("import 3-5 kWh, 2-4 hrs", []),
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
     from agents.llm.mentions import clock_mentions
@@ -327,6 +329,8 @@ def test_comparison_words_give_their_sense_and_negations_flip_it(text, senses):
     ("the grid should never see us drawing more than 3 kW", "grid_import"),
     ("it's OK to throw some solar away at noon", "pv_curtailment"),
     ("microturbine below 30 kW", "generator_power"),
+    ("the irrigation pump draws at most 4 kW", "flexible_load_power"),  # any pump, not only a pool's
+    ("no air con before noon", "flexible_load_power"),
 ])
 def test_quantity_words_name_their_quantity(text, quantity):
     from agents.llm.mentions import quantity_mentions

@@ -71,6 +71,8 @@ _BARE = re.compile(r"\b(before|after|until|till|til|from|between|and|to|since|by
                    + r"(?![\d:]|[.,]\d|\w|\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
                    re.I)
 _RANGE_START = re.compile(r"(?<![\w.:])(\d{1,2})(?=\s*(?:-|–|to|till|until)\s*\d{1,2}(?::\d{2})?\s*" + _SUFFIX + ")", re.I)
+# "10-14h", "22 - 6 h": a bare hour before a dash and an hour with the 24-hour clock's h is on that clock too
+_H_RANGE_START = re.compile(r"(?<![\w.:,])(\d{1,2})(?=\s*[-–]\s*\d{1,2}\s*h\b)", re.I)
 # "outside 9-15", "EV: off 17-21": two bare hours joined by a dash, nothing after them that makes
 # them amounts, durations or 12-hour times (those have patterns of their own)
 _DASH_RANGE = re.compile(r"(?<![\w.:,])(\d{1,2})\s*[-–]\s*(\d{1,2})(?![\w:]|[.,]\d|\s*(?:"
@@ -168,6 +170,8 @@ def clock_spans(text):
         add(m, "00:00")
     parts = [(m.start(), m[0].lower()) for m in _PART_OF_DAY.finditer(text)]
     for m in _RANGE_START.finditer(text):
+        add(m, _hhmm(int(m[1])), 1)
+    for m in _H_RANGE_START.finditer(text):
         add(m, _hhmm(int(m[1])), 1)
     for m in _DASH_RANGE.finditer(text):
         if int(m[1]) <= 24 and int(m[2]) <= 24:
@@ -532,7 +536,8 @@ _QUANTITY_WORDS = {  # the words of the extraction prompt's quantity rules, and 
                    r"(?:back |back in|in|on)?to the (?:grid|network|mains|utility)|push(?:es|ed|ing)? back|"
                    r"send(?:s|ing)? back|(?:back )?(?:in|on)?to the (?:utility |public )?(?:grid|network|mains)",
     "flexible_load_power": r"dishwashers?|washing machines?|washers?|(?:tumble )?dryers?|heat pumps?|(?:ev )?chargers?|"
-                           r"electric (?:vehicles?|cars?)|ev|cars?|wallbox(?:es)?|pool pumps?|"
+                           r"electric (?:vehicles?|cars?)|ev|cars?|wallbox(?:es)?|(?:[\w-]+ )?pumps?|"
+                           r"(?:immersion|space|electric) heaters?|air[- ]?con(?:ditioning|ditioners?)?|hot tubs?|saunas?|"
                            r"water heaters?|boilers?|appliances?|"
                            r"(?:flexible|controllable|shiftable|deferrable) (?:loads?|consumption|appliances?)",
     "pv_curtailment": r"curtail(?:s|ed|ing|ment)?|spill(?:s|ed|ing)?(?! \w+ (?:back )?to the)|wast(?:e|es|ed|ing)|"
