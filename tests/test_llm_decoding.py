@@ -263,3 +263,13 @@ def test_auto_dtype_computes_bf16_weights_in_float32_on_the_cpu(tmp_path):
     AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.bfloat16).save_pretrained(folder)
     assert HFBackend(folder, device="cpu").model.dtype == torch.float32
     assert HFBackend(folder, device="cpu", dtype="bfloat16").model.dtype == torch.bfloat16
+
+
+def test_prefill_benchmark_counts_the_positions_a_padded_batch_runs():
+    from agents.llm.bench_prefill import fleet_prompts, padded_positions
+
+    ids = [[1] * 20 + [2, 3], [1] * 20 + [4], [9] * 5]
+    assert padded_positions(ids, 2) == (19 + 2 * 3 + 5, 1)  # a 19-token prefix once, one pad; a lone short row
+    assert padded_positions(ids, 1) == (22 + 21 + 5, 0)
+    prompts = fleet_prompts()
+    assert len(prompts) == 67 and all("Units:" in p for p in prompts)  # the default fleet's first-round blocks
