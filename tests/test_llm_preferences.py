@@ -643,3 +643,18 @@ def test_an_exception_window_asks_the_scope_and_an_only_about_battery_energy_neg
     assert scope[-1]["content"].endswith('Options: "during the window", "at every other time"\nJSON:')
     assert 'Exception words in the text: "except"' in scope[-1]["content"]
     assert {t["content"] for t in scope[1:-1:2]} == {'{"holds": "at every other time"}', '{"holds": "during the window"}'}
+
+
+@pytest.mark.parametrize("text, periods", [
+    ("no export at night", [("at night", "22:00", "06:00")]),
+    ("charge the car overnight", [("overnight", "22:00", "06:00")]),
+    ("never below 800 W, day or night", []),  # every hour: no period, the window question offers 'all day'
+    ("keep 2 kW night and day", []),
+])
+def test_day_or_night_names_no_period(text, periods):
+    from agents.llm.mentions import period_mentions
+    from agents.llm.preference_extraction import window_options
+
+    assert period_mentions(text) == periods
+    if not periods:
+        assert window_options(text)[0] == ("all day", {"from": None, "to": None})

@@ -298,7 +298,12 @@ def period_mentions(text):
     """[(span as written, 'HH:MM' start, 'HH:MM' end)] of named periods with a fixed meaning in this
     project: night = 22:00-06:00 (agents/expert/preferences.py NIGHT)."""
     start, end = (f"{int(h):02d}:{int(round(h % 1 * 60)):02d}" for h in NIGHT)
-    return [(m[0], start, end) for m in _NIGHT_WORDS.finditer(text)]
+    whole = [m.span() for m in _DAY_AND_NIGHT.finditer(text)]  # "day or night" is every hour, no period
+    return [(m[0], start, end) for m in _NIGHT_WORDS.finditer(text) if not any(a <= m.start() < b for a, b in whole)]
+
+
+_DAY_AND_NIGHT = re.compile(r"\b(?:day|daytime)\s*(?:or|and|&|nor|\+|/)\s*(?:at )?night\b|"
+                            r"\bnight\s*(?:or|and|&|/)\s*day\b", re.I)
 
 
 _RESTRICTING = re.compile(r"\b(only|just|exclusively|solely|except|excepting|unless|restricted to|reserved for|"
