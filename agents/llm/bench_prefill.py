@@ -14,7 +14,8 @@ prosumers, 67 blocks), rendered as the workflow renders them. In one process, fo
 each decoding ``new-tokens`` greedy tokens: prefill seconds, prompt positions run (the padded way's
 padding not counted), seconds per decoding step, and whether the two give the same tokens. Then the
 whole fleet's prompts are prefilled the rows way (positions and seconds), next to the positions the
-padded way would run (counted, not run: ~4x the time). Writes ``bench.json`` into results/llm-prefill-bench__<timestamp>/.
+padded way would run (counted, not run: ~4x the time). Writes ``bench.json`` into
+results/llm__prefill-bench__0__<timestamp>/.
 Absolute seconds drift with the machine's load; the ratios of one run are the robust part.
 """
 
