@@ -91,7 +91,7 @@ def test_row_prefill_gives_the_padded_batch_text_and_prefills_only_what_neighbou
     prompts = [SHARED + "Sort a list.", SHARED + "Add two numbers.", "Print hello.", SHARED + "Add two numbers and 3."]
     ids = [tiny._encode(tiny.render(p), 12) for p in prompts]
     dec = tiny.decoder
-    dec.prefix_ids, dec.prefix_cache = (), None
+    dec.prefix_ids, dec.prefix_cache, dec.row_prefill = (), None, True
     before = dict(dec.stats)
     rows = tiny.generate_batch(prompts, max_new_tokens=12)
     filled = dec.stats["prefill_tokens"] - before["prefill_tokens"]
@@ -105,9 +105,21 @@ def test_row_prefill_gives_the_padded_batch_text_and_prefills_only_what_neighbou
         assert tiny.generate_batch(prompts, max_new_tokens=12) == rows
         assert tiny.generate_batch(prompts, max_new_tokens=12, batch_size=3) == rows
     finally:
-        dec.row_prefill = True
+        dec.row_prefill = "auto"
     assert [tiny.generate(p, max_new_tokens=12) for p in prompts] == rows
     assert tiny.generate_batch(prompts[::-1], max_new_tokens=12) == rows[::-1]  # order in = order out
+
+
+def test_auto_prefill_takes_rows_only_where_they_run_under_half_the_padded_positions(tiny):
+    dec = tiny.decoder
+    dec.prefix_ids, dec.prefix_cache = (), None
+    head = list(range(100, 160))
+    examples = [list(range(200 + 50 * k, 250 + 50 * k)) * 8 for k in range(2)]  # 400 tokens each
+    blocks = [head + examples[k % 2] + [7 + k] * (5 + 10 * k) for k in range(8)]  # four prompts share each example
+    assert dec._rows_pay(blocks)            # long own tails that pairs of prompts share: rows
+    short = [head + [7 + k] * (3 + k) for k in range(8)]
+    assert not dec._rows_pay(short)         # one long shared prefix, short own tails: the padded batch
+    assert not dec._rows_pay(blocks[:1])    # one prompt: the same positions either way
 
 
 def test_stacked_row_caches_continue_each_prompt_as_the_model_alone_would(tiny):
@@ -116,8 +128,13 @@ def test_stacked_row_caches_continue_each_prompt_as_the_model_alone_would(tiny):
     prompts = [SHARED + "Sort a list.", SHARED + "Add two numbers and 3.", "Print hello."]
     ids = [tiny._encode(tiny.render(p), 4) for p in prompts]
     dec = tiny.decoder
+    dec.row_prefill = True
+    try:
+        with torch.no_grad():
+            logits, cache, attn, pos = dec._prefill(ids, room=4)
+    finally:
+        dec.row_prefill = "auto"
     with torch.no_grad():
-        logits, cache, attn, pos = dec._prefill(ids, room=4)
         nxt = logits.argmax(-1)
         inp, new = dec._block([[int(t)] for t in nxt])
         step, _ = dec._forward(inp, torch.cat([attn, new], dim=1), pos + new.cumsum(1), cache)

@@ -151,9 +151,10 @@ class Decoder:
         """False: no prefix cache (every prompt is prefilled whole; for measurements)"""
         self.jump_forward = True
         """False: forced grammar text is decoded token by token (for measurements)"""
-        self.row_prefill = True
-        """False: one padded batch after the batch's shared prefix (for measurements; also the way for
-        models whose cache has sliding-window layers, found at the first row)"""
+        self.row_prefill = "auto"
+        """True: every batch row by row; False: one padded batch after the batch's shared prefix (also the way
+        for models whose cache has sliding-window layers, found at the first row); 'auto': rows where they
+        run less than half the positions the padded batch would (_rows_pay)"""
         self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "decode_steps": 0, "tokens_out": 0,
                       "prefill_s": 0.0, "decode_s": 0.0}
 
@@ -202,11 +203,30 @@ class Decoder:
     def _prefill(self, prompts_ids, room=0):
         """(last logits (B, V), the batch's KV cache, attention mask (B, L), last positions (B, 1));
         ``room``: the tokens decoding will add (the rows' cache is preallocated for them)."""
-        if self.row_prefill:
+        if self.row_prefill is True or (self.row_prefill == "auto" and self._rows_pay(prompts_ids)):
             rows = self._prefill_rows(prompts_ids, room)
             if rows is not None:
                 return rows
         return self._prefill_batch(prompts_ids)
+
+    def _rows_pay(self, prompts_ids):
+        """Whether the row prefill runs less than half the prompt positions of the padded batch.
+
+        A row's short forward pass costs more per position than one padded batch: on the preference
+        benchmark (prompts sharing ~1,000 tokens, own tails of a few dozen) rows ran 46,200 positions
+        in 400 s for the 0.5B, and SmolLM2's whole run took 421 s against 268 s padded; the block prompts
+        (own tails of hundreds of tokens, neighbours sharing their examples) ran a quarter of the padded
+        positions at ~0.75 of the padded rate (agents/llm/bench_prefill.py)."""
+        cached = self.prefix_ids if self.reuse_prefix and self.prefix_cache is not None else ()
+        prev, rows = cached, 0
+        for ids in sorted(prompts_ids):
+            n = min(_common_prefix([ids, prev]), len(ids) - 1)
+            rows, prev = rows + len(ids) - (n if n >= MIN_REUSE else 0), ids
+        shared = _common_prefix(prompts_ids)
+        prefix = shared - 1 if shared >= MIN_REUSE and self.reuse_prefix else 0
+        done = min(_common_prefix([prompts_ids[0][:prefix], cached]), prefix)
+        padded = prefix - (done if done >= MIN_REUSE else 0) + len(prompts_ids) * max(len(p) - prefix for p in prompts_ids)
+        return 2 * rows < padded
 
     def _prefill_rows(self, prompts_ids, room):
         """Each prompt alone, in token order, from the cache of its longest prefix shared with the prompt
