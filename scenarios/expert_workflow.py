@@ -232,7 +232,7 @@ def run(cfg):
             "truncated_prompts": getattr(backend, "truncated_prompts", None),
             "repetition_stops": getattr(backend, "repetition_stops", None),
             # where the generation time went (prompt positions run and reused, decoding steps)
-            "decoder": dict(getattr(getattr(backend, "decoder", None), "stats", None) or {}) or None}
+            "decoder": dict(backend.decoder.stats) if hasattr(backend, "decoder") else None}
     summary = write_report(results, folder, meta)
     if cfg.demonstrations:
         summary["demonstrations"] = _demonstrations(cfg, folder, results)

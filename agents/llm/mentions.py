@@ -70,9 +70,10 @@ _WORD_SUFFIX = re.compile(r"\b(" + "|".join(_WORDS) + r")\s*(?:" + _SUFFIX + r"(
 _BARE = re.compile(r"\b(before|after|until|till|til|from|between|and|to|since|by|past|at)\s+" + _HOUR
                    + r"(?![\d:]|[.,]\d|\w|\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
                    re.I)
-_RANGE_START = re.compile(r"(?<![\w.:])(\d{1,2})(?=\s*(?:-|–|to|till|until)\s*\d{1,2}(?::\d{2})?\s*" + _SUFFIX + ")", re.I)
-# "10-14h", "22 - 6 h": a bare hour before a dash and an hour with the 24-hour clock's h is on that clock too
-_H_RANGE_START = re.compile(r"(?<![\w.:,])(\d{1,2})(?=\s*[-–]\s*\d{1,2}\s*h\b)", re.I)
+# a bare hour that starts a range whose end is written with am/pm or, after a dash, with the 24-hour
+# clock's h ("10-14h", "22 - 6 h")
+_RANGE_START = re.compile(r"(?<![\w.:])(\d{1,2})(?=\s*(?:-|–|to|till|until)\s*\d{1,2}(?::\d{2})?\s*" + _SUFFIX
+                          + r"|\s*[-–]\s*\d{1,2}\s*h\b)", re.I)
 # "outside 9-15", "EV: off 17-21": two bare hours joined by a dash, nothing after them that makes
 # them amounts, durations or 12-hour times (those have patterns of their own)
 _DASH_RANGE = re.compile(r"(?<![\w.:,])(\d{1,2})\s*[-–]\s*(\d{1,2})(?![\w:]|[.,]\d|\s*(?:"
@@ -170,8 +171,6 @@ def clock_spans(text):
         add(m, "00:00")
     parts = [(m.start(), m[0].lower()) for m in _PART_OF_DAY.finditer(text)]
     for m in _RANGE_START.finditer(text):
-        add(m, _hhmm(int(m[1])), 1)
-    for m in _H_RANGE_START.finditer(text):
         add(m, _hhmm(int(m[1])), 1)
     for m in _DASH_RANGE.finditer(text):
         if int(m[1]) <= 24 and int(m[2]) <= 24:
