@@ -23,7 +23,7 @@ import argparse
 import json
 import time
 
-from agents.llm.decoding import MIN_REUSE, _common_prefix
+from agents.llm.decoding import padded_positions as batch_positions
 from agents.llm.models import MODELS
 
 
@@ -42,12 +42,8 @@ def padded_positions(ids, batch):
     each batch's shared prefix once, a cold prefix cache)."""
     total = pad = 0
     for k in range(0, len(ids), batch):
-        rows = ids[k:k + batch]
-        shared = _common_prefix(rows) - 1
-        shared = shared if shared >= MIN_REUSE else 0
-        tails = [len(r) - shared for r in rows]
-        total += shared + len(rows) * max(tails)
-        pad += len(rows) * max(tails) - sum(tails)
+        positions, padding = batch_positions(ids[k:k + batch])
+        total, pad = total + positions, pad + padding
     return total, pad
 
 

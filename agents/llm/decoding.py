@@ -222,11 +222,7 @@ class Decoder:
         for ids in sorted(prompts_ids):
             n = min(_common_prefix([ids, prev]), len(ids) - 1)
             rows, prev = rows + len(ids) - (n if n >= MIN_REUSE else 0), ids
-        shared = _common_prefix(prompts_ids)
-        prefix = shared - 1 if shared >= MIN_REUSE and self.reuse_prefix else 0
-        done = min(_common_prefix([prompts_ids[0][:prefix], cached]), prefix)
-        padded = prefix - (done if done >= MIN_REUSE else 0) + len(prompts_ids) * max(len(p) - prefix for p in prompts_ids)
-        return 2 * rows < padded
+        return 2 * rows < padded_positions(prompts_ids, cached, self.reuse_prefix)[0]
 
     def _prefill_rows(self, prompts_ids, room):
         """Each prompt alone, in token order, from the cache of its longest prefix shared with the prompt
@@ -469,6 +465,17 @@ def _room_layer(keys, values, length):
 
         _ROOM_LAYER.append(RoomLayer)
     return _ROOM_LAYER[0](keys, values, length)
+
+
+def padded_positions(prompts_ids, cached=(), reuse_prefix=True):
+    """(prompt positions, of them padding) the padded prefill of one batch runs: the batch's shared prefix
+    (less what the cached prefix ``cached`` already holds), then every tail padded to the longest."""
+    shared = _common_prefix(prompts_ids)
+    prefix = shared - 1 if shared >= MIN_REUSE and reuse_prefix else 0
+    done = min(_common_prefix([prompts_ids[0][:prefix], cached]), prefix)
+    tails = [len(p) - prefix for p in prompts_ids]
+    padded = len(tails) * max(tails)
+    return prefix - (done if done >= MIN_REUSE else 0) + padded, padded - sum(tails)
 
 
 def _common_prefix(seqs):
