@@ -650,6 +650,12 @@ def test_an_exception_window_asks_the_scope_and_an_only_about_battery_energy_neg
     ("charge the car overnight", [("overnight", "22:00", "06:00")]),
     ("never below 800 W, day or night", []),  # every hour: no period, the window question offers 'all day'
     ("keep 2 kW night and day", []),
+    ("at night and by day the floor is 2 kW", []),
+    ("a day-and-night floor of 1 kW", []),
+    ("keep 1 kW during the daytime or at night-time", []),
+    ("no genset at nighttime", [("nighttime", "22:00", "06:00")]),  # one word: still the night
+    ("never at night; by day up to 3 kW", [("at night", "22:00", "06:00")]),  # two periods named apart
+    ("the night and day rates differ, so import at night only", [("at night", "22:00", "06:00")]),
 ])
 def test_day_or_night_names_no_period(text, periods):
     from agents.llm.mentions import period_mentions

@@ -290,7 +290,8 @@ def amount_mentions(text):
     return [mention[1:] for mention in sorted(out)]
 
 
-_NIGHT_WORDS = re.compile(r"\b(over\s?night|at night|during the night|nightly|nights?|tonight)\b", re.I)
+_NIGHT_WORDS = re.compile(r"\b(over\s?night|at night|during the night|nightly|night[- ]?time|nights?|tonight)\b",
+                          re.I)
 
 
 def period_mentions(text):
@@ -301,8 +302,10 @@ def period_mentions(text):
     return [(m[0], start, end) for m in _NIGHT_WORDS.finditer(text) if not any(a <= m.start() < b for a, b in whole)]
 
 
-_DAY_AND_NIGHT = re.compile(r"\b(?:day|daytime)\s*(?:or|and|&|nor|\+|/)\s*(?:at )?night\b|"
-                            r"\bnight\s*(?:or|and|&|/)\s*day\b", re.I)
+_DAY = r"(?:(?:by|during the|in the|through the|all)\s+)?day(?:[- ]?time|light)?"
+_NIGHT = r"(?:(?:at|by|during the|in the|through the|all)\s+)?night(?:[- ]?time)?"
+_DAY_AND_NIGHT = re.compile(rf"\b{_DAY}[\s-]*(?:or|and|&|nor|\+|/|-)[\s-]*{_NIGHT}\b|"
+                            rf"\b{_NIGHT}[\s-]*(?:or|and|&|/|-)[\s-]*{_DAY}\b", re.I)
 
 
 _RESTRICTING = re.compile(r"\b(only|just|exclusively|solely|except|excepting|unless|restricted to|reserved for|"
