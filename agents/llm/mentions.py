@@ -27,9 +27,10 @@ _UNIT_WORDS = [  # (pattern, unit of agents/expert/preferences.py UNITS); longes
     (r"kw|kilowatts?", "kW"), (r"mw|megawatts?", "MW"), (r"w|watts?", "W"),
     (r"%|percent|per\s?cent|pct", "percent"),
 ]
+_UNITS = "|".join(p for p, _ in _UNIT_WORDS)
 # "1,500 W" (a comma before three digits groups thousands), "1,5 kW" (a decimal comma), "0.05 MW"
 _AMOUNT = re.compile(r"(?<![\w.:])(\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d+(?:[.,]\d+)?)\s*("
-                     + "|".join(p for p, _ in _UNIT_WORDS) + r")(?![\w])", re.I)
+                     + _UNITS + r")(?![\w])", re.I)
 
 
 def _digits(number):
@@ -51,16 +52,23 @@ _MILITARY = re.compile(r"(?<![\w.:])([01]\d|2[0-4])([0-5]\d)\s*(?:h|hrs|hours)\b
 # "from 2130 to 0545", "0600-2200": four digits without "h" are a time only after a time word or
 # joined by a dash to another such time (a bare "2000" is as likely watts or a year)
 _FOUR_DIGITS = re.compile(r"(?<![\w.:,])([01]\d|2[0-4])([0-5]\d)(?![\w:%]|[.,]\d|\s*(?:%|(?:"
-                          + "|".join(p for p, _ in _UNIT_WORDS) + r")(?![\w])))", re.I)
+                          + _UNITS + r")(?![\w])))", re.I)
 _FOUR_LEAD = re.compile(r"(?:\b(?:before|after|until|till|til|from|between|and|to|since|by|at|through|thru)\s+"
                         r"|\b\d{4}\s*[-–]\s*)$", re.I)
-_FOUR_NEXT = re.compile(r"\s*[-–]\s*\d{4}\b")
+# a time joined to the next one by a dash or "to"/"until" ("13.00 to 15.30", "2130-0545"), that one no amount
+_NEXT_TIME = r"\s*(?:[-–]|\b(?:to|till|til|until)\b)\s*"
+_MONEY = r"eur|euros?|€|\$|£|cents?|ct"
+_NOT_AMOUNT = r"(?!\w|[.,]\d|\s*(?:" + _UNITS + "|" + _MONEY + r")(?!\w))"
+# "from 1000 to 2000 W", "1.50 to 2.30 EUR": the first number of a range of amounts is no time
+_PRICE = re.compile(r"\s*(?:" + _MONEY + r")(?!\w)", re.I)
+_TO_AMOUNT = re.compile(_NEXT_TIME + r"\d+(?:[.,]\d+)?\s*(?:" + _UNITS + "|" + _MONEY + r")(?!\w)", re.I)
+_FOUR_NEXT = re.compile(_NEXT_TIME + r"\d{4}" + _NOT_AMOUNT, re.I)
 _H = re.compile(r"(?<![\w.:])(\d{1,2})\s*h\b", re.I)
 _H_MINUTES = re.compile(r"(?<![\w.:])(\d{1,2})h([0-5]\d)\b", re.I)  # "17h45", "21h00"
 # "7.30am", "2.15 pm"; without am/pm ("until 17.45", "9.45-14.15") only after a time word or in a dash
 # range, as four digits are (a bare "7.30" is as likely an amount)
 _DOT_CLOCK = re.compile(r"(?<![\w.:,])(\d{1,2})\.([0-5]\d)(?:\s*" + _SUFFIX + r"(?![a-z]))?(?![\w.,]\w|\d)", re.I)
-_DOT_NEXT = re.compile(r"\s*[-–]\s*\d{1,2}\.\d{2}\b")
+_DOT_NEXT = re.compile(_NEXT_TIME + r"\d{1,2}\.\d{2}" + _NOT_AMOUNT, re.I)
 _WORDS = {w: k + 1 for k, w in enumerate("one two three four five six seven eight nine ten eleven twelve".split())}
 _HOUR = r"(\d{1,2}|" + "|".join(_WORDS) + r")"
 # "half past ten", "quarter to 7 pm": a clock phrase with its own minutes
@@ -68,7 +76,7 @@ _PAST = re.compile(r"\b(half past|quarter past|quarter to)\s+" + _HOUR + r"(?:\s
 _WORD_SUFFIX = re.compile(r"\b(" + "|".join(_WORDS) + r")\s*(?:" + _SUFFIX + r"(?![a-z])|o'?\s?clock\b)", re.I)
 # a bare hour in a time context ("from 6 to 9 in the morning", "between 9 and 17", "until six")
 _BARE = re.compile(r"\b(before|after|until|till|til|from|between|and|to|since|by|past|at)\s+" + _HOUR
-                   + r"(?![\d:]|[.,]\d|\w|\s*(?:" + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
+                   + r"(?![\d:]|[.,]\d|\w|\s*(?:" + _UNITS + r"|" + _SUFFIX + r"|o'?\s?clock|h\b))",
                    re.I)
 # a bare hour that starts a range whose end is written with am/pm or, after a dash, with the 24-hour
 # clock's h ("10-14h", "22 - 6 h")
@@ -77,7 +85,7 @@ _RANGE_START = re.compile(r"(?<![\w.:])(\d{1,2})(?=\s*(?:-|–|to|till|until)\s*
 # "outside 9-15", "EV: off 17-21": two bare hours joined by a dash, nothing after them that makes
 # them amounts, durations or 12-hour times (those have patterns of their own)
 _DASH_RANGE = re.compile(r"(?<![\w.:,])(\d{1,2})\s*[-–]\s*(\d{1,2})(?![\w:]|[.,]\d|\s*(?:"
-                         + "|".join(p for p, _ in _UNIT_WORDS) + r"|" + _SUFFIX
+                         + _UNITS + r"|" + _SUFFIX
                          + r"|o'?\s?clock|h\b|hrs?\b|hours?\b|min|days?\b|times\b))", re.I)
 _PART_OF_DAY = re.compile(r"\b(in the (morning|afternoon|evening)|at night|tonight)\b", re.I)
 
@@ -149,6 +157,8 @@ def clock_spans(text):
     for m in _CLOCK.finditer(text):
         add(m, _hhmm(_twelve(int(m[1]), m[3]), int(m[2])))
     for m in _DOT_CLOCK.finditer(text):
+        if not m[3] and (_TO_AMOUNT.match(text, m.end()) or _PRICE.match(text, m.end())):
+            continue
         if m[3] or _FOUR_LEAD.search(text[max(0, m.start() - 12):m.start()]) or _DOT_NEXT.match(text, m.end()) \
                 or re.search(r"\d{1,2}\.\d{2}\s*[-–]\s*$", text[max(0, m.start() - 12):m.start()]):
             add(m, _hhmm(_twelve(int(m[1]), m[3]), int(m[2])))
@@ -157,6 +167,8 @@ def clock_spans(text):
     for m in _MILITARY.finditer(text):
         add(m, _hhmm(int(m[1]), int(m[2])))
     for m in _FOUR_DIGITS.finditer(text):
+        if _TO_AMOUNT.match(text, m.end()):
+            continue
         if _FOUR_LEAD.search(text[max(0, m.start() - 12):m.start()]) or _FOUR_NEXT.match(text, m.end()):
             add(m, _hhmm(int(m[1]), int(m[2])))
     for m in _OCLOCK.finditer(text):
