@@ -70,7 +70,13 @@ def test_no_example_with_every_device_type_is_a_clear_error():
         edit_prompt(next(s for s in POOL if s.name == "p026"), only_pv, 1)
 
 
-def test_a_failing_body_is_repaired_and_the_prosumer_accepted(tmp_path, states):
+def test_a_failing_body_is_repaired_and_the_prosumer_accepted(tmp_path, states, monkeypatch):
+    import agents.llm.decomposed as decomposed
+
+    def verify_again(*args, **kwargs):
+        raise AssertionError("the accepted body was judged on these states already")
+
+    monkeypatch.setattr(decomposed, "verify", verify_again)  # one body = the whole model: judged once
     backend = Asked({"block": [BAD + "```"], "repair": [body(SPEC) + "```"]})
     res = EditWorkflow(backend, EditConfig(cache_dir=str(tmp_path / "experts"), max_repairs=2), POOL).run(SPEC, states)
     assert res.accepted and res.source == "llm" and res.repairs == 1 and res.code == assemble(SPEC)
@@ -80,6 +86,8 @@ def test_a_failing_body_is_repaired_and_the_prosumer_accepted(tmp_path, states):
     (_, [prompt]), (_, [repair]) = backend.asked
     assert prompt == edit_prompt(SPEC, POOL, 1) and "1.5 * P_ch1" in repair and "failed the check" in repair
     assert res.verdict("blocks") == "fail" and res.verdict("repair") == "pass" and res.verdict("verify") == "pass"
+    v = res.verification
+    assert v["accepted"] and v["max_abs_gap"] < 1e-6 and len(v["states"]) == 1 and v["rel_tol"] == 0.01
     key = cache_key(SPEC, backend.model_id, f"{VARIANT}-{EDIT_PROMPT_VERSION}")
     assert (tmp_path / "experts" / f"{key}.json").exists()
 

@@ -199,6 +199,7 @@ class DecomposedWorkflow:
         self.config = config or self.config_class()
         self.cache = ExpertCache(self.config.cache_dir, f"{self.variant}-{self.prompt_version}")
         self.pool = list(pool) if pool is not None else _default_pool()
+        self._judged = {}
 
     def task_ids(self, spec):
         """The blocks the LLM writes for ``spec``, in assembly order (ConfigError for a device type without code)."""
@@ -241,6 +242,7 @@ class DecomposedWorkflow:
                 res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
             todo = []
         refs = {s.name: reference_records(s, states[s.name]) for s in todo}
+        self._judged = {}  # (name, assembled code) -> its accepted verdict on these states (see _finish)
         tasks = [(s, b) for s in todo for b in self.task_ids(s)]
         blocks = self._blocks(tasks, states, refs, results, pool)
         for spec in todo:
@@ -312,7 +314,8 @@ class DecomposedWorkflow:
         out = {}
         for (_, bid), (spec, code, prompt, raw) in items.items():
             run = runs[f"{spec.name}/{bid}"]
-            v = {"accepted": False, "reasons": [], "states": [], "max_abs_gap": None}
+            v = {"accepted": False, "reasons": [], "states": [], "max_abs_gap": None, "rel_tol": self.config.rel_tol,
+                 "abs_tol_eur": self.config.abs_tol_eur}
             v = assess(v, spec, states[spec.name], run.states, run.reasons, refs[spec.name], self.config.rel_tol,
                        self.config.abs_tol_eur)
             problems = [] if v["accepted"] else v["reasons"] or ["not verified"]
@@ -322,6 +325,8 @@ class DecomposedWorkflow:
                                                       prompt if stage == "block" else prompt[-2000:], raw))
             results[spec.name].seconds += share
             out[spec.name, bid] = (code, problems)
+            if not problems:
+                self._judged[spec.name, codes[f"{spec.name}/{bid}"]] = v
         return out
 
     def _finish(self, spec, blocks, states, refs, res):
@@ -344,9 +349,11 @@ class DecomposedWorkflow:
             return
         t = time.perf_counter()
         res.code = assemble(spec, {b: blocks[spec.name, b][0] for b in ids})
-        res.verification = verify(res.code, spec, states, rel_tol=self.config.rel_tol,
-                                  abs_tol_eur=self.config.abs_tol_eur, limits=self.config.limits, references=refs,
-                                  allow_unjailed=self.config.allow_unjailed)
+        # where one block is the whole model (the edit variant, a prosumer with one block) the very code
+        # was judged on the same states in the jail already: that verdict stands, not a second run
+        res.verification = self._judged.get((spec.name, res.code)) or verify(
+            res.code, spec, states, rel_tol=self.config.rel_tol, abs_tol_eur=self.config.abs_tol_eur,
+            limits=self.config.limits, references=refs, allow_unjailed=self.config.allow_unjailed)
         res.accepted = res.verification["accepted"]
         res.source = "llm" if res.accepted else "reference"
         detail = "accepted" if res.accepted else "; ".join(res.verification["reasons"][:4])
