@@ -50,7 +50,7 @@ _HOUR_SUFFIX = re.compile(r"(?<![\w.:])(\d{1,2})\s*" + _SUFFIX + r"(?![a-z])", r
 _OCLOCK = re.compile(r"(?<![\w.:])(\d{1,2})\s*o'?\s?clock\b", re.I)
 _MILITARY = re.compile(r"(?<![\w.:])([01]\d|2[0-4])([0-5]\d)\s*(?:h|hrs|hours)\b", re.I)
 # "from 2130 to 0545", "0600-2200": four digits without "h" are a time only after a time word or
-# joined by a dash to another such time (a bare "2000" is as likely watts or a year)
+# joined by a dash, "to" or "until" to another such time (a bare "2000" is as likely watts or a year)
 _FOUR_DIGITS = re.compile(r"(?<![\w.:,])([01]\d|2[0-4])([0-5]\d)(?![\w:%]|[.,]\d|\s*(?:%|(?:"
                           + _UNITS + r")(?![\w])))", re.I)
 _FOUR_LEAD = re.compile(r"(?:\b(?:before|after|until|till|til|from|between|and|to|since|by|at|through|thru)\s+"
@@ -59,14 +59,14 @@ _FOUR_LEAD = re.compile(r"(?:\b(?:before|after|until|till|til|from|between|and|t
 _NEXT_TIME = r"\s*(?:[-–]|\b(?:to|till|til|until)\b)\s*"
 _MONEY = r"eur|euros?|€|\$|£|cents?|ct"
 _NOT_AMOUNT = r"(?!\w|[.,]\d|\s*(?:" + _UNITS + "|" + _MONEY + r")(?!\w))"
+_PRICE = re.compile(r"\s*(?:" + _MONEY + r")(?!\w)", re.I)  # "2.30 EUR" is no time
 # "from 1000 to 2000 W", "1.50 to 2.30 EUR": the first number of a range of amounts is no time
-_PRICE = re.compile(r"\s*(?:" + _MONEY + r")(?!\w)", re.I)
 _TO_AMOUNT = re.compile(_NEXT_TIME + r"\d+(?:[.,]\d+)?\s*(?:" + _UNITS + "|" + _MONEY + r")(?!\w)", re.I)
 _FOUR_NEXT = re.compile(_NEXT_TIME + r"\d{4}" + _NOT_AMOUNT, re.I)
 _H = re.compile(r"(?<![\w.:])(\d{1,2})\s*h\b", re.I)
 _H_MINUTES = re.compile(r"(?<![\w.:])(\d{1,2})h([0-5]\d)\b", re.I)  # "17h45", "21h00"
-# "7.30am", "2.15 pm"; without am/pm ("until 17.45", "9.45-14.15") only after a time word or in a dash
-# range, as four digits are (a bare "7.30" is as likely an amount)
+# "7.30am", "2.15 pm"; without am/pm ("until 17.45", "9.45-14.15", "13.00 to 15.30") only after a time
+# word or in a range, as four digits are (a bare "7.30" is as likely an amount)
 _DOT_CLOCK = re.compile(r"(?<![\w.:,])(\d{1,2})\.([0-5]\d)(?:\s*" + _SUFFIX + r"(?![a-z]))?(?![\w.,]\w|\d)", re.I)
 _DOT_NEXT = re.compile(_NEXT_TIME + r"\d{1,2}\.\d{2}" + _NOT_AMOUNT, re.I)
 _WORDS = {w: k + 1 for k, w in enumerate("one two three four five six seven eight nine ten eleven twelve".split())}
