@@ -253,7 +253,7 @@ def test_smollm2_extracts_structures_that_always_parse(variant):
     ("import 3-5 kWh, 2-4 hrs", []),
     ("13.00 to 15.30 no flexible load", ["13:00", "15:30"]),  # a dot or four-digit time joined by "to" to
     ("2130 until 0545 the genset stays off", ["21:30", "05:45"]),  # the next one opens the range
-    ("ramp from 1000 to 2000 W, 1.50 to 2.30 kW", []),  # ... unless the range is one of amounts
+    ("ramp from 1000 to 2000 W, from 1.50 to 2.30 kW", []),  # ... unless the range is one of amounts
     ("only when the price is 1.50 to 2.30 EUR", []),
 ])
 def test_clock_mentions_normalize_times_but_not_amounts(text, clocks):
