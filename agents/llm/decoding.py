@@ -219,9 +219,8 @@ class Decoder:
         positions at ~0.75 of the padded rate (agents/llm/bench_prefill.py)."""
         cached = self.prefix_ids if self.reuse_prefix and self.prefix_cache is not None else ()
         prev, rows = cached, 0
-        for ids in sorted(prompts_ids):
-            n = min(_common_prefix([ids, prev]), len(ids) - 1)
-            rows, prev = rows + len(ids) - (n if n >= MIN_REUSE else 0), ids
+        for ids in sorted(prompts_ids):  # as _prefill_rows runs them
+            rows, prev = rows + len(ids) - _reusable(ids, prev), ids if self.reuse_prefix else ()
         return 2 * rows < padded_positions(prompts_ids, cached, self.reuse_prefix)[0]
 
     def _prefill_rows(self, prompts_ids, room):
@@ -233,9 +232,7 @@ class Decoder:
         logits, kv = [None] * len(prompts_ids), [None] * len(prompts_ids)
         for r in sorted(range(len(prompts_ids)), key=lambda r: prompts_ids[r]):
             ids = tuple(prompts_ids[r])
-            reuse = (min(_common_prefix([ids, self.prefix_ids]), len(ids) - 1)
-                     if self.prefix_cache is not None and self.reuse_prefix else 0)
-            reuse = reuse if reuse >= MIN_REUSE else 0
+            reuse = _reusable(ids, self.prefix_ids) if self.prefix_cache is not None and self.reuse_prefix else 0
             cache = None
             if reuse:  # a new cache of the prefix's first tokens (slices: the forward pass concatenates, never writes)
                 cache = DynamicCache(ddp_cache_data=[(layer.keys[..., :reuse, :], layer.values[..., :reuse, :])
@@ -476,6 +473,13 @@ def padded_positions(prompts_ids, cached=(), reuse_prefix=True):
     tails = [len(p) - prefix for p in prompts_ids]
     padded = len(tails) * max(tails)
     return prefix - (done if done >= MIN_REUSE else 0) + padded, padded - sum(tails)
+
+
+def _reusable(ids, prev):
+    """The leading tokens of ``ids`` that a cache of the sequence ``prev`` serves (the last token is always
+    run; fewer than MIN_REUSE are not worth a cache: 0)."""
+    n = min(_common_prefix([ids, prev]), len(ids) - 1)
+    return n if n >= MIN_REUSE else 0
 
 
 def _common_prefix(seqs):
