@@ -125,11 +125,10 @@ def _oneshot(cfg, backend, specs, states):
                                                       rel_tol=cfg.rel_tol, use_cache=cfg.use_cache,
                                                       allow_unjailed=cfg.allow_unjailed),
                               AtomIndex.build(embed=cfg.retrieval == "minilm"))
-    results = []
-    for spec in specs:
-        results.append(workflow.run(spec, states[spec.name]))
-        print(f"  {spec.name}: {'accepted' if results[-1].accepted else 'fallback to reference'} "
-              f"({results[-1].source}, {results[-1].seconds:.1f} s)", flush=True)
+    results = workflow.run_fleet(specs, states)
+    for r in results:
+        print(f"  {r.name}: {'accepted' if r.accepted else 'fallback to reference'} ({r.source}, {r.seconds:.1f} s)",
+              flush=True)
     return results, {"retrieval": workflow.index.method}
 
 

@@ -252,3 +252,39 @@ def test_smollm2_runs_the_workflow_for_one_prosumer(tmp_path, index):
                                                         "tokens_per_s": backend.tokens_per_s})
     assert summary["per_prosumer"][0]["accepted"] == result.accepted
     assert np.isfinite(summary["seconds_per_prosumer_mean"])
+
+
+class CountingBackend(RecordedBackend):
+    """Recorded replies, and the size of every batched call per stage."""
+
+    def __init__(self, replies):
+        super().__init__(replies)
+        self.calls = []
+
+    def generate_batch(self, prompts, **kw):
+        self.calls.append((kw.get("tag"), len(prompts)))
+        return super().generate_batch(prompts, **kw)
+
+
+def test_fleet_asks_each_stage_once_and_repairs_only_the_failing_prosumer(tmp_path, index):
+    """Two prosumers in one run_fleet: one batched call per stage; the repair round holds only the one
+    whose code failed; each gets the verdicts a run of its own gives."""
+    t2 = spec_from_dict({**SPEC.to_dict(), "name": "t2", "bus": 2})
+    states = make_test_states([SPEC, t2], n=2, seed=0)
+    fleet_replies = {**replies(GOOD), "code": ["```python\n" + GOOD + "```", "```python\n" + PV_OVER_LIMIT + "```"],
+                     "review": ["```python\n" + GOOD + "```", "```python\n" + PV_OVER_LIMIT + "```"],
+                     "repair": [PV_OVER_LIMIT]}
+    backend = CountingBackend(fleet_replies)
+    wf = ExpertWorkflow(backend, config(tmp_path, max_repairs=1, use_cache=False), index)
+    good, bad = wf.run_fleet([SPEC, t2], states)
+    assert backend.calls == [("edit", 2), ("retrieve", 2), ("code", 2), ("repair", 1), ("review", 2)]
+    assert (good.name, good.accepted, good.repairs, good.source) == ("t1", True, 0, "llm")
+    assert (bad.name, bad.accepted, bad.repairs, bad.source) == ("t2", False, 1, "reference")
+    assert [s.stage for s in bad.stages] == ["edit", "retrieve", "code", "execute", "repair", "execute", "review",
+                                             "verify"]
+    assert any("P_RDG1" in r for r in bad.verification["reasons"])
+    alone = ExpertWorkflow(RecordedBackend(replies(PV_OVER_LIMIT)), config(tmp_path, max_repairs=1, use_cache=False),
+                           index).run(t2, states["t2"])
+    assert [(s.stage, s.verdict) for s in alone.stages] == [(s.stage, s.verdict) for s in bad.stages]
+    assert alone.verification["reasons"] == bad.verification["reasons"]
+    assert good.seconds > 0 and bad.seconds > 0

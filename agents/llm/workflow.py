@@ -1,6 +1,7 @@
 """The LLM expert workflow: five prompted stages, verification, cache and report.
 
-Per prosumer (ExpertWorkflow.run):
+Five stages per prosumer; ExpertWorkflow.run_fleet asks each stage as one batched LLM call over the
+prosumers still in it (run = a fleet of one):
 1. edit      basic model + devices + preferences -> personalized model text. Checked against
              the mechanical edit (prompts.edit_model_text); if the LLM's text misses a unit,
              keeps a device the prosumer lacks or drops a preference, the mechanical edit is used.
@@ -212,7 +213,9 @@ class ExpertCache:
 
 # ---- the workflow --------------------------------------------------------------------------------
 class ExpertWorkflow:
-    """Runs the five stages for one prosumer at a time with one LLM backend."""
+    """Runs the five stages for a fleet of prosumers with one LLM backend: every stage is one batched
+    call over the prosumers still in it (decoding on CPU is memory-bound, so a batch of 8 costs little
+    more than one prosumer), every check and sandbox run stays per prosumer."""
 
     def __init__(self, backend, config=None, index=None):
         from agents.llm.retrieval import AtomIndex
@@ -224,26 +227,44 @@ class ExpertWorkflow:
 
     def run(self, spec, states):
         """Build, check and verify an expert for ``spec``; ``states``: its test states (first = execution)."""
-        t0 = time.perf_counter()
-        cached = self.cache.load(spec, self.backend.model_id) if self.config.use_cache else None
-        if cached:
-            log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
-            return ExpertResult(spec.name, True, "cache", cached["code"], [log], 0, cached["verification"],
-                                time.perf_counter() - t0)
-        res = ExpertResult(spec.name, False, "reference")
-        try:
-            jail.require(self.config.allow_unjailed)
-        except jail.JailUnavailable as exc:
-            print(f"WARNING: {exc}", file=sys.stderr, flush=True)
-            res.stages.append(StageLog("jail", 0, "fail", str(exc), 0.0))
-            res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
-            res.seconds = time.perf_counter() - t0
-            return res
-        model_text = self._edit(spec, res)
-        atoms = self._retrieve(model_text, res)
-        code = self._generate(spec, model_text, atoms, res)
-        code, runs = self._execute_and_repair(spec, code, states[:1], res)
-        code = self._review(spec, code, runs, states[:1], res)
+        return self.run_fleet([spec], {spec.name: states})[0]
+
+    def run_fleet(self, specs, states):
+        """One ExpertResult per spec, in their order; ``states``: {name: test states (first = execution)}.
+        A prosumer's ``seconds`` is its share of each batched call plus its own checks and runs."""
+        results, todo = {}, []
+        for spec in specs:
+            t = time.perf_counter()
+            cached = self.cache.load(spec, self.backend.model_id) if self.config.use_cache else None
+            if cached:
+                log = StageLog("cache", 0, "pass", f"accepted expert from {cached['path']}", 0.0)
+                results[spec.name] = ExpertResult(spec.name, True, "cache", cached["code"], [log], 0,
+                                                  cached["verification"], time.perf_counter() - t)
+            else:
+                results[spec.name] = ExpertResult(spec.name, False, "reference")
+                todo.append(spec)
+        if todo:
+            try:
+                jail.require(self.config.allow_unjailed)
+            except jail.JailUnavailable as exc:
+                print(f"WARNING: {exc}", file=sys.stderr, flush=True)
+                for spec in todo:
+                    res = results[spec.name]
+                    res.stages.append(StageLog("jail", 0, "fail", str(exc), 0.0))
+                    res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
+                todo = []
+        if todo:
+            rows = [(spec, results[spec.name]) for spec in todo]
+            models = self._edit(rows)
+            atoms = self._retrieve(rows, models)
+            codes = self._generate(rows, models, atoms)
+            codes, runs = self._execute_and_repair(rows, codes, states)
+            codes = self._review(rows, codes, runs, states)
+            for spec, res in rows:
+                self._verify(spec, res, codes[spec.name], states[spec.name])
+        return [results[spec.name] for spec in specs]
+
+    def _verify(self, spec, res, code, states):
         t = time.perf_counter()
         try:
             references = reference_records(spec, states)
@@ -260,78 +281,98 @@ class ExpertWorkflow:
         res.code, res.accepted, res.source = code, ok, "llm" if ok else "reference"
         if ok and self.config.use_cache:
             self.cache.store(spec, self.backend.model_id, res)
-        res.seconds = time.perf_counter() - t0
-        return res
+        res.seconds += time.perf_counter() - t
 
-    # ---- stages ----
-    def _ask(self, res, stage, attempt, system, prompt, check, **kw):
-        """One LLM call; ``check(raw) -> (verdict, detail, value)``; logged as a StageLog."""
+    # ---- stages: each takes rows = [(spec, result)] and returns {name: value} ----
+    def _ask(self, rows, stage, attempt, system, prompts, check, **kw):
+        """One batched LLM call, a prompt per row; ``check(spec, raw) -> (verdict, detail, value)`` per reply,
+        logged as the row's StageLog with its share of the call's seconds."""
         t = time.perf_counter()
-        raw = self.backend.generate(prompt, system=system, tag=stage, **kw)
-        verdict, detail, value = check(raw)
-        res.stages.append(StageLog(stage, attempt, verdict, detail, time.perf_counter() - t, prompt, raw))
-        return value
+        replies = self.backend.generate_batch(prompts, system=system, tag=stage, **kw)
+        share = (time.perf_counter() - t) / len(rows)
+        values = {}
+        for (spec, res), prompt, raw in zip(rows, prompts, replies):
+            t = time.perf_counter()
+            verdict, detail, values[spec.name] = check(spec, raw)
+            seconds = share + time.perf_counter() - t
+            res.stages.append(StageLog(stage, attempt, verdict, detail, seconds, prompt, raw))
+            res.seconds += seconds
+        return values
 
-    def _edit(self, spec, res):
-        prefs = "; ".join(preference_text(p) for p in spec.preferences) or "none"
-        prompt = P.EDIT_USER.format(devices=P.device_list(spec), preferences=prefs, basic=P.basic_model_text())
+    def _edit(self, rows):
+        def prompt(spec):
+            prefs = "; ".join(preference_text(p) for p in spec.preferences) or "none"
+            return P.EDIT_USER.format(devices=P.device_list(spec), preferences=prefs, basic=P.basic_model_text())
 
-        def check(raw):
+        def check(spec, raw):
             text = _fenced(raw)
             problems = check_edit(text, spec)
             if not problems:
                 return "pass", "edited model covers every unit and preference", text
             return "fail", "used the mechanical edit: " + "; ".join(problems[:5]), P.edit_model_text(spec)
 
-        return self._ask(res, "edit", 0, P.EDIT_SYSTEM, prompt, check, max_new_tokens=self.config.edit_tokens,
-                         prefill="```model\n", stop=["```"])
+        return self._ask(rows, "edit", 0, P.EDIT_SYSTEM, [prompt(spec) for spec, _ in rows], check,
+                         max_new_tokens=self.config.edit_tokens, prefill="```model\n", stop=["```"])
 
-    def _retrieve(self, model_text, res):
+    def _retrieve(self, rows, models):
         grammar = ChoiceList(tuple(d.name for d in self.index.docs), max_items=self.config.retrieval_k)
 
-        def check(raw):
+        def check(spec, raw):
             names = grammar.parse(raw)
             if names:
-                return "pass", "atoms: " + ", ".join(names), self.index.query(names, self.config.retrieval_k)
-            docs = self.index.query(model_text, self.config.retrieval_k)
-            return "fail", "no known atom named; by similarity: " + ", ".join(d.name for d in docs), docs
+                docs = self.index.query(names, self.config.retrieval_k)
+                return "pass", "atoms: " + ", ".join(names), "\n".join(d.text() for d in docs)
+            docs = self.index.query(models[spec.name], self.config.retrieval_k)
+            return ("fail", "no known atom named; by similarity: " + ", ".join(d.name for d in docs),
+                    "\n".join(d.text() for d in docs))
 
-        prompt = P.RETRIEVE_USER.format(model=model_text, names=", ".join(grammar.names))
-        docs = self._ask(res, "retrieve", 0, P.RETRIEVE_SYSTEM, prompt, check, max_new_tokens=48, grammar=grammar,
+        prompts = [P.RETRIEVE_USER.format(model=models[spec.name], names=", ".join(grammar.names)) for spec, _ in rows]
+        return self._ask(rows, "retrieve", 0, P.RETRIEVE_SYSTEM, prompts, check, max_new_tokens=48, grammar=grammar,
                          stop=["\n"])
-        return "\n".join(d.text() for d in docs)
 
-    def _generate(self, spec, model_text, atoms, res):
-        prompt = P.CODE_USER.format(model=model_text, atoms=atoms, skeleton=P.SKELETON_HEAD,
-                                    return_line=P.RETURN_LINE, **P.context(spec))
-        return self._ask(res, "code", 0, P.CODE_SYSTEM, prompt, self._code_check, **self._code_kw())
+    def _generate(self, rows, models, atoms):
+        prompts = [P.CODE_USER.format(model=models[spec.name], atoms=atoms[spec.name], skeleton=P.SKELETON_HEAD,
+                                      return_line=P.RETURN_LINE, **P.context(spec)) for spec, _ in rows]
+        return self._ask(rows, "code", 0, P.CODE_SYSTEM, prompts, self._code_check, **self._code_kw())
 
     def _code_kw(self):
         return {"max_new_tokens": self.config.max_new_tokens, "prefill": "```python\n" + P.SKELETON_HEAD,
                 "stop": ["```"]}
 
-    def _code_check(self, raw):
+    @staticmethod
+    def _code_check(spec, raw):
         code = extract_code(raw, P.SKELETON_HEAD)
         problems = ["static check: " + p for p in static_check(code)[:4]] or _undefined(code)
         if problems:
             return "fail", "; ".join(problems), code
         return "pass", "static check passed, returned names defined", code
 
-    def _execute_and_repair(self, spec, code, states, res):
-        runs = None
+    def _execute_and_repair(self, rows, codes, states):
+        """Run each code on its first test state; the failing ones are repaired together, one batched
+        call per round, up to ``max_repairs`` rounds. Returns ({name: code}, {name: last run})."""
+        codes, runs, pending = dict(codes), {}, list(rows)
         for attempt in range(self.config.max_repairs + 1):
-            t = time.perf_counter()
-            problems, runs = self._run(spec, code, states)
-            verdict = "fail" if problems else "pass"
-            detail = "; ".join(problems[:4]) or "runs, solves, returns the 6-tuple with every action key"
-            res.stages.append(StageLog("execute", attempt, verdict, detail, time.perf_counter() - t, "", code))
-            if not problems or attempt == self.config.max_repairs:
+            failing = []
+            for spec, res in pending:
+                t = time.perf_counter()
+                problems, runs[spec.name] = self._run(spec, codes[spec.name], states[spec.name][:1])
+                verdict = "fail" if problems else "pass"
+                detail = "; ".join(problems[:4]) or "runs, solves, returns the 6-tuple with every action key"
+                seconds = time.perf_counter() - t
+                res.stages.append(StageLog("execute", attempt, verdict, detail, seconds, "", codes[spec.name]))
+                res.seconds += seconds
+                if problems and attempt < self.config.max_repairs:
+                    failing.append((spec, res, problems))
+            if not failing:
                 break
-            res.repairs += 1
-            prompt = P.REPAIR_USER.format(error="\n".join(problems[:6]), code=code, **P.context(spec))
-            code = self._ask(res, "repair", attempt + 1, P.REPAIR_SYSTEM, prompt, self._code_check,
-                             **self._code_kw())
-        return code, runs
+            pending = [(spec, res) for spec, res, _ in failing]
+            for _, res in pending:
+                res.repairs += 1
+            prompts = [P.REPAIR_USER.format(error="\n".join(problems[:6]), code=codes[spec.name], **P.context(spec))
+                       for spec, _, problems in failing]
+            codes.update(self._ask(pending, "repair", attempt + 1, P.REPAIR_SYSTEM, prompts, self._code_check,
+                                   **self._code_kw()))
+        return codes, runs
 
     def _run(self, spec, code, states):
         """Problems of ``code`` on ``states``: static, runtime, structure, action keys and limits."""
@@ -342,22 +383,32 @@ class ExpertWorkflow:
                 problems += [f"state at time {st['time']}: {p}" for p in check_limits(spec, st, rec)]
         return problems, run
 
-    def _review(self, spec, code, runs, states, res):
-        prompt = P.REVIEW_USER.format(code=code, contract=P.context(spec)["contract"])
-        reviewed = self._ask(res, "review", 0, P.REVIEW_SYSTEM, prompt,
-                             lambda raw: ("pass", "", extract_code(raw, P.SKELETON_HEAD)), **self._code_kw())
-        log = res.stages[-1]
-        t = time.perf_counter()
-        problems, _ = self._run(spec, reviewed, states) if not static_check(reviewed) else (["static check"], None)
-        log.seconds += time.perf_counter() - t
-        if not problems:
-            log.detail = "reviewed code runs and returns the 6-tuple"
-            return reviewed
-        stage4_ok = runs is not None and res.verdict("execute") == "pass"
-        log.verdict = "fail"
-        log.detail = ("reviewed code rejected (" + "; ".join(problems[:3]) + "); "
-                      + ("kept the stage-4 code" if stage4_ok else "stage-4 code also failed"))
-        return code
+    def _review(self, rows, codes, runs, states):
+        """The review pass for every row; a reviewed code is kept only if it still runs and returns the
+        6-tuple, else the stage-4 code stays. Returns {name: code}."""
+        prompts = [P.REVIEW_USER.format(code=codes[spec.name], contract=P.context(spec)["contract"])
+                   for spec, _ in rows]
+        reviewed = self._ask(rows, "review", 0, P.REVIEW_SYSTEM, prompts,
+                             lambda spec, raw: ("pass", "", extract_code(raw, P.SKELETON_HEAD)), **self._code_kw())
+        kept = {}
+        for spec, res in rows:
+            log, code, new = res.stages[-1], codes[spec.name], reviewed[spec.name]
+            t = time.perf_counter()
+            problems = (self._run(spec, new, states[spec.name][:1])[0] if not static_check(new)
+                        else ["static check"])
+            seconds = time.perf_counter() - t
+            log.seconds += seconds
+            res.seconds += seconds
+            if not problems:
+                log.detail = "reviewed code runs and returns the 6-tuple"
+                kept[spec.name] = new
+                continue
+            stage4_ok = runs.get(spec.name) is not None and res.verdict("execute") == "pass"
+            log.verdict = "fail"
+            log.detail = ("reviewed code rejected (" + "; ".join(problems[:3]) + "); "
+                          + ("kept the stage-4 code" if stage4_ok else "stage-4 code also failed"))
+            kept[spec.name] = code
+        return kept
 
 
 def _fenced(raw):
