@@ -118,6 +118,11 @@ def test_without_the_jail_generated_code_is_refused_unless_allowed(monkeypatch, 
     res = wf.run(_spec(), [state()])
     assert not res.accepted and res.source == "reference" and res.verdict("jail") == "fail"
     assert "refused" in res.verification["reasons"][0] and "WARNING" in capsys.readouterr().err
+    from agents.llm.decomposed import DecomposedConfig, DecomposedWorkflow
+
+    res = DecomposedWorkflow(None, DecomposedConfig(use_cache=False), [_spec()]).run(_spec(), [state()])
+    assert not res.accepted and res.source == "reference" and res.verdict("jail") == "fail"
+    assert "refused" in res.verification["reasons"][0] and "WARNING" in capsys.readouterr().err
 
 
 def _spec():

@@ -23,13 +23,11 @@ failed and why. Accepted experts are cached like the one-shot workflow's (agents
 """
 
 import json
-import sys
 import textwrap
 import time
 from dataclasses import dataclass
 
 from agents.expert.preferences import parse_preferences, to_preference
-from agents.llm import jail
 from agents.llm import prompts as P
 from agents.llm.block_code import (
     BLOCK_CONTRACT,
@@ -44,7 +42,7 @@ from agents.llm.block_code import (
 from agents.llm.preference_extraction import few_shot_examples
 from agents.llm.sandbox import run_many
 from agents.llm.verification import assess, reference_records, verify
-from agents.llm.workflow import ExpertCache, ExpertConfig, ExpertResult, StageLog
+from agents.llm.workflow import ExpertCache, ExpertConfig, ExpertResult, StageLog, jailed_or_refused, refuse
 from simulators.prosumer.devices import DEVICES
 from simulators.validation import ConfigError
 
@@ -228,19 +226,10 @@ class DecomposedWorkflow:
             try:
                 self.task_ids(spec)
             except ConfigError as exc:  # a device type without a code block: this prosumer keeps the reference
-                res.stages.append(StageLog("blocks", 0, "fail", str(exc), 0.0))
-                res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
+                refuse(res, "blocks", str(exc))
                 continue
             todo.append(spec)
-        try:
-            jail.require(self.config.allow_unjailed)
-        except jail.JailUnavailable as exc:
-            print(f"WARNING: {exc}", file=sys.stderr, flush=True)
-            for spec in todo:
-                res = results[spec.name]
-                res.stages.append(StageLog("jail", 0, "fail", str(exc), 0.0))
-                res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
-            todo = []
+        todo = jailed_or_refused(todo, results, self.config.allow_unjailed)
         refs = {s.name: reference_records(s, states[s.name]) for s in todo}
         self._judged = {}  # (name, assembled code) -> its accepted verdict on these states (see _finish)
         tasks = [(s, b) for s in todo for b in self.task_ids(s)]

@@ -211,6 +211,30 @@ class ExpertCache:
         self.path(spec, model_id).write_text(json.dumps(record, indent=1))
 
 
+def refused(reason):
+    """The verification record of a prosumer whose generated expert was never judged, and why."""
+    return {"accepted": False, "reasons": [reason], "states": [], "max_abs_gap": None}
+
+
+def refuse(res, stage, reason):
+    """Fail ``res`` at ``stage`` before any generated code runs (it keeps the reference model)."""
+    res.stages.append(StageLog(stage, 0, "fail", reason, 0.0))
+    res.verification = refused(reason)
+
+
+def jailed_or_refused(specs, results, allow_unjailed):
+    """``specs`` if generated code may run on this machine (agents/llm/jail.py); else none, each of their
+    ``results`` failed at a 'jail' stage that says why, and a warning on stderr."""
+    try:
+        jail.require(allow_unjailed)
+    except jail.JailUnavailable as exc:
+        print(f"WARNING: {exc}", file=sys.stderr, flush=True)
+        for spec in specs:
+            refuse(results[spec.name], "jail", str(exc))
+        return []
+    return list(specs)
+
+
 # ---- the workflow --------------------------------------------------------------------------------
 class ExpertWorkflow:
     """Runs the five stages for a fleet of prosumers with one LLM backend: every stage is one batched
@@ -243,16 +267,7 @@ class ExpertWorkflow:
             else:
                 results[spec.name] = ExpertResult(spec.name, False, "reference")
                 todo.append(spec)
-        if todo:
-            try:
-                jail.require(self.config.allow_unjailed)
-            except jail.JailUnavailable as exc:
-                print(f"WARNING: {exc}", file=sys.stderr, flush=True)
-                for spec in todo:
-                    res = results[spec.name]
-                    res.stages.append(StageLog("jail", 0, "fail", str(exc), 0.0))
-                    res.verification = {"accepted": False, "reasons": [str(exc)], "states": [], "max_abs_gap": None}
-                todo = []
+        todo = jailed_or_refused(todo, results, self.config.allow_unjailed) if todo else []
         if todo:
             rows = [(spec, results[spec.name]) for spec in todo]
             models = self._edit(rows)
@@ -269,8 +284,7 @@ class ExpertWorkflow:
         try:
             references = reference_records(spec, states)
         except Exception as exc:
-            res.verification = {"accepted": False, "reasons": [f"reference model unavailable: {exc}"],
-                                "states": [], "max_abs_gap": None}
+            res.verification = refused(f"reference model unavailable: {exc}")
         else:
             res.verification = verify(code, spec, states, rel_tol=self.config.rel_tol,
                                       abs_tol_eur=self.config.abs_tol_eur, limits=self.config.limits,
