@@ -273,8 +273,8 @@ class ExpertWorkflow:
             models = self._edit(rows)
             atoms = self._retrieve(rows, models)
             codes = self._generate(rows, models, atoms)
-            codes, runs = self._execute_and_repair(rows, codes, states)
-            codes = self._review(rows, codes, runs, states)
+            codes = self._execute_and_repair(rows, codes, states)
+            codes = self._review(rows, codes, states)
             for spec, res in rows:
                 self._verify(spec, res, codes[spec.name], states[spec.name])
         return [results[spec.name] for spec in specs]
@@ -363,13 +363,13 @@ class ExpertWorkflow:
 
     def _execute_and_repair(self, rows, codes, states):
         """Run each code on its first test state; the failing ones are repaired together, one batched
-        call per round, up to ``max_repairs`` rounds. Returns ({name: code}, {name: last run})."""
-        codes, runs, pending = dict(codes), {}, list(rows)
+        call per round, up to ``max_repairs`` rounds. Returns {name: code}."""
+        codes, pending = dict(codes), list(rows)
         for attempt in range(self.config.max_repairs + 1):
             failing = []
             for spec, res in pending:
                 t = time.perf_counter()
-                problems, runs[spec.name] = self._run(spec, codes[spec.name], states[spec.name][:1])
+                problems, _ = self._run(spec, codes[spec.name], states[spec.name][:1])
                 verdict = "fail" if problems else "pass"
                 detail = "; ".join(problems[:4]) or "runs, solves, returns the 6-tuple with every action key"
                 seconds = time.perf_counter() - t
@@ -386,7 +386,7 @@ class ExpertWorkflow:
                        for spec, _, problems in failing]
             codes.update(self._ask(pending, "repair", attempt + 1, P.REPAIR_SYSTEM, prompts, self._code_check,
                                    **self._code_kw()))
-        return codes, runs
+        return codes
 
     def _run(self, spec, code, states):
         """Problems of ``code`` on ``states``: static, runtime, structure, action keys and limits."""
@@ -397,7 +397,7 @@ class ExpertWorkflow:
                 problems += [f"state at time {st['time']}: {p}" for p in check_limits(spec, st, rec)]
         return problems, run
 
-    def _review(self, rows, codes, runs, states):
+    def _review(self, rows, codes, states):
         """The review pass for every row; a reviewed code is kept only if it still runs and returns the
         6-tuple, else the stage-4 code stays. Returns {name: code}."""
         prompts = [P.REVIEW_USER.format(code=codes[spec.name], contract=P.context(spec)["contract"])
@@ -417,7 +417,7 @@ class ExpertWorkflow:
                 log.detail = "reviewed code runs and returns the 6-tuple"
                 kept[spec.name] = new
                 continue
-            stage4_ok = runs.get(spec.name) is not None and res.verdict("execute") == "pass"
+            stage4_ok = res.verdict("execute") == "pass"
             log.verdict = "fail"
             log.detail = ("reviewed code rejected (" + "; ".join(problems[:3]) + "); "
                           + ("kept the stage-4 code" if stage4_ok else "stage-4 code also failed"))
