@@ -25,8 +25,8 @@ import numpy as np
 from simulators.grid.background import Background
 from simulators.grid.models import make_grid
 from simulators.market.clearing import clear
-from simulators.profiles.data import (ProfileBank, assign_profiles, prosumer_days, test_days, train_days,
-                                     validation_days)
+from simulators.profiles.data import (ProfileBank, assign_profiles, forecast_features, persistence_days,
+                                     prosumer_days, test_days, train_days, validation_days)
 from simulators.prosumer.fleet import Fleet
 from simulators.tables import MARKET, PARTICIPANT
 from simulators.units import STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
@@ -111,6 +111,7 @@ class P2PEnv:
         d0 = dt.date.fromisoformat(str(start))
         self.dates = [(d0 + dt.timedelta(days=k)).isoformat() for k in range(self.cfg.episode_days)]
         self.profiles = prosumer_days(self.bank, self.specs, self.assignment, self.dates)
+        self.forecast = forecast_features(persistence_days(self.bank, self.specs, self.assignment, self.dates))
         self.fleet.reset()
         self.grid.reset()
         self.t = 0
@@ -125,7 +126,8 @@ class P2PEnv:
         buy, sell = self.tariff.at(step)
         p = self.profiles
         return self.fleet.observe(step, p.load_kw[self.t], p.pv_avail_kw[self.t], self.vm_last[self.bus_pos],
-                                  self.price_last[0], self.price_last[1], buy, sell)
+                                  self.price_last[0], self.price_last[1], buy, sell,
+                                  {k: v[self.t] for k, v in self.forecast.items()})
 
     def step_batch(self, actions):
         """Advance one 15-minute step; return (obs, reward (N,), done, info)."""

@@ -32,7 +32,7 @@ from simulators.prosumer.devices import added_device_modules
 from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.recorder.recorder import new_run_dir
 from simulators.scenario import prepare, prosumer_blocks, prosumer_hosts, to_dict
-from simulators.tables import GRID, MARKET
+from simulators.tables import GRID, MARKET, PROFILE
 from simulators.units import STEP_S
 
 MARKET_OUTPUTS = tuple(a.name for a in MARKET.recorded())
@@ -226,7 +226,7 @@ def _build(world, cfg, specs, net, context, run_dir, grid_builder):
     feedback = {"price_buy[EUR/kWh]": buy0, "price_sell[EUR/kWh]": sell0,  # before any clearing: the tariffs
                 "tariff_buy[EUR/kWh]": buy0, "tariff_sell[EUR/kWh]": sell0}
     for spec, prof, pros, part in zip(specs, profile_ents, prosumers, participants):
-        world.connect(prof, pros, "P_load[MW]", "Q_load[MVar]", "P_pv_avail[MW]")
+        world.connect(prof, pros, *(a.name for a in PROFILE.outputs))  # the profiles and their forecast
         world.connect(pros, part, "bid_E[kWh]", "bid_price[EUR/kWh]")
         world.connect(pros, buses[spec.bus], *wiring.prosumer_attrs)
         # feedback of step t reaches the prosumer at step t+1 (no same-step loop)

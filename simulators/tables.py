@@ -18,8 +18,20 @@ V_RANGE_PU = (0.5, 1.5)
 ON_INVALID_DOC = "'raise' (default): a bad input value stops the run with an error; 'clip': clip it, count it"
 
 # ---- profiles ------------------------------------------------------------------------------
+FORECAST_ATTRS = (
+    (Attr("P_load_fc4h[MW]", "load_fc4h_kw", MW, "forecast mean load over the next 4 h (the steps after this "
+          "one, cut at midnight; 0 at the day's last step): yesterday's same hours"), "load"),
+    (Attr("P_pv_fc4h[MW]", "pv_fc4h_kw", MW, "forecast mean available PV power over the next 4 h, as "
+          "P_load_fc4h"), "pv"),
+    (Attr("E_load_fc_day[MWh]", "load_fc_day_kwh", MW, "forecast load energy from the next step to midnight: "
+          "yesterday's same hours"), "load"),
+    (Attr("E_pv_fc_day[MWh]", "pv_fc_day_kwh", MW, "forecast available PV energy from the next step to "
+          "midnight"), "pv"),
+)
+"""the persistence forecast (simulators/profiles/data.py forecast_features) as mosaik attributes, each
+with what bounds it (the prosumer's load or PV); trained actors observe them, other policies need not"""
 PROFILE = ModelTable(
-    "ProsumerProfile", "the SimBench load and PV profiles of one prosumer (no forecasts)",
+    "ProsumerProfile", "the SimBench load and PV profiles of one prosumer and its persistence forecast of them",
     params={"specs": "one ProsumerSpec dict per entity (its name is the entity id)",
             "dates": "consecutive days 'YYYY-MM-DD' (2016); time 0 is 00:00 of the first",
             "seed": "seeds the profile assignment (simulators/profiles/data.py), default 0",
@@ -27,7 +39,8 @@ PROFILE = ModelTable(
             "jitter": "scale each load by a seeded factor in 0.9..1.1, default true"},
     outputs=(Attr("P_load[MW]", "load_kw", MW, "household load, > 0 consumption"),
              Attr("Q_load[MVar]", "load_kvar", MW, "household reactive load, > 0 absorbs"),
-             Attr("P_pv_avail[MW]", "pv_avail_kw", MW, "PV power available before curtailment, >= 0")))
+             Attr("P_pv_avail[MW]", "pv_avail_kw", MW, "PV power available before curtailment, >= 0"),
+             *(a for a, _ in FORECAST_ATTRS)))
 PROFILES_SIM = SimTable(
     "Profiles", "simulators.profiles.sim", "Load and PV profiles per prosumer (simulators/profiles/data.py).",
     init={"step_size": "mosaik time units per step, default 900",
@@ -54,6 +67,10 @@ def _prosumer_model():
              "to equal this simulator's tariff", required=False, shifted=True),
         Attr("tariff_sell[EUR/kWh]", "tariff_sell", 1.0, "the market's feed-in tariff of the last step: checked "
              "to equal this simulator's tariff", required=False, shifted=True),
+        *(Attr(a.name, a.field, a.factor, f"{a.doc} (absent: the forecast observation columns are NaN, "
+               "which trained actors refuse)", required=False,
+               allowed=("0 .. 24 h x " if a.name.startswith("E_") else "0 .. ")
+               + ("2 x load_peak_kw" if what == "load" else "the PV inverter rating")) for a, what in FORECAST_ATTRS),
     )
     devices = tuple(Attr(o.attr, o.field, o.factor, f"{o.doc} [{d.key}]") for d in DEVICES.values()
                     for o in d.outputs)

@@ -6,8 +6,8 @@ import pytest
 
 from agents.env import EnvConfig, P2PEnv, record_step
 from simulators.cosim import run
-from simulators.prosumer.interface import ACTION_FIELDS
-from simulators.prosumer.policies import PolicyContext, make_policy
+from simulators.prosumer.interface import ACTION_FIELDS, FORECAST_COLUMNS
+from simulators.prosumer.policies import POLICIES, PolicyContext, RuleBasedPolicy, make_policy
 from simulators.recorder.recorder import RunRecorder
 from simulators.scenario import ScenarioConfig, validate
 
@@ -38,6 +38,35 @@ def test_env_and_cosimulation_give_the_same_trajectory(tmp_path, market):
         a = pd.read_csv(cosim_dir / f"{table}.csv").drop(columns=drop)
         b = pd.read_csv(tmp_path / "env" / f"{table}.csv").drop(columns=drop)
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+class _Spy(RuleBasedPolicy):
+    """The rule policy, keeping every observation it is given (class-wide, it runs inside the simulator)."""
+
+    name = "spy"
+    seen = []
+
+    def act(self, obs, agent_ids):
+        _Spy.seen.append(np.array(obs, dtype=float))
+        return super().act(obs, agent_ids)
+
+
+def test_cosimulation_observes_what_the_env_observes_forecasts_included(tmp_path, monkeypatch):
+    """Every observation column, the persistence forecast included, is the same in training and co-simulation."""
+    monkeypatch.setitem(POLICIES, "spy", _Spy)
+    _Spy.seen = []
+    cfg = ScenarioConfig(results_dir=str(tmp_path), progress=False, plots=False, grouping="grouped",
+                         run_name="cosim", seed=4, start_date="2016-03-14", policy="spy")
+    run(cfg)
+    cosim = np.stack(_Spy.seen)
+    _Spy.seen = []
+    env = P2PEnv(EnvConfig(seed=4))
+    _env_run(env, make_policy("spy", PolicyContext(env.specs, tariff=env.tariff)), "2016-03-14", tmp_path / "env")
+    trained = np.stack(_Spy.seen)
+    assert cosim.shape == trained.shape == (96, env.n_agents, env.obs_dim)
+    fc = [env.obs_fields.index(c) for c in FORECAST_COLUMNS]
+    assert np.isfinite(cosim).all() and (cosim[:, :, fc].max(axis=(0, 1)) > 0).all()
+    np.testing.assert_allclose(cosim, trained, rtol=1e-9, atol=1e-9)
 
 
 def test_parallel_env_api_and_reward():

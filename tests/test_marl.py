@@ -469,6 +469,11 @@ def test_actor_policy_rows_do_not_depend_on_grouping(tmp_path, shared):
         policy.act(obs[:1], [n])
     with pytest.raises(ConfigError, match="checkpoint"):
         ActorPolicy(PolicyContext(specs=[], options={}))
+    # a co-simulation that does not connect the profiles' forecast outputs: named, not acted on
+    blind = obs.copy()
+    blind[2, OBS_FIELDS.index("pv_fc_day")] = np.nan
+    with pytest.raises(ValueError, match=r"agent 2.*'pv_fc_day'.*E_pv_fc_day\[MWh\]"):
+        policy.act(blind, np.arange(n))
 
 
 # ---- the critic: n-step targets, per-agent reward scale, pretraining until settled ------------

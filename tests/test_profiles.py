@@ -11,8 +11,8 @@ from mosaik.starters import PythonStarter
 from mosaik_probe import Collector
 
 from simulators.profiles import data
-from simulators.profiles.data import (DEFAULT_TEST_DAY, ProfileAssignment, ProfileBank, assign_profiles, is_test_day,
-                                      prosumer_days)
+from simulators.profiles.data import (DEFAULT_TEST_DAY, FORECAST_FIELDS, ProfileAssignment, ProfileBank,
+                                      assign_profiles, forecast_features, is_test_day, persistence_days, prosumer_days)
 from simulators.prosumer.spec import spec_from_dict
 from simulators.validation import ConfigError
 
@@ -190,6 +190,38 @@ def test_cache_is_written_reused_and_rebuilt_when_stale(bank, tmp_path, monkeypa
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "no temporary files left behind"
 
 
+# ---- the persistence forecast ------------------------------------------------------------------
+def test_persistence_forecast_is_the_day_before_summed_over_the_rest_of_the_day(bank):
+    specs = _specs(5)
+    assignment = assign_profiles(specs, 2, bank)
+    dates = ["2016-03-01", "2016-03-02"]
+    fc = persistence_days(bank, specs, assignment, dates)
+    before = prosumer_days(bank, specs, assignment, ["2016-02-29", "2016-03-01"])
+    for field in ("load_kw", "load_kvar", "pv_avail_kw"):
+        np.testing.assert_array_equal(getattr(fc, field), getattr(before, field))
+    # the bank's first day has no day before: the day after stands in
+    first = persistence_days(bank, specs, assignment, ["2016-01-01"])
+    np.testing.assert_array_equal(first.load_kw, prosumer_days(bank, specs, assignment, "2016-01-02").load_kw)
+    got = forecast_features(fc)
+    assert set(got) == set(FORECAST_FIELDS)
+    for row in (0, 37, 79, 80, 94, 95, 96, 96 + 50, 191):
+        day, k = divmod(row, STEPS_PER_DAY)
+        ahead = [day * STEPS_PER_DAY + j for j in range(k + 1, min(k + 17, STEPS_PER_DAY))]  # never past midnight
+        rest = [day * STEPS_PER_DAY + j for j in range(k + 1, STEPS_PER_DAY)]
+        for name, series in (("load", before.load_kw), ("pv", before.pv_avail_kw)):
+            mean4h = series[ahead].mean(axis=0) if ahead else np.zeros(len(specs))
+            np.testing.assert_allclose(got[f"{name}_fc4h_kw"][row], mean4h, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(got[f"{name}_fc_day_kwh"][row], series[rest].sum(axis=0) * 0.25,
+                                       rtol=1e-12, atol=1e-12)
+    # a day's features do not depend on the days around it in the run
+    alone = forecast_features(persistence_days(bank, specs, assignment, ["2016-03-02"]))
+    for field in FORECAST_FIELDS:
+        np.testing.assert_allclose(got[field][STEPS_PER_DAY:], alone[field], rtol=1e-12)
+    with pytest.raises(ConfigError, match="whole days"):
+        forecast_features(type(fc)(date="x", dates=("x",), load_kw=fc.load_kw[:50], load_kvar=fc.load_kvar[:50],
+                                   pv_avail_kw=fc.pv_avail_kw[:50]))
+
+
 # ---- mosaik adapter ----------------------------------------------------------------------------
 
 
@@ -203,14 +235,17 @@ def test_mosaik_outputs_equal_prosumer_days(bank, start):
     ents = world.start("Profiles", step_size=900).ProsumerProfile.create(
         len(specs), specs=[s.to_dict() for s in specs], dates=dates, seed=5)
     collector = world.start("Collector").Collector.create(1)[0]
-    attrs = ("P_load[MW]", "Q_load[MVar]", "P_pv_avail[MW]")
+    attrs = ("P_load[MW]", "Q_load[MVar]", "P_pv_avail[MW]", "P_load_fc4h[MW]", "P_pv_fc4h[MW]", "E_load_fc_day[MWh]",
+             "E_pv_fc_day[MWh]")
     for e in ents:
         world.connect(e, collector, *attrs)
     Collector.seen = {}
     world.run(until=3 * 900, print_progress=False)
-    expected = prosumer_days(bank, specs, assign_profiles(specs, 5, bank), dates)
+    assignment = assign_profiles(specs, 5, bank)
+    expected = vars(prosumer_days(bank, specs, assignment, dates)) | forecast_features(
+        persistence_days(bank, specs, assignment, dates))
     assert sorted(Collector.seen) == [0, 900, 1800]
     for k, t in enumerate(sorted(Collector.seen)):
-        for attr, field in zip(attrs, ("load_kw", "load_kvar", "pv_avail_kw")):
+        for attr, field in zip(attrs, ("load_kw", "load_kvar", "pv_avail_kw", *FORECAST_FIELDS)):
             got = [Collector.seen[t][attr][e.full_id] for e in ents]
-            np.testing.assert_allclose(got, getattr(expected, field)[k] / 1000.0, rtol=1e-12)
+            np.testing.assert_allclose(got, expected[field][k] / 1000.0, rtol=1e-12)

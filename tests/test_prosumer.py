@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from simulators.prosumer.fleet import Fleet
-from simulators.prosumer.interface import ACT, ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, OBS
+from simulators.prosumer.interface import (ACT, ACTION_FIELDS, ACTION_HIGH, ACTION_LOW, FORECAST_COLUMNS, OBS,
+                                          OBS_FIELDS)
 from simulators.prosumer.policies import POLICIES, PolicyContext, make_policy
 from simulators.prosumer.spec import load_specs, spec_from_dict
 from simulators.scenario import DATA_DIR
@@ -164,7 +165,8 @@ def test_builtin_policies_stay_in_bounds(name):
     for t in range(0, 96, 7):
         obs = fleet.observe(t, fleet.load_peak_kw * rng.uniform(0, 1, fleet.n), fleet.devices["pv"].kwp_total * rng.uniform(0, 1, fleet.n),
                             rng.uniform(0.9, 1.1, fleet.n), 0.2, 0.1, 0.3, 0.08)
-        assert np.all(np.isfinite(obs))
+        fc = [c for c, name in enumerate(OBS_FIELDS) if name in FORECAST_COLUMNS]
+        assert np.all(np.isfinite(np.delete(obs, fc, axis=1))) and np.isnan(obs[:, fc]).all()  # no forecast given
         a = policy.act(obs, np.arange(fleet.n))
         assert a.shape == (fleet.n, len(ACTION_FIELDS))
         assert np.all(a >= np.array(ACTION_LOW) - 1e-12) and np.all(a <= np.array(ACTION_HIGH) + 1e-12)

@@ -57,6 +57,9 @@ def _prosumer_world(values, spec=PV_SPEC, skip=(), steps=1, **init):
     ("Vm[pu]", None, PV_SPEC, "None"),
     ("Vm[pu]", 12.66, PV_SPEC, "[0.5, 1.5]"),           # kV given as p.u.
     ("price_buy[EUR/kWh]", 25.0, PV_SPEC, "[0.08, 0.36]"),  # ct/kWh given as EUR/kWh
+    ("P_pv_fc4h[MW]", 3.0, PV_SPEC, "[0, 0.0044]"),      # a forecast in kW given as MW
+    ("E_load_fc_day[MWh]", 40.0, PV_SPEC, "[0, 0.24]"),  # kWh given as MWh (24 h x 2 x 5 kW = 0.24 MWh)
+    ("E_pv_fc_day[MWh]", -0.001, PV_SPEC, "[0, 0.1056]"),
 ])
 def test_bad_input_names_entity_attribute_value_and_range(attr, value, spec, allowed):
     with pytest.raises(InputError) as err:

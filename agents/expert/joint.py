@@ -239,24 +239,12 @@ hours of the day before (persistence; the bank's first day uses the day after in
 
 def forecast_profiles(kind, bank, specs, assignment, dates):
     """Profiles the expert plans with for the steps after the current one ((96 * days, N) arrays)."""
-    import datetime as dt
-
-    from simulators.profiles.data import prosumer_days
+    from simulators.profiles.data import persistence_days, prosumer_days
 
     check_choice("forecast", kind, FORECASTS)
     if kind == "perfect":
         return prosumer_days(bank, specs, assignment, dates)
-    parts = []
-    for d in dates:
-        day = dt.date.fromisoformat(str(d))
-        prev = day - dt.timedelta(days=1)
-        try:
-            bank.day_index(prev.isoformat())
-        except ConfigError:
-            prev = day + dt.timedelta(days=1)
-        parts.append(prosumer_days(bank, specs, assignment, [prev.isoformat()]))
-    stack = {f: np.concatenate([getattr(p, f) for p in parts]) for f in ("load_kw", "load_kvar", "pv_avail_kw")}
-    return type(parts[0])(date=parts[0].date, dates=tuple(p.date for p in parts), **stack)
+    return persistence_days(bank, specs, assignment, dates)
 
 
 def plan_from_fleet(expert, fleet, g, truth, forecast):

@@ -33,15 +33,16 @@ from agents.expert.joint import (
     forecast_profiles,
     plan_from_fleet,
 )
-from simulators.prosumer.interface import ACTION_FIELDS, OBS, OBS_FIELDS
+from simulators.prosumer.interface import ACTION_FIELDS, FORECAST_COLUMNS, OBS, OBS_FIELDS
 from simulators.prosumer.policies import Policy, PolicyContext
 from simulators.units import STEPS_PER_DAY
 from simulators.validation import ConfigError, check_choice
 
 DEFAULT_OPTIONS = {"forecast": "perfect", "fine_hours": 3, "v_margin_pu": 0.0, "solver": "CLARABEL",
                    "network_limits": True}
-FEEDBACK_COLUMNS = ("vm_dev", "price_buy_last", "price_sell_last")
-"""observation columns from the grid and the market, which the expert's own fleet cannot know"""
+FEEDBACK_COLUMNS = ("vm_dev", "price_buy_last", "price_sell_last", *FORECAST_COLUMNS)
+"""observation columns from the grid and the market, which the expert's own fleet cannot know, and the
+forecast columns, which the expert does not read (it plans with its own ``forecast`` option)"""
 STATE_COLUMNS = np.array([OBS[f] for f in OBS_FIELDS if f not in FEEDBACK_COLUMNS])
 """the built-in observation columns the expert's own fleet reproduces (added device types' columns
 come after them and are not compared)"""

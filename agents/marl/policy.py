@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from agents.marl.networks import Actor
-from simulators.prosumer.interface import obs_fields
+from simulators.prosumer.interface import FORECAST_COLUMNS, obs_fields
 from simulators.prosumer.policies import Policy
+from simulators.tables import FORECAST_ATTRS
 from simulators.validation import ConfigError
 
 
@@ -68,5 +69,14 @@ class ActorPolicy(Policy):
             raise ValueError(f"obs: expected shape {(len(ids), self.actor.obs_dim)}, got {obs.shape}")
         if len(ids) and (ids.min() < 0 or ids.max() >= self.actor.n_agents):
             raise ValueError(f"agent_ids: expected values in [0, {self.actor.n_agents - 1}], got {ids.tolist()}")
+        if not np.isfinite(obs).all():
+            i, j = np.argwhere(~np.isfinite(obs))[0]
+            specs = getattr(self.context, "specs", None) or ()
+            who = specs[ids[i]].name if len(specs) > ids[i] else f"agent {int(ids[i])}"
+            field = obs_fields()[j]
+            hint = (f" (a forecast column: connect the ProsumerProfile outputs {[a.name for a, _ in FORECAST_ATTRS]} "
+                    "to the prosumer)" if field in FORECAST_COLUMNS else "")
+            raise ValueError(f"prosumer {who!r}: observation {field!r} is {obs[i, j]!r}; a trained actor needs "
+                             f"every observation column finite{hint}")
         action = self.actor.mean_action(torch.from_numpy(obs).unsqueeze(0), torch.from_numpy(ids))
         return action.squeeze(0).double().numpy()

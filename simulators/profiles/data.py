@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from simulators.paths import cache_root
-from simulators.units import STEPS_PER_DAY
+from simulators.units import STEP_H, STEPS_PER_DAY
 from simulators.validation import ConfigError, check_choice, check_finite
 
 SIMBENCH_DATASET = "1-complete_data-mixed-all-0-sw"
@@ -268,6 +268,55 @@ def prosumer_days(bank, specs, assignment, dates):
         check_finite(field, arr)
     days = tuple(str(d.date()) for d in bank.days[first:first + len(dates)])
     return DayProfiles(date=days[0], dates=days, **out)
+
+
+FORECAST_STEPS = 16
+"""steps of the short forecast window: the next 4 hours"""
+FORECAST_FIELDS = ("load_fc4h_kw", "pv_fc4h_kw", "load_fc_day_kwh", "pv_fc_day_kwh")
+"""the forecast summaries ``forecast_features`` returns, one (rows, N) array each"""
+
+
+def persistence_days(bank, specs, assignment, dates):
+    """What a prosumer can know of the profiles of ``dates`` beforehand: each day's forecast is the
+    day before (persistence, the prosumer's own meter data); the bank's first day takes the day after."""
+    dates = [dates] if isinstance(dates, (str, dt.date)) else list(dates)
+    parts = []
+    for d in dates:
+        day = dt.date.fromisoformat(str(d))
+        prev = day - dt.timedelta(days=1)
+        try:
+            bank.day_index(prev.isoformat())
+        except ConfigError:
+            prev = day + dt.timedelta(days=1)
+        parts.append(prosumer_days(bank, specs, assignment, [prev.isoformat()]))
+    stack = {f: np.concatenate([getattr(p, f) for p in parts]) for f in ("load_kw", "load_kvar", "pv_avail_kw")}
+    return DayProfiles(date=parts[0].date, dates=tuple(p.date for p in parts), **stack)
+
+
+def forecast_features(forecast):
+    """Summaries of a day-by-day forecast (DayProfiles, e.g. ``persistence_days``) for each row.
+
+    At step k of a day: ``*_fc4h_kw`` the mean forecast power over the steps after k, at most
+    FORECAST_STEPS of them and none past midnight (0 at the day's last step); ``*_fc_day_kwh`` the
+    forecast energy of the steps after k up to midnight.  Only the day of the row is used, so the
+    values do not depend on how many days a run covers.  Returns {FORECAST_FIELDS: (rows, N)}.
+    """
+    out = {}
+    for prefix, field in (("load", "load_kw"), ("pv", "pv_avail_kw")):
+        power = np.asarray(getattr(forecast, field), dtype=float)
+        rows, n = power.shape
+        if rows % STEPS_PER_DAY:
+            raise ConfigError(f"forecast.{field}: {rows} rows, not whole days of {STEPS_PER_DAY}")
+        days = power.reshape(rows // STEPS_PER_DAY, STEPS_PER_DAY, n)
+        # after[:, k] = sum of the steps k+1 .. 95 of that day
+        after = np.concatenate([np.cumsum(days[:, ::-1], axis=1)[:, ::-1][:, 1:], np.zeros((len(days), 1, n))], axis=1)
+        k = np.arange(STEPS_PER_DAY)
+        end = np.minimum(k + FORECAST_STEPS, STEPS_PER_DAY - 1)  # the window is the steps k+1 .. end
+        count = (end - k)[None, :, None]
+        window = np.divide(after - after[:, end], count, out=np.zeros_like(after), where=count > 0)
+        out[f"{prefix}_fc4h_kw"] = window.reshape(rows, n)
+        out[f"{prefix}_fc_day_kwh"] = (after * STEP_H).reshape(rows, n)
+    return out
 
 
 # ---- loading and caching -----------------------------------------------------------------------

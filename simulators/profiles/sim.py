@@ -10,7 +10,8 @@ One ``create`` call makes one entity per prosumer spec and precomputes their pro
 Every parameter is JSON, so the simulator also runs out of process
 (``python -m simulators.profiles.sim HOST:PORT``).  Time 0 is 00:00 of the first date; each
 step serves the values of the 15-minute interval that contains the current time (zero-order
-hold, so any step size works).  Outputs are the current values only, no forecasts.
+hold, so any step size works).  Outputs are the current values and the prosumer's persistence
+forecast of the rest of the day (yesterday's same hours, ``forecast_features``), never the truth ahead.
 """
 
 import math
@@ -18,7 +19,7 @@ import math
 import mosaik_api_v3
 
 from simulators.attrs import check_unknown, meta
-from simulators.profiles.data import ProfileBank, assign_profiles, prosumer_days
+from simulators.profiles.data import ProfileBank, assign_profiles, forecast_features, persistence_days, prosumer_days
 from simulators.prosumer.devices import load_device_modules
 from simulators.prosumer.spec import spec_from_dict
 from simulators.tables import PROFILE, PROFILES_SIM
@@ -31,7 +32,7 @@ META = meta(PROFILES_SIM)
 class ProfileSim(mosaik_api_v3.Simulator):
     def __init__(self):
         super().__init__(META)
-        self.entities = {}  # eid -> (DayProfiles, column)
+        self.entities = {}  # eid -> ({field: (rows, N) array}, column)
         self.n_rows = None
         self.row = 0
 
@@ -58,9 +59,11 @@ class ProfileSim(mosaik_api_v3.Simulator):
         specs = [spec_from_dict(raw, i) for i, raw in enumerate(specs)]
         assignment = assign_profiles(specs, seed, self.bank, household_only=household_only, jitter=jitter)
         days = prosumer_days(self.bank, specs, assignment, dates)
-        rows = len(days.load_kw)
+        fc = forecast_features(persistence_days(self.bank, specs, assignment, dates))
+        days = {f: getattr(days, f) for f in ("load_kw", "load_kvar", "pv_avail_kw")} | fc  # field -> (rows, N)
+        rows = len(days["load_kw"])
         if self.n_rows not in (None, rows):
-            raise ConfigError(f"dates: {list(days.dates)} give {rows} steps, earlier entities have {self.n_rows}")
+            raise ConfigError(f"dates: {list(dates)} give {rows} steps, earlier entities have {self.n_rows}")
         self.n_rows = rows
         entities = []
         for col, spec in enumerate(specs):
@@ -84,7 +87,7 @@ class ProfileSim(mosaik_api_v3.Simulator):
         for eid, attrs in outputs.items():
             days, col = self.entities[eid]
             if id(days) not in rows:
-                rows[id(days)] = {a.name: (getattr(days, a.field)[self.row] * a.factor).tolist()
+                rows[id(days)] = {a.name: (days[a.field][self.row] * a.factor).tolist()
                                   for a in PROFILE.outputs}
             values = rows[id(days)]
             data[eid] = {attr: values[attr][col] for attr in attrs}

@@ -11,6 +11,7 @@ Powers in kW, energies in kWh, Δt = STEP_H.  Sign convention: see simulators/un
 
 import numpy as np
 
+from simulators.profiles.data import FORECAST_FIELDS
 from simulators.prosumer.devices import DEVICES, StepInputs
 from simulators.prosumer.interface import layout
 from simulators.units import STEP_H, STEPS_PER_DAY
@@ -97,9 +98,11 @@ class Fleet:
 
     # ---- observation -------------------------------------------------------------------
     def observe(self, step, load_kw, pv_avail_kw, vm_last_pu, price_buy_last, price_sell_last,
-                tariff_buy, tariff_sell):
+                tariff_buy, tariff_sell, forecast=None):
         """Local observations (N, len(obs_fields)) at step-of-day ``step`` (see interface.py).
 
+        ``forecast``: this step's row of simulators.profiles.data.forecast_features ({FORECAST_FIELDS:
+        (N,)} in kW and kWh); None: the forecast columns are NaN (nobody supplied a forecast).
         A NaN voltage (power flow did not converge) is observed as 1.0 p.u. so observations
         stay finite; the recorder keeps the NaN.
         """
@@ -111,6 +114,10 @@ class Fleet:
                   "load": np.asarray(load_kw) / s, "pv_avail": np.asarray(pv_avail_kw) / s,
                   "vm_dev": (vm - 1.0) / 0.05, "price_buy_last": price_buy_last, "price_sell_last": price_sell_last,
                   "tariff_buy": tariff_buy, "tariff_sell": tariff_sell}
+        fc = forecast or dict.fromkeys(FORECAST_FIELDS, np.nan)
+        values.update({"load_fc4h": np.asarray(fc["load_fc4h_kw"]) / s, "pv_fc4h": np.asarray(fc["pv_fc4h_kw"]) / s,
+                       "load_fc_day": np.asarray(fc["load_fc_day_kwh"]) / (24.0 * s),
+                       "pv_fc_day": np.asarray(fc["pv_fc_day_kwh"]) / (24.0 * s)})
         new_day = self._new_day(step)
         for d in self.devices.values():
             values.update(d.observe(step, s, new_day))

@@ -2,8 +2,11 @@
 
 Every policy (rule-based, optimization expert, trained actor) maps an observation matrix
 ``obs`` shaped (n_prosumers, len(obs_fields())) to an action matrix shaped
-(n_prosumers, len(action_fields())).  Observations are local: the prosumer's own profiles,
-own device states, own bus voltage from the last step, last market prices, tariffs and time.
+(n_prosumers, len(action_fields())).  Observations are local: the prosumer's own profiles and
+its persistence forecast of them, own device states, own bus voltage from the last step, last
+market prices, tariffs and time.  The forecast columns are NaN where nobody supplied a forecast
+(a co-simulation that does not connect the profiles' forecast outputs); trained actors refuse such
+observations, the rule policy and the expert do not read them.
 Powers and energies are divided by the prosumer's scale (``Fleet.scale_kw``, its largest
 device or load rating) so one network can serve prosumers of very different size.
 
@@ -12,11 +15,12 @@ to what the devices can physically do (``Fleet.apply``).  All units of one devic
 prosumer receive the same fraction of their own rating.
 
 The layout comes from the device registry (simulators/prosumer/devices.py): the core columns
-below, each built-in device type's columns in registry order, and the columns of device types
-registered later appended at the very end, so the index of an existing column never moves
-(trained actors, demonstrations and the rule policy keep their meaning).  OBS_FIELDS,
-ACTION_FIELDS, ACTION_LOW and ACTION_HIGH are the built-in layout; ``layout()`` gives the
-layout of every device type registered now.
+below, each built-in device type's columns in registry order, the feedback and forecast columns,
+and the columns of device types registered later appended at the very end, so the index of an
+existing column never moves when a device type is registered (trained actors, demonstrations
+and the rule policy keep their meaning; a checkpoint records its columns and one trained on
+another layout is refused).  OBS_FIELDS, ACTION_FIELDS, ACTION_LOW and ACTION_HIGH are the
+built-in layout; ``layout()`` gives the layout of every device type registered now.
 """
 
 import numpy as np
@@ -37,6 +41,15 @@ FEEDBACK = (
     ("tariff_buy", "grid retail tariff now [EUR/kWh]"),
     ("tariff_sell", "grid feed-in tariff now [EUR/kWh]"),
 )
+FORECAST = (
+    ("load_fc4h", "forecast mean load over the next 4 h, cut at midnight [kW / scale] (yesterday's same hours, "
+                  "simulators/profiles/data.py forecast_features)"),
+    ("pv_fc4h", "forecast mean available PV power over the next 4 h, cut at midnight [kW / scale]"),
+    ("load_fc_day", "forecast load energy from the next step to midnight [kWh / (24 h x scale)]"),
+    ("pv_fc_day", "forecast available PV energy from the next step to midnight [kWh / (24 h x scale)]"),
+)
+"""local forecasts: persistence of the prosumer's own profiles (the day before), never the truth"""
+FORECAST_COLUMNS = tuple(name for name, _ in FORECAST)
 BID = Action("bid_price", 0.0, 1.0, "limit price = feed-in + bid_price * (retail - feed-in)")
 
 
@@ -46,7 +59,7 @@ def layout(keys=None):
     types = [DEVICES[k] for k in (DEVICES if keys is None else keys)]
     builtin = [d for d in types if d.key in BUILTIN]
     added = [d for d in types if d.key not in BUILTIN]
-    obs = [*HEAD, *(o for d in builtin for o in d.obs), *FEEDBACK, *(o for d in added for o in d.obs)]
+    obs = [*HEAD, *(o for d in builtin for o in d.obs), *FEEDBACK, *FORECAST, *(o for d in added for o in d.obs)]
     actions = [*(a for d in builtin for a in d.actions), BID, *(a for d in added for a in d.actions)]
     return obs, actions
 

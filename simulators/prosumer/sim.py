@@ -27,7 +27,7 @@ from simulators.prosumer.devices import load_device_modules
 from simulators.prosumer.fleet import Fleet
 from simulators.prosumer.policies import PolicyContext, make_policy
 from simulators.prosumer.spec import spec_from_dict
-from simulators.tables import LOAD_MARGIN, TABLE, V_RANGE_PU, prosumer_sim
+from simulators.tables import FORECAST_ATTRS, LOAD_MARGIN, TABLE, V_RANGE_PU, prosumer_sim
 from simulators.units import KW_PER_MW, STEP_S, STEPS_PER_DAY
 from simulators.validation import ConfigError, check_choice, check_range
 
@@ -140,6 +140,11 @@ class ProsumerSim(mosaik_api_v3.Simulator):
         self.reader.set_range("Q_load[MVar]", -LOAD_MARGIN * peak, LOAD_MARGIN * peak, f"load_peak_kw x {LOAD_MARGIN}")
         self.reader.set_range("P_pv_avail[MW]", 0.0, pv, "the PV inverter rating; 0 without PV")
         self.reader.set_range("Vm[pu]", *V_RANGE_PU, "a voltage in p.u.")
+        for attr, what in FORECAST_ATTRS:
+            high, why = (LOAD_MARGIN * peak, f"load_peak_kw x {LOAD_MARGIN}") if what == "load" else (pv, "the PV "
+                                                                                                    "inverter rating")
+            day = attr.name.startswith("E_")
+            self.reader.set_range(attr.name, 0.0, high * (24.0 if day else 1.0), why + (" x 24 h" if day else ""))
         band = (float(np.min(self.tariff.sell_eur_per_kwh)), float(np.max(self.tariff.buy_eur_per_kwh)))
         for attr in ("price_buy[EUR/kWh]", "price_sell[EUR/kWh]"):
             self.reader.set_range(attr, *band, "the tariff's band, feed-in to retail")
@@ -154,8 +159,9 @@ class ProsumerSim(mosaik_api_v3.Simulator):
         load_kw = x["P_load[MW]"] * KW_PER_MW
         load_kvar = np.where(np.isnan(x["Q_load[MVar]"]), load_kw * self.tan_phi, x["Q_load[MVar]"] * KW_PER_MW)
         pv_kw = x["P_pv_avail[MW]"] * KW_PER_MW
+        forecast = {a.field: x[a.name] / a.factor for a, _ in FORECAST_ATTRS}  # NaN where not connected
         obs = self.fleet.observe(step, load_kw, pv_kw, x["Vm[pu]"], x["price_buy[EUR/kWh]"],
-                                 x["price_sell[EUR/kWh]"], buy, sell)
+                                 x["price_sell[EUR/kWh]"], buy, sell, forecast)
         actions = self.policy.act(obs, self.agent_ids)
         self.result = self.fleet.apply(step, actions, load_kw, load_kvar, pv_kw, buy, sell)
         self.columns = None
