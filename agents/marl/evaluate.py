@@ -60,8 +60,11 @@ from simulators.recorder.recorder import new_run_dir
 from simulators.validation import ConfigError, check_choice, check_range
 
 BASELINES = {"rule": ("rule", {}), "expert": ("expert", {}),
-             "expert_unaware": ("expert", {"network_limits": False})}
-"""non-learned policies run through the same co-simulation: name -> (policy, policy options)"""
+             "expert_unaware": ("expert", {"network_limits": False}),
+             "expert_yesterday": ("expert", {"forecast": "yesterday"})}
+"""non-learned policies run through the same co-simulation: name -> (policy, policy options).  ``expert`` plans
+with perfect forecasts of the rest of the day; ``expert_yesterday`` with yesterday's profiles (persistence), what
+a prosumer could know: the gap between the two is what forecast information is worth on that scenario"""
 SPLITS = ("validation", "test")
 IMITATION = {"pretrain_steps": 2000, "learning_starts": 192, "imitation_schedule": "constant", "imitation_start": 1.0,
              "imitation_end": 1.0}
@@ -119,7 +122,7 @@ class EvalConfig:
     the demonstrations, coupled in a jailed worker (agents/llm/coupled.py), the other prosumers with the reference
     model (written as code, in the same worker); 'reference': every prosumer's reference model so (the matched control);
     empty: the joint expert (agents/expert).  demo_sources_p<p>.json names each prosumer's source"""
-    baselines: str = "rule,expert"
+    baselines: str = "rule,expert,expert_yesterday"
     """comma-separated non-learned policies (BASELINES) run through the same co-simulation"""
     train_options: dict = dataclasses.field(default_factory=dict)
     """TrainConfig overrides as JSON, per algorithm or "*" for all, merged over TRAIN_OPTIONS, e.g. '{"*": {"update_every": 2}}'"""
@@ -408,9 +411,11 @@ def write_report(cfg, runs_df, days, out):
     if comparison is not None:
         comparison.to_csv(out / "comparisons.csv", index=False)
     seeds = cfg.seeds + "".join(f", {a}: {s}" for a, s in cfg.algo_seeds.items())
+    trained = (f"training seeds {seeds}, {cfg.total_steps} training steps per run; median [IQR] over runs "
+               "(the baselines are deterministic); <algo>@last = the last actor instead of the kept one."
+               if cfg.algo_list else "no trained methods; the baselines are deterministic.")
     caption = (f"{cfg.split.capitalize()} days ({len(days)}): {', '.join(days)}; profile seeds {cfg.scenario_seeds}, "
-               f"training seeds {seeds}, {cfg.total_steps} training steps per run; median [IQR] over runs "
-               f"(rule and expert are deterministic); <algo>@last = the last actor instead of the kept one.")
+               + trained)
     (out / "table.md").write_text(report.markdown(table, comparison, caption))
 
 
