@@ -140,11 +140,11 @@ class ProsumerSim(mosaik_api_v3.Simulator):
         self.reader.set_range("Q_load[MVar]", -LOAD_MARGIN * peak, LOAD_MARGIN * peak, f"load_peak_kw x {LOAD_MARGIN}")
         self.reader.set_range("P_pv_avail[MW]", 0.0, pv, "the PV inverter rating; 0 without PV")
         self.reader.set_range("Vm[pu]", *V_RANGE_PU, "a voltage in p.u.")
-        for attr, what in FORECAST_ATTRS:
-            high, why = (LOAD_MARGIN * peak, f"load_peak_kw x {LOAD_MARGIN}") if what == "load" else (pv, "the PV "
-                                                                                                    "inverter rating")
-            day = attr.name.startswith("E_")
-            self.reader.set_range(attr.name, 0.0, high * (24.0 if day else 1.0), why + (" x 24 h" if day else ""))
+        for attr, what in FORECAST_ATTRS:  # a forecast is bounded as the profile it forecasts (x 24 h for energies)
+            high, why = (LOAD_MARGIN * peak, f"load_peak_kw x {LOAD_MARGIN}") if what == "load" else (
+                pv, "the PV inverter rating")
+            hours = 24.0 if attr.name.startswith("E_") else 1.0
+            self.reader.set_range(attr.name, 0.0, high * hours, why + (" x 24 h" if hours > 1.0 else ""))
         band = (float(np.min(self.tariff.sell_eur_per_kwh)), float(np.max(self.tariff.buy_eur_per_kwh)))
         for attr in ("price_buy[EUR/kWh]", "price_sell[EUR/kWh]"):
             self.reader.set_range(attr, *band, "the tariff's band, feed-in to retail")
