@@ -217,6 +217,32 @@ def test_highs_solves_the_linear_variant_and_refuses_quadratic_costs(day):
         JointExpert([BY_NAME["p006"]], TARIFF, make_network("ieee33"), solver="HIGHS")
 
 
+def test_a_failed_solve_falls_back_to_the_next_solver_and_says_so_when_all_fail(day, monkeypatch):
+    import cvxpy as cp
+
+    specs = [BY_NAME[n] for n in ("p000", "p006")]
+    cols = [SPECS.index(s) for s in specs]
+    t, state = 72, day_start_state(specs)
+    args = (t, day.load_kw[t:96, cols], day.load_kvar[t:96, cols], day.pv_avail_kw[t:96, cols], state)
+    reference = JointExpert(specs, TARIFF, make_network("ieee33")).plan(*args).objective_eur
+    solve, calls = cp.Problem.solve, []
+
+    def flaky(problem, *a, solver=None, **kw):  # the configured solve (qdldl) fails as it did on a stressed-feeder day
+        calls.append((solver, kw))
+        if kw.get("direct_solve_method") == "qdldl" or failing_all:
+            raise cp.error.SolverError("Solver 'CLARABEL' failed.")
+        return solve(problem, *a, solver=solver, **kw)
+
+    monkeypatch.setattr(cp.Problem, "solve", flaky)
+    failing_all = False
+    expert = JointExpert(specs, TARIFF, make_network("ieee33"))
+    assert expert.plan(*args).objective_eur == pytest.approx(reference, rel=1e-5, abs=1e-4)
+    assert expert.fallbacks == 1 and [c[0] for c in calls] == ["CLARABEL", "CLARABEL"] and calls[1][1] == {}
+    failing_all = True
+    with pytest.raises(RuntimeError, match=r"step 72: no solver found an optimum .*CLARABEL.*SolverError.*SCS"):
+        expert.plan(*args)
+
+
 def test_joint_expert_keeps_the_linearized_voltage_band(day):
     margin = 0.04  # band 0.99..1.01: the passive feeder leaves it on this day, so the expert has to act
     expert = JointExpert(SPECS, TARIFF, make_network("ieee33"), v_margin_pu=margin)

@@ -47,6 +47,9 @@ cost_a = 0): it failed on the QP.  Measured on the 32-prosumer problem: Clarabel
 0.17 s on its LP variant; OSQP needed > 10^4 iterations (tens of seconds)"""
 SOLVER_OPTIONS = {"CLARABEL": {"direct_solve_method": "qdldl"}}
 """qdldl factorized this problem 4-5x faster than Clarabel's default faer on 2 cores"""
+FALLBACK_SOLVES = (("CLARABEL", {}), ("SCS", {"eps": 1e-7, "max_iters": 200_000}))
+"""tried in order when the configured solve fails (a SolverError or no optimal status): Clarabel with its default
+factorization, then SCS; on the stressed feeder Clarabel with qdldl failed numerically on one step of a test day"""
 STEPS_PER_HOUR = 4
 
 
@@ -125,6 +128,8 @@ class JointExpert:
         self._problems = {}
         self.compile_s = 0.0
         """seconds spent building and compiling problems (first solve of each layout)"""
+        self.fallbacks = 0
+        """solves that needed a FALLBACK_SOLVES entry"""
 
     def layout(self, time, full=False):
         """Rows (steps per row) of the problem that serves step ``time``."""
@@ -148,13 +153,28 @@ class JointExpert:
         new = rows not in self._problems
         jp = self._problem(rows)
         jp.prog.set(time, load_kw, pv_avail_kw, state, load_kvar=load_kvar)
-        jp.problem.solve(solver=self.solver, **SOLVER_OPTIONS.get(self.solver, {}))
+        self._solve(jp, time)
         solve_s = wallclock.perf_counter() - t0
         if new:
             self.compile_s += solve_s
-        if jp.problem.status not in ("optimal", "optimal_inaccurate"):
-            raise RuntimeError(f"joint expert at step {time}: solver {self.solver} returned {jp.problem.status}")
         return self._extract(jp, time, solve_s, np.asarray(pv_avail_kw, float)[0])
+
+    def _solve(self, jp, time):
+        """The configured solver, then FALLBACK_SOLVES (each counted in ``fallbacks``) until one is optimal."""
+        tried = []
+        for k, (solver, options) in enumerate([(self.solver, SOLVER_OPTIONS.get(self.solver, {})), *FALLBACK_SOLVES]):
+            if solver not in cp.installed_solvers():
+                continue
+            try:
+                jp.problem.solve(solver=solver, **options)
+                status = jp.problem.status
+            except cp.error.SolverError as err:
+                status = f"SolverError ({str(err)[:80]})"
+            if status in ("optimal", "optimal_inaccurate"):
+                self.fallbacks += k > 0
+                return
+            tried.append(f"{solver} {options or ''}: {status}")
+        raise RuntimeError(f"joint expert at step {time}: no solver found an optimum ({'; '.join(tried)})")
 
     def _extract(self, jp, time, solve_s, pv_avail_now):
         prog = jp.prog
