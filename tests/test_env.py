@@ -67,6 +67,11 @@ def test_cosimulation_observes_what_the_env_observes_forecasts_included(tmp_path
     fc = [env.obs_fields.index(c) for c in FORECAST_COLUMNS]
     assert np.isfinite(cosim).all() and (cosim[:, :, fc].max(axis=(0, 1)) > 0).all()
     np.testing.assert_allclose(cosim, trained, rtol=1e-9, atol=1e-9)
+    # the columns hold the persistence forecast per scale (energies per 24 h x scale)
+    scale = env.fleet.scale_kw
+    for column, field, hours in (("load_fc4h", "load_fc4h_kw", 1.0), ("pv_fc_day", "pv_fc_day_kwh", 24.0)):
+        np.testing.assert_allclose(trained[:, :, env.obs_fields.index(column)],
+                                   env.forecast[field][:96] / (hours * scale), rtol=1e-6, atol=1e-6)
 
 
 def test_parallel_env_api_and_reward():
