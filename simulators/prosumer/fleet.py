@@ -13,10 +13,12 @@ import numpy as np
 
 from simulators.profiles.data import FORECAST_FIELDS
 from simulators.prosumer.devices import DEVICES, StepInputs
-from simulators.prosumer.interface import layout
+from simulators.prosumer.interface import FORECAST_COLUMNS, layout
 from simulators.units import STEP_H, STEPS_PER_DAY
 from simulators.validation import ConfigError
 
+FORECAST_SOURCE = {c: next(f for f in FORECAST_FIELDS if f.startswith(c + "_")) for c in FORECAST_COLUMNS}
+"""observation column -> the forecast_features field it is made of (load_fc4h <- load_fc4h_kw, ...)"""
 CORE_OUTPUTS = (
     ("load_kw", "household load served [kW]"),
     ("net_kw", "meter power, load convention: load + consumers - generators [kW]"),
@@ -115,9 +117,8 @@ class Fleet:
                   "vm_dev": (vm - 1.0) / 0.05, "price_buy_last": price_buy_last, "price_sell_last": price_sell_last,
                   "tariff_buy": tariff_buy, "tariff_sell": tariff_sell}
         fc = forecast or dict.fromkeys(FORECAST_FIELDS, np.nan)
-        values.update({"load_fc4h": np.asarray(fc["load_fc4h_kw"]) / s, "pv_fc4h": np.asarray(fc["pv_fc4h_kw"]) / s,
-                       "load_fc_day": np.asarray(fc["load_fc_day_kwh"]) / (24.0 * s),
-                       "pv_fc_day": np.asarray(fc["pv_fc_day_kwh"]) / (24.0 * s)})
+        for column, field in FORECAST_SOURCE.items():  # powers / scale, energies / (24 h x scale)
+            values[column] = np.asarray(fc[field]) / (s * (24.0 if field.endswith("_kwh") else 1.0))
         new_day = self._new_day(step)
         for d in self.devices.values():
             values.update(d.observe(step, s, new_day))
