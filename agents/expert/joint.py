@@ -130,6 +130,9 @@ class JointExpert:
         """seconds spent building and compiling problems (first solve of each layout)"""
         self.fallbacks = 0
         """solves that needed a FALLBACK_SOLVES entry"""
+        installed = cp.installed_solvers()
+        self._attempts = [(self.solver, SOLVER_OPTIONS.get(self.solver, {})),
+                          *(a for a in FALLBACK_SOLVES if a[0] in installed)]
 
     def layout(self, time, full=False):
         """Rows (steps per row) of the problem that serves step ``time``."""
@@ -162,9 +165,7 @@ class JointExpert:
     def _solve(self, jp, time):
         """The configured solver, then FALLBACK_SOLVES (each counted in ``fallbacks``) until one is optimal."""
         tried = []
-        for k, (solver, options) in enumerate([(self.solver, SOLVER_OPTIONS.get(self.solver, {})), *FALLBACK_SOLVES]):
-            if solver not in cp.installed_solvers():
-                continue
+        for k, (solver, options) in enumerate(self._attempts):
             try:
                 jp.problem.solve(solver=solver, **options)
                 status = jp.problem.status
