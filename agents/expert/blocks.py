@@ -176,11 +176,14 @@ class BatteryBlock(ExpertBlock):
                                - dis @ sp.diags(1.0 / col([u.eta_discharge for u in units])), prog.dt)
         cap = col([u.capacity_kwh for u in units])
         ub = prog.bound(units)
-        prog.constraints += [ch <= ub, dis <= ub, soc[0] == soc0 + energy[0],
+        first = soc[0] == soc0 + energy[0]
+        prog.constraints += [ch <= ub, dis <= ub, first,
                              soc >= np.tile(col([u.soc_min for u in units]) * cap, (R, 1)),
                              soc <= np.tile(col([u.soc_max for u in units]) * cap, (R, 1))]
-        if R > 1:
-            prog.constraints.append(soc[1:] == soc[:-1] + energy[1:])
+        later = soc[1:] == soc[:-1] + energy[1:] if R > 1 else None
+        if later is not None:
+            prog.constraints.append(later)
+        prog.dynamics["soc_kwh"] = (first, later)
         prog.cost = prog.cost + cp.sum(prog.weighted(ch + dis, prog.dt) @ col([u.cost_eur_per_kwh for u in units]))
         prog.param["soc_kwh"] = soc0
         prog.var.update(charge_kw=ch, discharge_kw=dis, soc_kwh=soc)

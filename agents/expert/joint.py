@@ -217,6 +217,32 @@ def perfect_foresight(expert, profiles, state=None, market="sdr"):
             "per_prosumer_cost_eur": market_cost + device, "v_slack_pu": plan.v_slack_pu}
 
 
+def stored_energy_value(expert, profiles, state=None):
+    """The marginal value of stored energy per step and prosumer (96, N) [EUR/kWh]: how much one more kWh in
+    its batteries at the start of each step of this day would lower the expert's perfect-foresight objective.
+
+    Read off the duals of the batteries' energy balance in ``perfect_foresight``'s solve (each the derivative of
+    the optimum with respect to the stored energy entering that row); a prosumer with several batteries gets
+    their capacity-weighted mean, one without any NaN.
+    """
+    perfect_foresight(expert, profiles, state)
+    prog = expert._problem(expert.layout(0, full=True)).prog
+    out = np.full((STEPS_PER_DAY, expert.n), np.nan)
+    if "soc_kwh" not in prog.dynamics:
+        return out
+    first, later = prog.dynamics["soc_kwh"]
+    duals = np.atleast_2d(first.dual_value)
+    if later is not None:
+        duals = np.vstack([duals, later.dual_value])
+    cap = np.array([u.capacity_kwh for u in prog.units["batteries"]])
+    owner = np.asarray(prog.owner["batteries"].todense() if hasattr(prog.owner["batteries"], "todense")
+                       else prog.owner["batteries"], dtype=float)
+    weight = cap @ owner
+    has = weight > 0
+    out[:, has] = (duals * cap) @ owner[:, has] / weight[has]
+    return out
+
+
 def per_prosumer_cost(net_kw, tariff, market="sdr", first_step=0):
     """Market cost per prosumer (N,) [EUR] of meter powers (T, N) cleared step by step, bids at mid-band."""
     from simulators.market.clearing import clear

@@ -86,6 +86,9 @@ class DeviceProgram:
                       "first": cp.Parameter(R, nonneg=True, name="first_active_row")}
         self.on = cp.reshape(self.param["active"], (R, 1), order="C")
         self.var, self.constraints, self.quantity = {}, [], {}
+        self.dynamics = {}
+        """state name -> (first-row constraint, later-rows constraint) of a stored quantity's balance, whose duals
+        price one more unit of it at the start of each row (agents/expert/joint.py stored_energy_value)"""
         self.net = self.param["load_kw"]
         self.q_inj = cp.Constant(np.zeros((R, n)))
         self.cost, self.penalty = cp.Constant(0.0), cp.Constant(0.0)

@@ -146,11 +146,12 @@ class Demonstrations:
         self.rng = np.random.default_rng(seed)
         self.path = path
 
-    def transitions(self):
+    def transitions(self, potential=None):
         """The demonstrations as replay transitions: obs, act, rew, next_obs, done (arrays (T, ...)).
 
         Needs the reward, day and step arrays write_demonstrations saves; the observation after a
         day's last step is not stored, so that transition is terminal (done = 1, next_obs unused).
+        ``potential``: shape the rewards with it (agents/marl/shaping.py), as the run's own transitions.
         """
         with np.load(self.path) as f:
             missing = {"reward", "day", "step"} - set(f.files)
@@ -163,13 +164,15 @@ class Demonstrations:
         last = np.append(day[1:] != day[:-1], True)  # the last step of each episode
         next_obs = np.concatenate([self.obs[1:], self.obs[-1:]])
         next_obs[last] = self.obs[last]
-        return {"obs": self.obs, "act": self.actions, "rew": rew, "next_obs": next_obs,
-                "done": last.astype(np.float32)}
+        done = last.astype(np.float32)
+        if potential is not None:
+            rew = potential.shape(rew, self.obs, next_obs, done)
+        return {"obs": self.obs, "act": self.actions, "rew": rew, "next_obs": next_obs, "done": done}
 
-    def returns_to_go(self, gamma=1.0):
+    def returns_to_go(self, gamma=1.0, potential=None):
         """(T, N) discounted return from each step to the end of its episode (the Monte-Carlo value
-        of the expert's own action there)."""
-        tr = self.transitions()
+        of the expert's own action there), of the rewards shaped with ``potential`` if given."""
+        tr = self.transitions(potential)
         out, acc = np.zeros_like(tr["rew"]), np.zeros(tr["rew"].shape[1], np.float32)
         for t in range(len(out) - 1, -1, -1):
             acc = tr["rew"][t] + gamma * (1.0 - tr["done"][t]) * acc

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from agents.marl.algorithms import ALGORITHMS, REWARD_NORMS
 from agents.marl.losses import SCHEDULES
 from agents.marl.objectives import IMITATION_LOSSES, OBJECTIVES
+from agents.marl.shaping import SHAPINGS
 from simulators.validation import ConfigError, check_choice, check_range
 
 
@@ -81,6 +82,10 @@ class TrainConfig:
     """std of the target policy smoothing noise (TD3), normalized units"""
     noise_clip: float = 0.5
     """clip of the target policy smoothing noise, normalized units"""
+    shaping: str = "none"
+    """reward shaping of the critic's targets: 'none' | 'storage' (potential = the value of stored energy from the joint expert's duals, agents/marl/shaping.py; the optimal policy is unchanged)"""
+    shaping_days: int = 8
+    """training days, spread over the year, whose perfect-foresight duals give the value of stored energy per step ('storage')"""
     # ---- the actor ----------------------------------------------------------------------
     actor_objective: str = "q"
     """policy-improvement term of the actor loss: 'q' (TD3 / TD3+BC: -α Q) | 'awac' (advantage-weighted regression on the replay, twin-critic advantages)"""
@@ -162,7 +167,8 @@ class TrainConfig:
 NEIGHBOURHOODS = ("all", "feeder")
 NEIGHBOURHOOD_CRITICS = ("diffattn", "softmax_attn")
 CLI_CHOICES = {"algo": ALGORITHMS, "imitation_schedule": SCHEDULES, "actor_objective": OBJECTIVES,
-               "imitation_loss": IMITATION_LOSSES, "reward_norm": REWARD_NORMS, "critic_neighbourhood": NEIGHBOURHOODS}
+               "imitation_loss": IMITATION_LOSSES, "reward_norm": REWARD_NORMS, "critic_neighbourhood": NEIGHBOURHOODS,
+               "shaping": SHAPINGS}
 
 
 def validate(cfg):
@@ -174,7 +180,7 @@ def validate(cfg):
                           f"{cfg.algo!r} has {ALGORITHMS[cfg.algo].critic or 'none'!r} (allowed: all)")
     for name in ("total_steps", "batch_size", "buffer_size", "update_every", "updates_per_round", "log_every",
                  "actor_hidden", "actor_layers", "critic_hidden", "embed_dim", "n_heads", "threads", "n_step",
-                 "label_every"):
+                 "label_every", "shaping_days"):
         check_range(name, getattr(cfg, name), 1, 10**9)
     if cfg.critic_blocks and cfg.critic_neighbourhood != "feeder":
         raise ConfigError(f"critic_blocks: {cfg.critic_blocks!r} samples neighbourhood blocks; it needs "
@@ -199,6 +205,9 @@ def validate(cfg):
         raise ConfigError(f"{needs_eval[0]}: selects on evaluation episodes; needs eval_episodes > 0 (got "
                           f"{cfg.eval_episodes}) and eval_days other than 'test' (got {cfg.eval_days!r}), so that "
                           f"the held-out test days stay unseen")
+    if cfg.shaping != "none" and not ALGORITHMS[cfg.algo].critic:
+        raise ConfigError(f"shaping: {cfg.shaping!r} shapes the critic's rewards; algo {cfg.algo!r} has no critic "
+                          f"(allowed: 'none')")
     if cfg.early_stop_patience and not cfg.keep_best:
         raise ConfigError("early_stop_patience: stopping early keeps the best actor; set keep_best too")
     _check_demo_options(cfg, ALGORITHMS[cfg.algo])

@@ -14,6 +14,8 @@ the critic has learned from the actors' own transitions.  The actor is evaluated
 ``--eval-every`` steps on validation days (never test days); ``--keep-best`` keeps the best actor,
 ``--early-stop-patience`` stops when it has not improved for that many evaluations, and every
 evaluation logs how well the first critic's Q matches the Monte-Carlo return (q_bias, q_corr).
+``--shaping storage`` shapes the rewards the critic learns from with the value of stored energy
+(agents/marl/shaping.py; potential-based, so the optimal policy is unchanged; shaping.json in the run).
 
 Everything lands in results/<scenario>__<algo>__<seed>__<timestamp>/: config.json,
 progress.csv (runlog.LOG_COLUMNS; means per ``log_every`` steps), checkpoint.pt + buffer.npz
@@ -46,6 +48,7 @@ from agents.marl.config import CLI_CHOICES, TrainConfig, validate
 from agents.marl.losses import anneal
 from agents.marl.policy import save_actor
 from agents.marl.runlog import Clock, LogAccumulator
+from agents.marl.shaping import StoragePotential, make_potential
 from simulators.prosumer.interface import OBS_FIELDS
 from simulators.recorder.recorder import new_run_dir as make_run_dir
 from simulators.validation import ConfigError
@@ -53,6 +56,8 @@ from simulators.validation import ConfigError
 __all__ = ["TrainConfig", "evaluate", "make_env", "make_expert", "train"]
 SETTLE_WINDOW = 100
 """critic pretraining compares the mean TD loss of consecutive windows of this many steps"""
+SHAPING_FILE = "shaping.json"
+"""the run's shaping potential (value of stored energy per step, the days it came from), read back on resume"""
 
 
 # ---- environment and expert ------------------------------------------------------------
@@ -121,6 +126,8 @@ class Run:
     best: dict = None
     clock: Clock = None
     stopped: bool = False
+    potential: StoragePotential = None
+    """reward shaping of what the critic learns from (None: the environment's rewards)"""
 
     @property
     def algo(self):
@@ -162,10 +169,12 @@ def setup(cfg, make_env, expert_fn, resume):
               episode=episode, obs=obs, best={"eval_return": -float("inf"), "step": -1, "stale": 0}, clock=Clock())
     if resume:
         run.dir = Path(resume)
+        run.potential = _potential(cfg, env, run.dir, resume=True)
         _load(run)
         run.obs = _restore_episode(env, run.episode, run.buffer)
         return run
     run.dir = new_run_dir(cfg)
+    run.potential = _potential(cfg, env, run.dir, resume=False)
     pretrain(run, demos)
     snapshot(run)
     if cfg.eval_episodes and cfg.keep_best:  # the starting (pretrained) actor is a candidate too
@@ -174,6 +183,21 @@ def setup(cfg, make_env, expert_fn, resume):
         run.log.write(run.dir / "progress.csv", step=0, episodes=0, sps=float("nan"), labels=len(run.labels),
                       wall_s=run.clock())
     return run
+
+
+def _potential(cfg, env, run_dir, resume):
+    """The shaping potential of the run: read back from its folder on resume, else computed and written there."""
+    if cfg.shaping == "none":
+        return None
+    if not all(hasattr(env, a) for a in ("bank", "specs", "assignment", "fleet")):
+        raise ConfigError(f"shaping: {cfg.shaping!r} values stored energy with the joint expert on the "
+                          f"environment's own days; it needs agents.env.P2PEnv (got {type(env).__name__})")
+    path = Path(run_dir) / SHAPING_FILE
+    if resume and path.is_file():
+        return StoragePotential.from_dict(json.loads(path.read_text()), env.obs_fields)
+    potential, days = make_potential(env, cfg.expert_options, cfg.shaping_days)
+    potential.save(path, days)
+    return potential
 
 
 def new_run_dir(cfg):
@@ -187,13 +211,14 @@ def pretrain(run, demos):
     Monte-Carlo returns until that error settles (then the targets start from them)."""
     cfg, learner = run.cfg, run.learner
     if cfg.demo_replay:
-        run.buffer.prefill(**demos.transitions())
+        run.buffer.prefill(**demos.transitions(run.potential))
     for _ in range(cfg.pretrain_steps):
         run.log.add(**learner.pretrain_actor(run.labels.sample(cfg.batch_size)))
     if not cfg.critic_pretrain_steps:
         return
     learner.fit_reward_norm(run.buffer.data["rew"][:len(run.buffer)])
-    returns, rng = torch.from_numpy(demos.returns_to_go(cfg.gamma)), np.random.default_rng(cfg.seed + 2)
+    returns = torch.from_numpy(demos.returns_to_go(cfg.gamma, run.potential))
+    rng = np.random.default_rng(cfg.seed + 2)
     obs, act = torch.from_numpy(demos.obs), torch.from_numpy(demos.actions)
     losses = []
     while len(losses) < cfg.critic_pretrain_steps and not _settled(losses, cfg.critic_pretrain_tol):
@@ -265,7 +290,8 @@ def rollout(run):
     next_obs, reward, done, _ = env.step_batch(action)
     if "state" in run.buffer.shapes:
         transition["next_state"] = env.state()
-    run.buffer.add(**transition, rew=reward, next_obs=next_obs, done=float(done))
+    stored = reward if run.potential is None else run.potential.shape(reward, run.obs, next_obs, done)
+    run.buffer.add(**transition, rew=stored, next_obs=next_obs, done=float(done))
     ep = run.episode
     ep["t"] += 1
     ep["return"] += reward
@@ -293,11 +319,13 @@ def update(run):
 
 
 # ---- evaluation ----------------------------------------------------------------------------
-def evaluate(learner, env, days, gamma=1.0):
+def evaluate(learner, env, days, gamma=1.0, potential=None):
     """Deterministic episodes on ``days`` (a list; None = the env's draw with a fixed seed).
 
     Returns (mean over days and agents of the undiscounted return, critic fit dict with q_bias and
-    q_corr of the first critic's Q against the return-to-go, NaN without a fitted critic).
+    q_corr of the first critic's Q against the return-to-go, NaN without a fitted critic).  With a
+    shaping ``potential`` the critic is compared with the shaped return-to-go it learns; the first
+    number stays the environment's return.
     """
     returns, qs, gs = [], [], []
     critic = getattr(learner, "critic", None) is not None and getattr(learner, "reward_weight", None) is not None
@@ -307,11 +335,16 @@ def evaluate(learner, env, days, gamma=1.0):
             action = learner.act(obs, explore=False)
             state = env.state() if critic and learner.algo.needs_state else None
             next_obs, reward, done, _ = env.step_batch(action)
-            rows.append((obs, action, state, np.asarray(reward, dtype=float)))
+            rows.append((obs, action, state, np.asarray(reward, dtype=float), next_obs))
             obs = next_obs
         rewards = np.stack([r[3] for r in rows])
         returns.append(float(rewards.sum(0).mean()))
         if critic:
+            if potential is not None:
+                done = np.zeros(len(rows))
+                done[-1] = 1.0
+                rewards = potential.shape(rewards, np.stack([r[0] for r in rows]), np.stack([r[4] for r in rows]),
+                                          done)
             scaled = learner.cfg.reward_scale * learner.reward_weight.numpy() * rewards
             gs.append(_return_to_go(scaled, gamma))
             states = None if rows[0][2] is None else np.stack([r[2] for r in rows])
@@ -346,7 +379,7 @@ def evaluation_days(env, episodes):
 def evaluate_and_keep(run):
     """Evaluate; log; keep the actor if it is the best so far; snapshot; count toward early stopping."""
     cfg = run.cfg
-    eval_return, fit = evaluate(run.learner, run.eval_env, run.eval_days, cfg.gamma)
+    eval_return, fit = evaluate(run.learner, run.eval_env, run.eval_days, cfg.gamma, run.potential)
     run.log.add(eval_return=eval_return, **fit)
     if not cfg.keep_best:
         return
