@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
 
 from agents.expert.program import DeviceProgram
 from agents.expert.reference import DEFAULT_SOLVER
@@ -235,8 +236,8 @@ def stored_energy_value(expert, profiles, state=None):
     if later is not None:
         duals = np.vstack([duals, later.dual_value])
     cap = np.array([u.capacity_kwh for u in prog.units["batteries"]])
-    owner = np.asarray(prog.owner["batteries"].todense() if hasattr(prog.owner["batteries"], "todense")
-                       else prog.owner["batteries"], dtype=float)
+    owner = prog.owner["batteries"]
+    owner = np.asarray(owner.toarray() if sp.issparse(owner) else owner, dtype=float)
     weight = cap @ owner
     has = weight > 0
     out[:, has] = (duals * cap) @ owner[:, has] / weight[has]

@@ -17,6 +17,7 @@ instead of an uncertain payoff hours later.  The evaluation's reported returns s
 """
 
 import json
+from collections import OrderedDict
 
 import numpy as np
 
@@ -77,12 +78,22 @@ def spread_days(pool, k):
 
 def storage_value_table(env, expert_options, days):
     """(96,) median over ``days`` and over the prosumers with batteries of the joint expert's marginal value of
-    stored energy per step (agents.expert.joint.stored_energy_value) [EUR/kWh]."""
+    stored energy per step (agents.expert.joint.stored_energy_value) [EUR/kWh]; computed once per process for
+    the same expert, profile seed and days (every run of one evaluation in a worker shares it)."""
+    from agents.expert.policy import _cached, _key, expert_options as checked, joint_expert
+
+    key, expert = joint_expert(env.specs, env.tariff, env.cfg.network, checked(dict(expert_options)))
+    return _cached(_TABLES, _key(key, env.cfg.seed, list(days)), lambda: _table(expert, env, days)).copy()
+
+
+_TABLES = OrderedDict()
+"""value tables per (expert, profile seed, days)"""
+
+
+def _table(expert, env, days):
     from agents.expert.joint import stored_energy_value
-    from agents.expert.policy import expert_options as checked, joint_expert
     from simulators.profiles.data import prosumer_days
 
-    _, expert = joint_expert(env.specs, env.tariff, env.cfg.network, checked(dict(expert_options)))
     values = [stored_energy_value(expert, prosumer_days(env.bank, env.specs, env.assignment, [d])) for d in days]
     stacked = np.stack(values)  # (days, 96, N)
     if np.isnan(stacked).all():
