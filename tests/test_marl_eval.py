@@ -1,12 +1,13 @@
 """The evaluation command end to end on a tiny budget: training, co-simulation, table, paired statistics, plots."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from agents.marl.evaluate import BOUND, EvalConfig, evaluate, load_config
+from agents.marl.evaluate import BOUND, EvalConfig, earlier_test_days, evaluate, load_config
 from agents.marl.report import paired, summarize
 from simulators.validation import ConfigError
 
@@ -252,3 +253,35 @@ def test_pair_compares_the_same_methods_of_two_evaluations(tmp_path):
         compare(a, folder("c", 0.0, days=("2016-03-01",)), n_boot=10)
     with pytest.raises(SystemExit, match="no runs.csv"):
         main([str(a), str(tmp_path)])
+
+
+def _fake_evaluation(results, name, split, days, runs=True):
+    folder = results / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"algos": "bc", "split": split, "days": len(days)}))
+    if runs:
+        pd.DataFrame({"method": "bc", "seed": 0, "day": days, "cost_eur": 1.0}).to_csv(folder / "runs.csv", index=False)
+
+
+def test_test_days_seen_names_earlier_test_evaluations_only(tmp_path):
+    _fake_evaluation(tmp_path, "final_a", "test", ["2016-01-24", "2016-02-25"])
+    _fake_evaluation(tmp_path, "val_b", "validation", ["2016-01-24"])
+    _fake_evaluation(tmp_path, "unfinished", "test", ["2016-01-24"], runs=False)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    assert earlier_test_days(tmp_path, ["2016-01-24", "2016-12-09"]) == {"final_a": ["2016-01-24"]}
+    assert earlier_test_days(tmp_path, ["2016-12-09"]) == {}
+
+
+def test_final_on_test_days_seen_before_is_refused_with_fresh_days_and_recorded_without(evaluation, tmp_path):
+    reuse = dict(algos="iddpg", seeds="1", max_prosumers=3, days=1, baselines="", progress=False, split="test",
+                 train_dir=str(evaluation / "train"), results_dir=str(tmp_path))
+    first = evaluate(EvalConfig(run_name="first", fresh_days=True, **reuse))
+    assert json.loads((first / "test_days_seen.json").read_text()) == {}
+    (day,) = pd.read_csv(first / "runs.csv").day.unique()
+    with pytest.raises(ConfigError, match=rf"days: 1 of the 1 test days .*first: {day}"):
+        evaluate(EvalConfig(run_name="second", fresh_days=True, **reuse))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first"]  # nothing written, nothing lost
+    again = evaluate(EvalConfig(run_name="again", **reuse))
+    assert json.loads((again / "test_days_seen.json").read_text()) == {"first": [day]}
+    assert "1 of these test days were evaluated before" in (again / "table.md").read_text()

@@ -24,6 +24,7 @@ One folder results/<scenario>__marl-eval__<seeds>__<timestamp>/ holds:
   comparisons.csv, training.csv;
 - test_curve.csv / test_curve.png: the cost on the evaluated days of each run's actor snapshots,
   computed after all training is done, so it can inform no choice;
+- test_days_seen.json: {earlier evaluation folder: its test days among these} (``--fresh-days`` refuses any);
 - learning_curves.png (training and validation returns, the critic's Q against the Monte-Carlo
   return), voltage_envelopes.png, config.json (``load_config(folder)`` reads it back).
 The bound is the perfect-foresight economic optimum of the joint expert's model per day
@@ -150,6 +151,9 @@ class EvalConfig:
     """finish the interrupted evaluation in results_dir/run_name (same settings): keep its demonstrations, finished training and co-simulation runs; unfinished ones are renamed *.interrupted-<time> and redone"""
     progress: bool = True
     """show a progress bar"""
+    fresh_days: bool = False
+    """split 'test': refuse days that an earlier evaluation under results_dir already evaluated as test days
+    (without it they are warned about and listed in test_days_seen.json)"""
 
     @property
     def algo_list(self):
@@ -283,11 +287,59 @@ def spread(pool, n):
     return list(pool) if not n else [pool[int((k + 0.5) * len(pool) / n)] for k in range(min(n, len(pool)))]
 
 
-def evaluation_days(cfg):
+def split_pool(split):
+    """Every day of ``split`` ('test' | 'validation') as ISO dates, in the order of the year."""
     from simulators.profiles.data import ProfileBank, test_days, validation_days
 
-    pool = {"test": test_days, "validation": validation_days}[cfg.split](ProfileBank.simbench())
-    return spread([str(d.date()) for d in pool], cfg.days)
+    return [str(d.date()) for d in {"test": test_days, "validation": validation_days}[split](ProfileBank.simbench())]
+
+
+def evaluation_days(cfg):
+    return spread(split_pool(cfg.split), cfg.days)
+
+
+def earlier_test_days(results_dir, days):
+    """{evaluation folder under results_dir: its test days among ``days``} for every earlier evaluation (a
+    folder with a config.json whose split is 'test' and a runs.csv).
+
+    A test day is to be touched once, by the final command: a recipe chosen after seeing a day's figures is not
+    tested by that day any more.  Folders that cannot be read are skipped (a guard, not a record).
+    """
+    seen, wanted = {}, set(days)
+    for config in sorted(Path(results_dir).glob("*/config.json")):
+        try:
+            recorded = json.loads(config.read_text())
+            if not isinstance(recorded, dict) or recorded.get("split", "test") != "test" or "algos" not in recorded:
+                continue
+            touched = set(pd.read_csv(config.parent / "runs.csv", usecols=["day"])["day"].astype(str))
+        except (OSError, ValueError, KeyError):
+            continue
+        if touched & wanted:
+            seen[config.parent.name] = sorted(touched & wanted)
+    return seen
+
+
+def fresh_day_counts(results_dir, limit=20):
+    """The values of ``--days`` up to ``limit`` whose test days no earlier evaluation under results_dir touched."""
+    pool = split_pool("test")
+    return [n for n in range(1, min(limit, len(pool)) + 1) if not earlier_test_days(results_dir, spread(pool, n))]
+
+
+def guard_test_days(cfg, days):
+    """Split 'test': the days that earlier evaluations already touched ({folder: days}), warned about; with
+    ``fresh_days`` any such day is a ConfigError naming the folders and the --days values that are fresh."""
+    if cfg.split != "test":
+        return {}
+    seen = earlier_test_days(cfg.results_dir, days)
+    if seen and cfg.fresh_days:
+        named = "; ".join(f"{folder}: {', '.join(d)}" for folder, d in seen.items())
+        raise ConfigError(f"days: {len(set().union(*seen.values()))} of the {len(days)} test days of --days "
+                          f"{cfg.days} were already evaluated ({named}); --days values with fresh days only: "
+                          f"{fresh_day_counts(cfg.results_dir) or 'none up to 20'}")
+    if seen:
+        print(f"warning: test days evaluated before by {', '.join(seen)}: "
+              f"{', '.join(sorted(set().union(*seen.values())))} (listed in test_days_seen.json)", file=sys.stderr)
+    return seen
 
 
 # ---- the jobs ----------------------------------------------------------------------------------
@@ -374,12 +426,14 @@ def evaluate_days(cfg, bases, runs, walls, days, out, bar):
 def evaluate(cfg):
     """Run the whole evaluation; return the evaluation folder."""
     validate(cfg)
+    days = evaluation_days(cfg)
+    seen = None if cfg.resume else guard_test_days(cfg, days)  # before the folder: a refusal leaves nothing behind
     out = Path(cfg.results_dir) / cfg.run_name if cfg.resume else new_run_dir(
         cfg.results_dir, cfg.run_name, cfg.scenario, "marl-eval", cfg.seeds.replace(",", "-"))
     if not cfg.resume:
         (out / "config.json").write_text(json.dumps(recorded_config(cfg), indent=1))
+        (out / "test_days_seen.json").write_text(json.dumps(seen, indent=1))
     bases = {p: scenario_config(cfg, p) for p in cfg.pseed_list}
-    days = evaluation_days(cfg)
     keys = [(a, p, s) for a in cfg.algo_list for p in bases for s in cfg.seeds_of(a)]
     bar = tqdm(total=len(days) * len(bases) + (0 if cfg.train_dir else len(keys)), disable=not cfg.progress,
                desc="evaluation")
@@ -420,6 +474,11 @@ def write_report(cfg, runs_df, days, out):
                if cfg.algo_list else "no trained methods; the baselines are deterministic.")
     caption = (f"{cfg.split.capitalize()} days ({len(days)}): {', '.join(days)}; profile seeds {cfg.scenario_seeds}, "
                + trained)
+    seen_file = out / "test_days_seen.json"
+    seen = json.loads(seen_file.read_text()) if seen_file.is_file() else None
+    if seen:
+        caption += (f" **{len(set().union(*seen.values()))} of these test days were evaluated before** "
+                    f"(test_days_seen.json: {', '.join(seen)}).")
     (out / "table.md").write_text(report.markdown(table, comparison, caption))
 
 
