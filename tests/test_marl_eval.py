@@ -255,10 +255,11 @@ def test_pair_compares_the_same_methods_of_two_evaluations(tmp_path):
         main([str(a), str(tmp_path)])
 
 
-def _fake_evaluation(results, name, split, days, runs=True):
+def _fake_evaluation(results, name, split, days, runs=True, scenario="ieee33_day"):
     folder = results / name
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"algos": "bc", "split": split, "days": len(days)}))
+    (folder / "config.json").write_text(json.dumps({"scenario": scenario, "algos": "bc", "split": split,
+                                                    "days": len(days)}))
     if runs:
         pd.DataFrame({"method": "bc", "seed": 0, "day": days, "cost_eur": 1.0}).to_csv(folder / "runs.csv", index=False)
 
@@ -267,10 +268,12 @@ def test_test_days_seen_names_earlier_test_evaluations_only(tmp_path):
     _fake_evaluation(tmp_path, "final_a", "test", ["2016-01-24", "2016-02-25"])
     _fake_evaluation(tmp_path, "val_b", "validation", ["2016-01-24"])
     _fake_evaluation(tmp_path, "unfinished", "test", ["2016-01-24"], runs=False)
+    _fake_evaluation(tmp_path, "other_feeder", "test", ["2016-01-24"], scenario="ieee33_high_pv")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
-    assert earlier_test_days(tmp_path, ["2016-01-24", "2016-12-09"]) == {"final_a": ["2016-01-24"]}
-    assert earlier_test_days(tmp_path, ["2016-12-09"]) == {}
+    assert earlier_test_days(tmp_path, ["2016-01-24", "2016-12-09"], "ieee33_day") == {"final_a": ["2016-01-24"]}
+    assert earlier_test_days(tmp_path, ["2016-12-09"], "ieee33_day") == {}
+    assert earlier_test_days(tmp_path, ["2016-01-24"], "ieee33_high_pv") == {"other_feeder": ["2016-01-24"]}
 
 
 def test_final_on_test_days_seen_before_is_refused_with_fresh_days_and_recorded_without(evaluation, tmp_path):

@@ -298,9 +298,10 @@ def evaluation_days(cfg):
     return spread(split_pool(cfg.split), cfg.days)
 
 
-def earlier_test_days(results_dir, days):
-    """{evaluation folder under results_dir: its test days among ``days``} for every earlier evaluation (a
-    folder with a config.json whose split is 'test' and a runs.csv).
+def earlier_test_days(results_dir, days, scenario):
+    """{evaluation folder under results_dir: its test days among ``days``} for every earlier evaluation of
+    ``scenario`` (a folder with a config.json of that scenario whose split is 'test', or absent as in evaluations
+    older than the split, and a runs.csv).  The same date on another feeder is another test case.
 
     A test day is to be touched once, by the final command: a recipe chosen after seeing a day's figures is not
     tested by that day any more.  Folders that cannot be read are skipped (a guard, not a record).
@@ -309,7 +310,8 @@ def earlier_test_days(results_dir, days):
     for config in sorted(Path(results_dir).glob("*/config.json")):
         try:
             recorded = json.loads(config.read_text())
-            if not isinstance(recorded, dict) or recorded.get("split", "test") != "test" or "algos" not in recorded:
+            if (not isinstance(recorded, dict) or recorded.get("split", "test") != "test" or "algos" not in recorded
+                    or recorded.get("scenario") != scenario):
                 continue
             touched = set(pd.read_csv(config.parent / "runs.csv", usecols=["day"])["day"].astype(str))
         except (OSError, ValueError, KeyError):
@@ -319,10 +321,12 @@ def earlier_test_days(results_dir, days):
     return seen
 
 
-def fresh_day_counts(results_dir, limit=20):
-    """The values of ``--days`` up to ``limit`` whose test days no earlier evaluation under results_dir touched."""
+def fresh_day_counts(results_dir, scenario, limit=20):
+    """The values of ``--days`` up to ``limit`` whose test days no earlier evaluation of ``scenario`` under
+    results_dir touched."""
     pool = split_pool("test")
-    return [n for n in range(1, min(limit, len(pool)) + 1) if not earlier_test_days(results_dir, spread(pool, n))]
+    return [n for n in range(1, min(limit, len(pool)) + 1)
+            if not earlier_test_days(results_dir, spread(pool, n), scenario)]
 
 
 def guard_test_days(cfg, days):
@@ -330,12 +334,12 @@ def guard_test_days(cfg, days):
     ``fresh_days`` any such day is a ConfigError naming the folders and the --days values that are fresh."""
     if cfg.split != "test":
         return {}
-    seen = earlier_test_days(cfg.results_dir, days)
+    seen = earlier_test_days(cfg.results_dir, days, cfg.scenario)
     if seen and cfg.fresh_days:
         named = "; ".join(f"{folder}: {', '.join(d)}" for folder, d in seen.items())
         raise ConfigError(f"days: {len(set().union(*seen.values()))} of the {len(days)} test days of --days "
                           f"{cfg.days} were already evaluated ({named}); --days values with fresh days only: "
-                          f"{fresh_day_counts(cfg.results_dir) or 'none up to 20'}")
+                          f"{fresh_day_counts(cfg.results_dir, cfg.scenario) or 'none up to 20'}")
     if seen:
         print(f"warning: test days evaluated before by {', '.join(seen)}: "
               f"{', '.join(sorted(set().union(*seen.values())))} (listed in test_days_seen.json)", file=sys.stderr)
