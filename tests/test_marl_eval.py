@@ -2,6 +2,13 @@
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -288,3 +295,53 @@ def test_final_on_test_days_seen_before_is_refused_with_fresh_days_and_recorded_
     again = evaluate(EvalConfig(run_name="again", **reuse))
     assert json.loads((again / "test_days_seen.json").read_text()) == {"first": [day]}
     assert "1 of these test days were evaluated before" in (again / "table.md").read_text()
+
+
+PARENT = textwrap.dedent("""
+    import os, time
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    from agents.marl.jobs import exit_with_parent
+    if __name__ == "__main__":
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                                 initargs=(os.getpid(), 0.1)) as pool:
+            print(pool.submit(os.getpid).result(), flush=True)
+            pool.submit(time.sleep, 120)
+            time.sleep(120)
+""")
+
+
+def _running(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_pool_workers_end_when_the_evaluation_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    root = Path(__file__).resolve().parents[1]
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=root)
+    worker = int(parent.stdout.readline())
+    assert _running(worker)
+    parent.kill()  # SIGKILL: no clean-up of the pool runs
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    orphaned = _running(worker)
+    if orphaned:
+        os.kill(worker, signal.SIGKILL)  # leave no sleeping worker behind a failure
+    assert not orphaned
+
+
+def test_training_in_two_worker_processes_gives_the_same_runs(evaluation, tmp_path):
+    first = load_config(evaluation)
+    again = evaluate(dataclasses.replace(first, algos="iddpg", workers=2, snapshot_every=0, results_dir=str(tmp_path),
+                                         run_name="parallel"))
+    cost = {folder: pd.read_csv(folder / "runs.csv").query("method == 'iddpg'").set_index(["seed", "day"]).cost_eur
+            for folder in (evaluation, again)}
+    assert len(cost[again]) == 2
+    pd.testing.assert_series_equal(cost[again], cost[evaluation].loc[cost[again].index])

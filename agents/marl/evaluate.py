@@ -34,6 +34,7 @@ The bound is the perfect-foresight economic optimum of the joint expert's model 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from agents.marl.jobs import (
     cosim_one,
     env_config,
     env_day,
+    exit_with_parent,
     set_aside,
     test_curve,
     training_finished,
@@ -388,7 +390,8 @@ def train_all(cfg, bases, out, bar):
             runs[key] = Path(_train_job(job))
             bar.update()
         return runs
-    with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = {key: pool.submit(_train_job, job) for key, job in jobs.items()}
         for key, future in futures.items():
             runs[key] = Path(future.result())

@@ -24,6 +24,21 @@ def env_config(base):
                      max_prosumers=base.max_prosumers, market=base.market, tariff=base.tariff, seed=base.seed)
 
 
+def exit_with_parent(parent_pid, poll_s=1.0):
+    """Initializer of an evaluation's pool workers: a daemon thread ends the worker once the process that
+    started it is gone.  A killed evaluation (SIGTERM, SIGKILL: no clean-up runs) otherwise leaves its
+    workers training on into the run folder, where a rerun of the same name would meet their files."""
+    import os
+    import threading
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def training_finished(run_dir, total_steps):
     """Whether ``run_dir`` holds a finished training run (its last checkpoint at total_steps, or stopped early)."""
     checkpoint = Path(run_dir) / "checkpoint.pt"
