@@ -300,35 +300,40 @@ def evaluation_days(cfg):
     return spread(split_pool(cfg.split), cfg.days)
 
 
-def earlier_test_days(results_dir, days, scenario):
-    """{evaluation folder under results_dir: its test days among ``days``} for every earlier evaluation of
+def earlier_evaluations(results_dir, scenario):
+    """{evaluation folder under results_dir: the set of test days it evaluated} for every earlier evaluation of
     ``scenario`` (a folder with a config.json of that scenario whose split is 'test', or absent as in evaluations
     older than the split, and a runs.csv).  The same date on another feeder is another test case.
 
     A test day is to be touched once, by the final command: a recipe chosen after seeing a day's figures is not
     tested by that day any more.  Folders that cannot be read are skipped (a guard, not a record).
     """
-    seen, wanted = {}, set(days)
+    found = {}
     for config in sorted(Path(results_dir).glob("*/config.json")):
         try:
             recorded = json.loads(config.read_text())
             if (not isinstance(recorded, dict) or recorded.get("split", "test") != "test" or "algos" not in recorded
                     or recorded.get("scenario") != scenario):
                 continue
-            touched = set(pd.read_csv(config.parent / "runs.csv", usecols=["day"])["day"].astype(str))
+            found[config.parent.name] = set(pd.read_csv(config.parent / "runs.csv", usecols=["day"])["day"].astype(str))
         except (OSError, ValueError, KeyError):
             continue
-        if touched & wanted:
-            seen[config.parent.name] = sorted(touched & wanted)
-    return seen
+    return found
+
+
+def earlier_test_days(results_dir, days, scenario, evaluations=None):
+    """{evaluation folder: its test days among ``days``} of the earlier evaluations of ``scenario``
+    (``evaluations``: earlier_evaluations' answer, when already read)."""
+    evaluations = earlier_evaluations(results_dir, scenario) if evaluations is None else evaluations
+    return {folder: sorted(touched & set(days)) for folder, touched in evaluations.items() if touched & set(days)}
 
 
 def fresh_day_counts(results_dir, scenario, limit=20):
     """The values of ``--days`` up to ``limit`` whose test days no earlier evaluation of ``scenario`` under
     results_dir touched."""
-    pool = split_pool("test")
+    pool, evaluations = split_pool("test"), earlier_evaluations(results_dir, scenario)
     return [n for n in range(1, min(limit, len(pool)) + 1)
-            if not earlier_test_days(results_dir, spread(pool, n), scenario)]
+            if not earlier_test_days(results_dir, spread(pool, n), scenario, evaluations)]
 
 
 def guard_test_days(cfg, days):
