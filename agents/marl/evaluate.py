@@ -321,19 +321,22 @@ def earlier_evaluations(results_dir, scenario):
     return found
 
 
-def earlier_test_days(results_dir, days, scenario, evaluations=None):
-    """{evaluation folder: its test days among ``days``} of the earlier evaluations of ``scenario``
-    (``evaluations``: earlier_evaluations' answer, when already read)."""
-    evaluations = earlier_evaluations(results_dir, scenario) if evaluations is None else evaluations
-    return {folder: sorted(touched & set(days)) for folder, touched in evaluations.items() if touched & set(days)}
+def _overlap(evaluations, days):
+    """{folder: its days among ``days``} of earlier_evaluations' answer, folders without any left out."""
+    days = set(days)
+    return {folder: sorted(touched & days) for folder, touched in evaluations.items() if touched & days}
+
+
+def earlier_test_days(results_dir, days, scenario):
+    """{evaluation folder: its test days among ``days``} of the earlier evaluations of ``scenario``."""
+    return _overlap(earlier_evaluations(results_dir, scenario), days)
 
 
 def fresh_day_counts(results_dir, scenario, limit=20):
     """The values of ``--days`` up to ``limit`` whose test days no earlier evaluation of ``scenario`` under
     results_dir touched."""
     pool, evaluations = split_pool("test"), earlier_evaluations(results_dir, scenario)
-    return [n for n in range(1, min(limit, len(pool)) + 1)
-            if not earlier_test_days(results_dir, spread(pool, n), scenario, evaluations)]
+    return [n for n in range(1, min(limit, len(pool)) + 1) if not _overlap(evaluations, spread(pool, n))]
 
 
 def guard_test_days(cfg, days):
