@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.marl.evaluate import BOUND, EvalConfig, earlier_test_days, evaluate, load_config
+from agents.marl.evaluate import (BOUND, LEDGER, EvalConfig, earlier_test_days, evaluate, evaluation_days, load_config,
+                                  record_test_days, spread, split_pool)
 from agents.marl.report import paired, summarize
 from simulators.validation import ConfigError
 
@@ -291,10 +293,53 @@ def test_final_on_test_days_seen_before_is_refused_with_fresh_days_and_recorded_
     (day,) = pd.read_csv(first / "runs.csv").day.unique()
     with pytest.raises(ConfigError, match=rf"days: 1 of the 1 test days .*first: {day}"):
         evaluate(EvalConfig(run_name="second", fresh_days=True, **reuse))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["first"]  # nothing written, nothing lost
+    ledger = (tmp_path / LEDGER).read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first", LEDGER]  # nothing written, nothing lost
+    assert ledger.count("\n") == 2  # the header and the first evaluation's day
     again = evaluate(EvalConfig(run_name="again", **reuse))
     assert json.loads((again / "test_days_seen.json").read_text()) == {"first": [day]}
     assert "1 of these test days were evaluated before" in (again / "table.md").read_text()
+    ledger = pd.read_csv(tmp_path / LEDGER)
+    assert ledger[["scenario", "day", "evaluation"]].values.tolist() == [["ieee33_day", day, "first"],
+                                                                         ["ieee33_day", day, "again"]]
+    for folder in ("first", "again"):  # a fresh clone has the ledger but not the folders
+        shutil.rmtree(tmp_path / folder)
+    with pytest.raises(ConfigError, match=rf"days: 1 of the 1 test days .*again: {day}; first: {day}"):
+        evaluate(EvalConfig(run_name="third", fresh_days=True, **reuse))
+    unseen = evaluate(EvalConfig(run_name="unseen", unseen_days=True, **reuse))
+    (drawn,) = pd.read_csv(unseen / "runs.csv").day.unique()
+    assert drawn != day and json.loads((unseen / "config.json").read_text())["evaluated_days"] == [drawn]
+    assert json.loads((unseen / "test_days_seen.json").read_text()) == {}
+    assert pd.read_csv(tmp_path / LEDGER).evaluation.tolist() == ["first", "again", "unseen"]
+    # resume runs on the days recorded, although the ledger now names them as seen
+    assert evaluation_days(EvalConfig(run_name="unseen", resume=True, unseen_days=True, **reuse)) == [drawn]
+
+
+def test_unseen_days_spread_over_the_test_days_no_evaluation_touched(tmp_path):
+    pool = split_pool("test")
+    record_test_days(tmp_path, "ieee33_day", spread(pool, 8), "final_a", "by hand")
+    record_test_days(tmp_path, "ieee33_high_pv", pool[:30], "other_feeder")
+    _fake_evaluation(tmp_path, "folder_only", "test", spread(pool, 6))
+    cfg = EvalConfig(days=5, unseen_days=True, results_dir=str(tmp_path))
+    touched = set(spread(pool, 8)) | set(spread(pool, 6))
+    left = [d for d in pool if d not in touched]
+    assert evaluation_days(cfg) == spread(left, 5) and not set(evaluation_days(cfg)) & touched
+    assert len(evaluation_days(dataclasses.replace(cfg, days=len(left)))) == len(left)
+    with pytest.raises(ConfigError, match=rf"days: unseen_days draws 1..{len(left)} .* got {len(left) + 1}"):
+        evaluation_days(dataclasses.replace(cfg, days=len(left) + 1))
+    with pytest.raises(ConfigError, match="unseen_days: draws test days"):
+        evaluate(dataclasses.replace(cfg, split="validation"))
+    assert earlier_test_days(tmp_path, pool, "ieee33_day") == {"final_a": spread(pool, 8),
+                                                               "folder_only": spread(pool, 6)}
+
+
+def test_a_ledger_that_cannot_be_read_is_an_error_naming_it(tmp_path):
+    (tmp_path / LEDGER).write_text("scenario,day\nieee33_day,2016-01-24\n")
+    with pytest.raises(ConfigError, match=r"ledger: .*test_days.csv' lacks the columns \['evaluation', 'source'\]"):
+        earlier_test_days(tmp_path, ["2016-01-24"], "ieee33_day")
+    (tmp_path / LEDGER).write_bytes(b'scenario,day,evaluation,source\n"unclosed')
+    with pytest.raises(ConfigError, match="ledger: .* cannot be read as CSV"):
+        earlier_test_days(tmp_path, ["2016-01-24"], "ieee33_day")
 
 
 PARENT = textwrap.dedent("""

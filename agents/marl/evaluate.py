@@ -25,6 +25,8 @@ One folder results/<scenario>__marl-eval__<seeds>__<timestamp>/ holds:
 - test_curve.csv / test_curve.png: the cost on the evaluated days of each run's actor snapshots,
   computed after all training is done, so it can inform no choice;
 - test_days_seen.json: {earlier evaluation folder: its test days among these} (``--fresh-days`` refuses any);
+  the test days themselves are appended to results_dir/test_days.csv (the ledger, tracked by git for
+  results/, so the guard also knows the evaluations whose folders this machine never had);
 - learning_curves.png (training and validation returns, the critic's Q against the Monte-Carlo
   return), voltage_envelopes.png, config.json (``load_config(folder)`` reads it back).
 The bound is the perfect-foresight economic optimum of the joint expert's model per day
@@ -154,8 +156,13 @@ class EvalConfig:
     progress: bool = True
     """show a progress bar"""
     fresh_days: bool = False
-    """split 'test': refuse days that an earlier evaluation under results_dir already evaluated as test days
-    (without it they are warned about and listed in test_days_seen.json)"""
+    """split 'test': refuse days that an earlier evaluation under results_dir (its folder, or its rows in the
+    ledger results_dir/test_days.csv) already evaluated as test days (without it they are warned about and listed
+    in test_days_seen.json)"""
+    unseen_days: bool = False
+    """split 'test': spread the ``days`` days over the test days that no earlier evaluation of the scenario touched
+    (folders and ledger) instead of over all of them; implies fresh_days.  The days drawn are recorded in
+    config.json (``evaluated_days``), which ``resume`` reads back"""
 
     @property
     def algo_list(self):
@@ -203,6 +210,9 @@ def validate(cfg):
     for name in ("bootstrap", "workers", "threads"):
         check_range(name, getattr(cfg, name), 1, 10**7)
     check_train_options(cfg)
+    if cfg.unseen_days and (cfg.split != "test" or not cfg.days):
+        raise ConfigError(f"unseen_days: draws test days (split 'test', days >= 1); got split {cfg.split!r}, "
+                          f"days {cfg.days}")
     if not isinstance(cfg.demo_options, dict):
         raise ConfigError(f"demo_options: {cfg.demo_options!r} must be a JSON object")
     if cfg.demo_experts:
@@ -297,25 +307,73 @@ def split_pool(split):
 
 
 def evaluation_days(cfg):
-    return spread(split_pool(cfg.split), cfg.days)
+    """The days this evaluation runs on: those its folder recorded (resume), else ``days`` spread over the split,
+    or with ``unseen_days`` over the test days no earlier evaluation of the scenario touched."""
+    if cfg.resume:
+        recorded = json.loads((Path(cfg.results_dir) / cfg.run_name / "config.json").read_text())
+        if recorded.get("evaluated_days"):
+            return list(recorded["evaluated_days"])
+    pool = split_pool(cfg.split)
+    if cfg.unseen_days and not cfg.resume:
+        touched = set().union(*earlier_evaluations(cfg.results_dir, cfg.scenario).values())
+        pool = [d for d in pool if d not in touched]
+        if not cfg.days or cfg.days > len(pool):
+            raise ConfigError(f"days: unseen_days draws 1..{len(pool)} of the {len(pool)} test days of "
+                              f"{cfg.scenario!r} that no earlier evaluation touched; got {cfg.days}")
+    return spread(pool, cfg.days)
+
+
+LEDGER = "test_days.csv"
+LEDGER_COLUMNS = ("scenario", "day", "evaluation", "source")
+
+
+def read_ledger(results_dir):
+    """The ledger results_dir/test_days.csv: one row per scenario, test day and evaluation that touched it
+    (``record_test_days`` appends; rows for evaluations run before the ledger existed were written by hand from
+    the README's history, their source says which commit).  No file: no rows.  A file that cannot be read is a
+    ConfigError naming it: the ledger is a record, and a guard that silently ignored it would guard nothing."""
+    path = Path(results_dir) / LEDGER
+    if not path.is_file():
+        return pd.DataFrame(columns=LEDGER_COLUMNS)
+    try:
+        ledger = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"ledger: {str(path)!r} cannot be read as CSV ({exc}); mend or restore it") from None
+    missing = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
+    if missing:
+        raise ConfigError(f"ledger: {str(path)!r} lacks the columns {missing} (expected {list(LEDGER_COLUMNS)})")
+    return ledger
+
+
+def record_test_days(results_dir, scenario, days, evaluation, source="agents.marl.evaluate"):
+    """Append ``days`` of ``scenario`` as touched by ``evaluation`` to the ledger (created with its header)."""
+    path = Path(results_dir) / LEDGER
+    rows = pd.DataFrame({"scenario": scenario, "day": list(days), "evaluation": evaluation, "source": source},
+                        columns=LEDGER_COLUMNS)
+    rows.to_csv(path, mode="a", header=not path.is_file() or path.stat().st_size == 0, index=False)
 
 
 def earlier_evaluations(results_dir, scenario):
-    """{evaluation folder under results_dir: the set of test days it evaluated} for every earlier evaluation of
-    ``scenario`` (a folder with a config.json of that scenario whose split is 'test', or absent as in evaluations
-    older than the split, and a runs.csv).  The same date on another feeder is another test case.
+    """{evaluation: the set of test days it evaluated} for every earlier evaluation of ``scenario``: its rows in
+    the ledger (results_dir/test_days.csv) and every folder under results_dir with a config.json of that scenario
+    whose split is 'test' (or absent, as in evaluations older than the split) and a runs.csv.  The same date on
+    another feeder is another test case.
 
     A test day is to be touched once, by the final command: a recipe chosen after seeing a day's figures is not
-    tested by that day any more.  Folders that cannot be read are skipped (a guard, not a record).
+    tested by that day any more.  Folders that cannot be read are skipped (the ledger is the record).
     """
+    ledger = read_ledger(results_dir)
     found = {}
+    for name, rows in ledger[ledger.scenario == scenario].groupby("evaluation", sort=True):
+        found[name] = set(rows.day)
     for config in sorted(Path(results_dir).glob("*/config.json")):
         try:
             recorded = json.loads(config.read_text())
             if (not isinstance(recorded, dict) or recorded.get("split", "test") != "test" or "algos" not in recorded
                     or recorded.get("scenario") != scenario):
                 continue
-            found[config.parent.name] = set(pd.read_csv(config.parent / "runs.csv", usecols=["day"])["day"].astype(str))
+            days = set(pd.read_csv(config.parent / "runs.csv", usecols=["day"])["day"].astype(str))
+            found[config.parent.name] = found.get(config.parent.name, set()) | days
         except (OSError, ValueError, KeyError):
             continue
     return found
@@ -345,11 +403,11 @@ def guard_test_days(cfg, days):
     if cfg.split != "test":
         return {}
     seen = earlier_test_days(cfg.results_dir, days, cfg.scenario)
-    if seen and cfg.fresh_days:
+    if seen and (cfg.fresh_days or cfg.unseen_days):
         named = "; ".join(f"{folder}: {', '.join(d)}" for folder, d in seen.items())
         raise ConfigError(f"days: {len(set().union(*seen.values()))} of the {len(days)} test days of --days "
                           f"{cfg.days} were already evaluated ({named}); --days values with fresh days only: "
-                          f"{fresh_day_counts(cfg.results_dir, cfg.scenario) or 'none up to 20'}")
+                          f"{fresh_day_counts(cfg.results_dir, cfg.scenario) or 'none up to 20'} (or --unseen-days)")
     if seen:
         print(f"warning: test days evaluated before by {', '.join(seen)}: "
               f"{', '.join(sorted(set().union(*seen.values())))} (listed in test_days_seen.json)", file=sys.stderr)
@@ -446,8 +504,10 @@ def evaluate(cfg):
     out = Path(cfg.results_dir) / cfg.run_name if cfg.resume else new_run_dir(
         cfg.results_dir, cfg.run_name, cfg.scenario, "marl-eval", cfg.seeds.replace(",", "-"))
     if not cfg.resume:
-        (out / "config.json").write_text(json.dumps(recorded_config(cfg), indent=1))
+        (out / "config.json").write_text(json.dumps({**recorded_config(cfg), "evaluated_days": days}, indent=1))
         (out / "test_days_seen.json").write_text(json.dumps(seen, indent=1))
+        if cfg.split == "test":
+            record_test_days(cfg.results_dir, cfg.scenario, days, out.name)
     bases = {p: scenario_config(cfg, p) for p in cfg.pseed_list}
     keys = [(a, p, s) for a in cfg.algo_list for p in bases for s in cfg.seeds_of(a)]
     bar = tqdm(total=len(days) * len(bases) + (0 if cfg.train_dir else len(keys)), disable=not cfg.progress,
