@@ -319,7 +319,7 @@ def evaluation_days(cfg):
     if cfg.unseen_days and not cfg.resume:
         touched = set().union(*earlier_evaluations(cfg.results_dir, cfg.scenario).values())
         pool = [d for d in pool if d not in touched]
-        if not cfg.days or cfg.days > len(pool):
+        if cfg.days > len(pool):  # validate() saw days >= 1
             raise ConfigError(f"days: unseen_days draws 1..{len(pool)} of the {len(pool)} test days of "
                               f"{cfg.scenario!r} that no earlier evaluation touched; got {cfg.days}")
     return spread(pool, cfg.days)
