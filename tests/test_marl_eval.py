@@ -36,7 +36,8 @@ def evaluation(tmp_path_factory):
 
 def test_folder_holds_table_runs_plots_and_every_run(evaluation):
     for name in ("config.json", "demos_p0.npz", "runs.csv", "table.csv", "table.md", "comparisons.csv",
-                 "learning_curves.png", "voltage_envelopes.png", "training.csv", "test_curve.csv", "test_curve.png"):
+                 "energy_by_period.csv", "learning_curves.png", "voltage_envelopes.png", "training.csv",
+                 "test_curve.csv", "test_curve.png"):
         assert (evaluation / name).is_file(), name
     runs = pd.read_csv(evaluation / "runs.csv")
     learned = ["imitative_diffattn", "iddpg"]
@@ -54,6 +55,32 @@ def test_folder_holds_table_runs_plots_and_every_run(evaluation):
             assert progress.q_corr.notna().any() and progress.q_bias.notna().any()  # the critic's fit, logged
     curve = pd.read_csv(evaluation / "test_curve.csv")
     assert sorted(curve.step.unique()) == [0, 60, 120] and len(curve) == 2 * 2 * 3
+
+
+def test_energy_by_period_recomputed_from_the_prosumers_files(evaluation, tmp_path):
+    from agents.marl.report import main as report_main
+
+    energy = pd.read_csv(evaluation / "energy_by_period.csv").set_index("method")
+    runs = pd.read_csv(evaluation / "runs.csv")
+    assert sorted(energy.index) == sorted(runs.dropna(subset=["run_dir"]).method.unique())
+    for method in ("iddpg", "rule"):
+        files = [pd.read_csv(evaluation / "cosim" / Path(d).name / "prosumers.csv")
+                 for d in runs.query("method == @method").run_dir]
+        evening = np.mean([f.loc[f.step >= 68, "grid_buy_kwh"].sum() for f in files])
+        assert energy.loc[method, "grid_buy_kwh 17-24"] == pytest.approx(evening, rel=1e-9, abs=1e-9)
+        for col in ("grid_buy_kwh", "grid_sell_kwh", "p2p_buy_kwh"):  # the periods cover the day once
+            whole = np.mean([f[col].sum() for f in files])
+            parts = sum(energy.loc[method, f"{col} {n}"] for n in ("00-07", "07-17", "17-24"))
+            assert parts == pytest.approx(whole, rel=1e-9, abs=1e-9), (method, col)
+    assert "Energy by period of the day" in (evaluation / "table.md").read_text()
+    (evaluation / "energy_by_period.csv").rename(tmp_path / "written_by_evaluate.csv")
+    try:  # the command for older folders writes the very same file
+        report_main([str(evaluation)])
+        assert pd.read_csv(evaluation / "energy_by_period.csv").equals(pd.read_csv(tmp_path / "written_by_evaluate.csv"))
+    finally:
+        (tmp_path / "written_by_evaluate.csv").replace(evaluation / "energy_by_period.csv")
+    with pytest.raises(SystemExit, match="has no runs.csv"):
+        report_main([str(tmp_path)])
 
 
 def test_environment_days_equal_the_co_simulation_days(evaluation):

@@ -24,6 +24,8 @@ One folder results/<scenario>__marl-eval__<seeds>__<timestamp>/ holds:
   comparisons.csv, training.csv;
 - test_curve.csv / test_curve.png: the cost on the evaluated days of each run's actor snapshots,
   computed after all training is done, so it can inform no choice;
+- energy_by_period.csv: each method's grid purchases, grid sales and P2P trades per period of the day (also in
+  table.md; ``python -m agents.marl.report FOLDER`` writes it for an older folder);
 - test_days_seen.json: {earlier evaluation folder: its test days among these} (``--fresh-days`` refuses any);
   the test days themselves are appended to results_dir/test_days.csv (the ledger, tracked by git for
   results/, so the guard also knows the evaluations whose folders this machine never had);
@@ -317,7 +319,7 @@ def evaluation_days(cfg):
     if cfg.unseen_days and not cfg.resume:
         touched = set().union(*earlier_evaluations(cfg.results_dir, cfg.scenario).values())
         pool = [d for d in pool if d not in touched]
-        if not cfg.days or cfg.days > len(pool):
+        if cfg.days > len(pool):  # validate() saw days >= 1
             raise ConfigError(f"days: unseen_days draws 1..{len(pool)} of the {len(pool)} test days of "
                               f"{cfg.scenario!r} that no earlier evaluation touched; got {cfg.days}")
     return spread(pool, cfg.days)
@@ -554,7 +556,9 @@ def write_report(cfg, runs_df, days, out):
     if seen:
         caption += (f" **{len(set().union(*seen.values()))} of these test days were evaluated before** "
                     f"(test_days_seen.json: {', '.join(seen)}).")
-    (out / "table.md").write_text(report.markdown(table, comparison, caption))
+    energy = report.energy_by_period(runs_df, out)
+    energy.to_csv(out / "energy_by_period.csv", index=False)
+    (out / "table.md").write_text(report.markdown(table, comparison, caption) + "\n" + report.energy_markdown(energy))
 
 
 def main(argv=None):

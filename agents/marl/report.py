@@ -8,8 +8,13 @@ perfect-foresight bound is (cost - bound) / |bound| of the sums over the run's d
 controllable rate is the share of steps with every bus inside 0.95..1.05 p.u.
 """
 
+import argparse
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from simulators.units import STEPS_PER_DAY
 
 BOUND = "perfect_foresight"
 RUN_KEYS = ["method", "pseed", "seed"]
@@ -22,6 +27,10 @@ COLUMNS = {  # per-run column: (how a run aggregates its days, markdown header, 
     "p2p_volume_kwh": ("mean", "P2P [kWh/day]", "{:.0f}"),
     "train_wall_s": ("max", "training wall [s]", "{:.0f}"),
 }
+PERIODS = (("00-07", 0, 28), ("07-17", 28, 68), ("17-24", 68, 96))
+"""periods of the day of energy_by_period: (name, first step, end step) in 15-minute steps; night, PV hours, evening"""
+ENERGY = {"grid_buy_kwh": "grid bought", "grid_sell_kwh": "grid sold", "p2p_buy_kwh": "P2P traded"}
+"""prosumers.csv columns summed by energy_by_period (P2P counted once, on the buying side) and their headers"""
 PAIRED = {"cost_eur": ("Δ cost [EUR/day]", 1.0, "{:+.1f}"), "voltage_violation_rate": ("Δ out of band [pp]", 100, "{:+.2f}"),
           "controllable_rate": ("Δ controllable [pp]", 100, "{:+.1f}")}
 
@@ -110,6 +119,41 @@ def comparisons(runs, method, others, n_boot=10000, seed=0):
     return pd.DataFrame(rows)
 
 
+def energy_by_period(runs, folder, periods=PERIODS):
+    """Per method: the community's grid purchases, grid sales and P2P trades [kWh/day] in each period of the
+    day, mean over its co-simulated days (the rows of runs.csv with a run_dir; each run's prosumers.csv, looked
+    up under ``folder``/cosim first so that a moved evaluation folder still reads).  Where a learned method
+    loses to the expert, this says when: the gap of a day's cost is made of these energies at the tariffs."""
+    rows = []
+    for r in (runs.dropna(subset=["run_dir"]) if "run_dir" in runs else runs.iloc[:0]).itertuples():
+        path = Path(folder) / "cosim" / Path(r.run_dir).name / "prosumers.csv"
+        path = path if path.is_file() else Path(r.run_dir) / "prosumers.csv"
+        p = pd.read_csv(path, usecols=["step", *ENERGY])
+        step, days = p.step % STEPS_PER_DAY, p.step.max() // STEPS_PER_DAY + 1
+        row = {"method": r.method}
+        for name, lo, hi in periods:
+            inside = (step >= lo) & (step < hi)
+            row.update({f"{col} {name}": p.loc[inside, col].sum() / days for col in ENERGY})
+        rows.append(row)
+    columns = ["method", *(f"{col} {name}" for col in ENERGY for name, _, _ in periods)]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows).groupby("method", sort=False).mean().reset_index()[columns]
+
+
+def energy_markdown(energy, periods=PERIODS):
+    """The energy_by_period table in markdown: one row per method, kWh/day."""
+    names = [name for name, _, _ in periods]
+    lines = ["Energy by period of the day [kWh/day], mean over each method's co-simulated days "
+             "(energy_by_period.csv):", "",
+             "| method | " + " | ".join(f"{ENERGY[col]} {n}" for col in ENERGY for n in names) + " |",
+             "|---|" + "---|" * (len(ENERGY) * len(names))]
+    for _, r in energy.iterrows():
+        lines.append(f"| {r['method']} | " + " | ".join(f"{r[f'{col} {n}']:.0f}" for col in ENERGY for n in names)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(table, comparison, caption):
     """table.md: the summary table, then the paired comparisons of the proposed method."""
     cols = [c for c in COLUMNS if f"{c}_median" in table and table[f"{c}_median"].notna().any()]
@@ -146,3 +190,20 @@ def _ci(row, metric):
         return "—"
     d, lo, hi = (row[f"{metric}_{k}"] * scale for k in ("diff", "lo", "hi"))
     return f"{fmt.format(d)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def main(argv=None):
+    """Write energy_by_period.csv of an evaluation folder (also one run before the table held it) and print it."""
+    parser = argparse.ArgumentParser(description="energy by period of the day of an agents.marl.evaluate folder")
+    parser.add_argument("folder", help="an evaluation folder (with runs.csv)")
+    folder = Path(parser.parse_args(argv).folder)
+    if not (folder / "runs.csv").is_file():
+        raise SystemExit(f"error: folder: {str(folder)!r} has no runs.csv (not a finished evaluation)")
+    energy = energy_by_period(pd.read_csv(folder / "runs.csv"), folder)
+    energy.to_csv(folder / "energy_by_period.csv", index=False)
+    print(energy_markdown(energy), end="")
+    return energy
+
+
+if __name__ == "__main__":
+    main()
