@@ -360,6 +360,18 @@ def test_unseen_days_spread_over_the_test_days_no_evaluation_touched(tmp_path):
                                                                "folder_only": spread(pool, 6)}
 
 
+def test_dates_name_the_days_of_the_split(tmp_path):
+    pool = split_pool("test")
+    cfg = EvalConfig(dates=f"{pool[3]}, {pool[1]}", results_dir=str(tmp_path))
+    assert evaluation_days(cfg) == [pool[3], pool[1]]
+    with pytest.raises(ConfigError, match=r"dates: '2016-01-01' is not one of the 45 test days"):
+        evaluation_days(dataclasses.replace(cfg, dates="2016-01-01"))
+    with pytest.raises(ConfigError, match=r"dates: '.*' is not one of the .* validation days"):
+        evaluation_days(dataclasses.replace(cfg, split="validation"))
+    with pytest.raises(ConfigError, match="dates: give dates or unseen_days, not both"):
+        evaluate(dataclasses.replace(cfg, unseen_days=True))
+
+
 def test_a_ledger_that_cannot_be_read_is_an_error_naming_it(tmp_path):
     (tmp_path / LEDGER).write_text("scenario,day\nieee33_day,2016-01-24\n")
     with pytest.raises(ConfigError, match=r"ledger: .*test_days.csv' lacks the columns \['evaluation', 'source'\]"):

@@ -161,6 +161,9 @@ class EvalConfig:
     """split 'test': refuse days that an earlier evaluation under results_dir (its folder, or its rows in the
     ledger results_dir/test_days.csv) already evaluated as test days (without it they are warned about and listed
     in test_days_seen.json)"""
+    dates: str = ""
+    """comma-separated dates of the split to evaluate instead of ``days`` spread over it, e.g. to add seeds to an
+    earlier evaluation on its very days (the test-day guard still applies)"""
     unseen_days: bool = False
     """split 'test': spread the ``days`` days over the test days that no earlier evaluation of the scenario touched
     (folders and ledger) instead of over all of them; implies fresh_days.  The days drawn are recorded in
@@ -212,6 +215,8 @@ def validate(cfg):
     for name in ("bootstrap", "workers", "threads"):
         check_range(name, getattr(cfg, name), 1, 10**7)
     check_train_options(cfg)
+    if cfg.unseen_days and cfg.dates:
+        raise ConfigError("dates: give dates or unseen_days, not both")
     if cfg.unseen_days and (cfg.split != "test" or not cfg.days):
         raise ConfigError(f"unseen_days: draws test days (split 'test', days >= 1); got split {cfg.split!r}, "
                           f"days {cfg.days}")
@@ -316,6 +321,13 @@ def evaluation_days(cfg):
         if recorded.get("evaluated_days"):
             return list(recorded["evaluated_days"])
     pool = split_pool(cfg.split)
+    if cfg.dates:
+        dates = [d.strip() for d in cfg.dates.split(",") if d.strip()]
+        for d in dates:
+            if d not in pool:
+                raise ConfigError(f"dates: {d!r} is not one of the {len(pool)} {cfg.split} days "
+                                  f"({pool[0]} ... {pool[-1]}, every 8th day of the year)")
+        return dates
     if cfg.unseen_days and not cfg.resume:
         touched = set().union(*earlier_evaluations(cfg.results_dir, cfg.scenario).values())
         pool = [d for d in pool if d not in touched]
