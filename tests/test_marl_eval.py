@@ -83,6 +83,37 @@ def test_energy_by_period_recomputed_from_the_prosumers_files(evaluation, tmp_pa
         report_main([str(tmp_path)])
 
 
+def test_pooling_counts_each_run_once_and_refuses_conflicts(evaluation, tmp_path):
+    from agents.marl.pool import main as pool_main
+    from agents.marl.pool import write_pooled
+
+    runs = pd.read_csv(evaluation / "runs.csv")
+    more = tmp_path / "more"  # the same days, other training seeds; the deterministic rows again
+    more.mkdir()
+    learned = ~runs.method.isin(["rule", BOUND])  # kept and @last actors
+    runs.assign(seed=np.where(learned, runs.seed + 2, runs.seed),
+                cost_eur=np.where(learned, runs.cost_eur + 10.0, runs.cost_eur)).to_csv(more / "runs.csv", index=False)
+    out = pool_main([str(evaluation), str(more), "--out", str(tmp_path / "pooled"), "--bootstrap", "200"])
+    pooled = pd.read_csv(out / "runs.csv")
+    assert len(pooled) == 2 * len(runs) - 2  # rule and the bound counted once
+    assert sorted(pooled.query("method == 'iddpg'").seed.unique()) == [0, 1, 2, 3]
+    assert (pooled.method == "rule").sum() == 1 and (pooled.method == BOUND).sum() == 1
+    comparison = pd.read_csv(out / "comparisons.csv").set_index("other")
+    expected = paired(pooled, "imitative_diffattn", "iddpg", n_boot=200)
+    assert comparison.loc["iddpg", "cost_eur_diff"] == pytest.approx(expected["diff"])
+    assert "training seeds per method" in (out / "table.md").read_text()
+    with pytest.raises(ConfigError, match="exists"):
+        write_pooled([evaluation, more], out)
+    rule = runs.method == "rule"
+    runs.assign(cost_eur=np.where(rule, runs.cost_eur + 1.0, runs.cost_eur)).to_csv(more / "runs.csv", index=False)
+    with pytest.raises(ConfigError, match="'method': 'rule'.* one run cannot have two results"):
+        write_pooled([evaluation, more], tmp_path / "conflict")
+    runs.assign(day="2016-01-04").to_csv(more / "runs.csv", index=False)
+    with pytest.raises(ConfigError, match="covers other .* units"):
+        write_pooled([evaluation, more], tmp_path / "other_days")
+    assert not (tmp_path / "conflict").exists() and not (tmp_path / "other_days").exists()
+
+
 def test_environment_days_equal_the_co_simulation_days(evaluation):
     """The @last rows and the test curve come from the training environment: same numbers as mosaik."""
     from agents.env import P2PEnv

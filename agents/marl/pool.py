@@ -1,0 +1,92 @@
+"""Pool the training seeds of evaluation folders made on the very same days into one table.
+
+    python -m agents.marl.pool results/<A> results/<B> --out results/<A>__pooled
+
+Adds seeds to an evaluation without running it again: run ``agents.marl.evaluate`` with the first
+folder's days (``--dates``) and other ``--seeds``, then pool.  The folders must cover the same (profile
+seed, day) units.  A row (method, profile seed, training seed, day) in several folders is one run seen
+twice and counted once if its figures agree (the deterministic baselines and the bound; a training seed
+rerun with the same code); if they disagree it is an error, never an average.  The proposed method is the
+first algorithm of the first folder.  Writes runs.csv, table.csv, comparisons.csv and table.md
+(agents/marl/report.py) into ``--out``, which must not exist yet.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agents.marl import report
+from simulators.validation import ConfigError
+
+KEY = ["method", "pseed", "seed", "day"]
+FIGURES = ["cost_eur", "voltage_violation_rate", "controllable_rate"]
+
+
+def pool_runs(folders):
+    """runs.csv of ``folders`` as one frame, each run once (see the module's docstring)."""
+    frames = []
+    for folder in folders:
+        path = Path(folder) / "runs.csv"
+        if not path.is_file():
+            raise ConfigError(f"folders: {str(folder)!r} has no runs.csv (an agents.marl.evaluate folder expected)")
+        frames.append(pd.read_csv(path).assign(folder=Path(folder).name))
+    units = [set(map(tuple, f[["pseed", "day"]].astype(str).drop_duplicates().to_numpy())) for f in frames]
+    for folder, u in zip(folders[1:], units[1:]):
+        if u != units[0]:
+            raise ConfigError(f"folders: {str(folder)!r} covers other (profile seed, day) units than "
+                              f"{str(folders[0])!r}; pool evaluations run on the very same days (--dates)")
+    runs = pd.concat(frames, ignore_index=True)
+    for key, same in runs[runs.duplicated(KEY, keep=False)].groupby(KEY):
+        figures = same[[c for c in FIGURES if c in same]].to_numpy(dtype=float)
+        if not np.allclose(figures, figures[0], rtol=1e-9, atol=1e-9, equal_nan=True):
+            raise ConfigError(f"folders: {dict(zip(KEY, key))} differs between {sorted(same.folder)}: "
+                              f"{same.cost_eur.tolist()} EUR; one run cannot have two results")
+    return runs.drop_duplicates(KEY).drop(columns="folder").reset_index(drop=True)
+
+
+def write_pooled(folders, out, n_boot=10000):
+    """Pool ``folders`` into the new folder ``out``; return its path."""
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"out: {str(out)!r} exists; pooling writes a new folder and overwrites nothing")
+    runs = pool_runs(folders)
+    config = json.loads((Path(folders[0]) / "config.json").read_text())
+    algos = [a for a in config.get("algos", "").split(",") if a]
+    order = [m for a in algos for m in (a, f"{a}@last")]
+    order += [m for m in runs.method.unique() if m not in order and m != report.BOUND]
+    table = report.summarize(runs, order)
+    proposed = algos[0] if algos else None
+    others = [m for m in order if m != proposed and m in set(runs.method)]
+    comparison = report.comparisons(runs, proposed, others, n_boot) if proposed in set(runs.method) else None
+    seeds = {m: sorted(g.seed.unique().tolist()) for m, g in runs.groupby("method") if m != report.BOUND}
+    caption = (f"Pooled from {', '.join(Path(f).name for f in folders)} (agents.marl.pool): days "
+               f"{', '.join(sorted(runs.day.astype(str).unique()))}; training seeds per method "
+               + "; ".join(f"{m}: {','.join(map(str, s))}" for m, s in seeds.items()) + ".")
+    out.mkdir(parents=True)
+    runs.to_csv(out / "runs.csv", index=False)
+    table.to_csv(out / "table.csv", index=False)
+    if comparison is not None:
+        comparison.to_csv(out / "comparisons.csv", index=False)
+    (out / "table.md").write_text(report.markdown(table, comparison, caption))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", help="agents.marl.evaluate folders made on the same days")
+    parser.add_argument("--out", required=True, help="new folder for the pooled runs.csv, table.md, ...")
+    parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    try:
+        out = write_pooled(args.folders, args.out, args.bootstrap)
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print((out / "table.md").read_text(), end="")
+    return out
+
+
+if __name__ == "__main__":
+    main()
