@@ -109,7 +109,7 @@ def test_pooling_counts_each_run_once_and_refuses_conflicts(evaluation, tmp_path
     with pytest.raises(ConfigError, match="'method': 'rule'.* one run cannot have two results"):
         write_pooled([evaluation, more], tmp_path / "conflict")
     runs.assign(day="2016-01-04").to_csv(more / "runs.csv", index=False)
-    with pytest.raises(ConfigError, match="covers other .* units"):
+    with pytest.raises(ConfigError, match="covers different .* units"):
         write_pooled([evaluation, more], tmp_path / "other_days")
     assert not (tmp_path / "conflict").exists() and not (tmp_path / "other_days").exists()
 

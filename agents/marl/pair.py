@@ -9,26 +9,17 @@ are averaged with the two-level bootstrap CI of agents/marl/report.py (days and 
 """
 
 import argparse
-from pathlib import Path
 
 import pandas as pd
 
+from agents.marl.pool import read_same_days
 from agents.marl.report import BOUND, PAIRED, paired
 from simulators.validation import ConfigError
 
 
 def compare(folder_a, folder_b, labels=("A", "B"), n_boot=10000):
     """DataFrame: one row per method in both folders, the paired differences A - B with CIs."""
-    runs = {}
-    for folder, label in zip((folder_a, folder_b), labels):
-        path = Path(folder) / "runs.csv"
-        if not path.is_file():
-            raise ConfigError(f"folder: {str(folder)!r} has no runs.csv (an agents.marl.evaluate folder expected)")
-        runs[label] = pd.read_csv(path)
-    keys = [set(map(tuple, r[["pseed", "day"]].drop_duplicates().to_numpy())) for r in runs.values()]
-    if keys[0] != keys[1]:
-        raise ConfigError("folders: the two evaluations cover different (profile seed, day) units; compare "
-                          "evaluations made with the same --days, --split and --scenario-seeds")
+    runs = dict(zip(labels, read_same_days([folder_a, folder_b])))
     methods = [m for m in runs[labels[0]]["method"].unique() if m != BOUND and m in set(runs[labels[1]]["method"])]
     rows = []
     for method in methods:

@@ -25,19 +25,27 @@ KEY = ["method", "pseed", "seed", "day"]
 FIGURES = ["cost_eur", "voltage_violation_rate", "controllable_rate"]
 
 
-def pool_runs(folders):
-    """runs.csv of ``folders`` as one frame, each run once (see the module's docstring)."""
+def read_same_days(folders):
+    """The runs.csv of each of ``folders`` (a ConfigError names a folder without one), checked to cover the very
+    same (profile seed, day) units, so that per-day pairs across them are pairs."""
     frames = []
     for folder in folders:
         path = Path(folder) / "runs.csv"
         if not path.is_file():
             raise ConfigError(f"folders: {str(folder)!r} has no runs.csv (an agents.marl.evaluate folder expected)")
-        frames.append(pd.read_csv(path).assign(folder=Path(folder).name))
+        frames.append(pd.read_csv(path))
     units = [set(map(tuple, f[["pseed", "day"]].astype(str).drop_duplicates().to_numpy())) for f in frames]
     for folder, u in zip(folders[1:], units[1:]):
         if u != units[0]:
-            raise ConfigError(f"folders: {str(folder)!r} covers other (profile seed, day) units than "
-                              f"{str(folders[0])!r}; pool evaluations run on the very same days (--dates)")
+            raise ConfigError(f"folders: {str(folder)!r} covers different (profile seed, day) units than "
+                              f"{str(folders[0])!r}; use evaluations of the very same days (--days and --split, "
+                              "or --dates, and --scenario-seeds)")
+    return frames
+
+
+def pool_runs(folders):
+    """runs.csv of ``folders`` as one frame, each run once (see the module's docstring)."""
+    frames = [f.assign(folder=Path(d).name) for f, d in zip(read_same_days(folders), folders)]
     runs = pd.concat(frames, ignore_index=True)
     for key, same in runs[runs.duplicated(KEY, keep=False)].groupby(KEY):
         figures = same[[c for c in FIGURES if c in same]].to_numpy(dtype=float)
