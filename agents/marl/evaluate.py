@@ -548,15 +548,8 @@ def evaluate(cfg):
 
 
 def write_report(cfg, runs_df, days, out):
-    """table.csv, comparisons.csv and table.md of the rows in runs.csv."""
+    """table.csv, comparisons.csv, energy_by_period.csv and table.md of the rows in runs.csv."""
     order = [m for a in cfg.algo_list for m in (a, f"{a}@last")] + cfg.baseline_list
-    table = report.summarize(runs_df, order)
-    table.to_csv(out / "table.csv", index=False)
-    proposed = cfg.algo_list[0] if cfg.algo_list else None
-    others = [m for m in order if m != proposed and m in set(runs_df.method)]
-    comparison = report.comparisons(runs_df, proposed, others, cfg.bootstrap) if proposed and others else None
-    if comparison is not None:
-        comparison.to_csv(out / "comparisons.csv", index=False)
     seeds = cfg.seeds + "".join(f", {a}: {s}" for a, s in cfg.algo_seeds.items())
     trained = (f"training seeds {seeds}, {cfg.total_steps} training steps per run; median [IQR] over runs "
                "(the baselines are deterministic); <algo>@last = the last actor instead of the kept one."
@@ -568,9 +561,7 @@ def write_report(cfg, runs_df, days, out):
     if seen:
         caption += (f" **{len(set().union(*seen.values()))} of these test days were evaluated before** "
                     f"(test_days_seen.json: {', '.join(seen)}).")
-    energy = report.energy_by_period(runs_df, out)
-    energy.to_csv(out / "energy_by_period.csv", index=False)
-    (out / "table.md").write_text(report.markdown(table, comparison, caption) + "\n" + report.energy_markdown(energy))
+    report.write_tables(runs_df, order, cfg.algo_list[0] if cfg.algo_list else None, caption, out, cfg.bootstrap)
 
 
 def main(argv=None):

@@ -7,8 +7,8 @@ folder's days (``--dates``) and other ``--seeds``, then pool.  The folders must 
 seed, day) units.  A row (method, profile seed, training seed, day) in several folders is one run seen
 twice and counted once if its figures agree (the deterministic baselines and the bound; a training seed
 rerun with the same code); if they disagree it is an error, never an average.  The proposed method is the
-first algorithm of the first folder.  Writes runs.csv, table.csv, comparisons.csv and table.md
-(agents/marl/report.py) into ``--out``, which must not exist yet.
+first algorithm of the first folder.  Writes runs.csv, table.csv, comparisons.csv, energy_by_period.csv
+and table.md (agents/marl/report.py) into ``--out``, which must not exist yet.
 """
 
 import argparse
@@ -65,20 +65,13 @@ def write_pooled(folders, out, n_boot=10000):
     algos = [a for a in config.get("algos", "").split(",") if a]
     order = [m for a in algos for m in (a, f"{a}@last")]
     order += [m for m in runs.method.unique() if m not in order and m != report.BOUND]
-    table = report.summarize(runs, order)
-    proposed = algos[0] if algos else None
-    others = [m for m in order if m != proposed and m in set(runs.method)]
-    comparison = report.comparisons(runs, proposed, others, n_boot) if proposed in set(runs.method) else None
     seeds = {m: sorted(g.seed.unique().tolist()) for m, g in runs.groupby("method") if m != report.BOUND}
     caption = (f"Pooled from {', '.join(Path(f).name for f in folders)} (agents.marl.pool): days "
                f"{', '.join(sorted(runs.day.astype(str).unique()))}; training seeds per method "
                + "; ".join(f"{m}: {','.join(map(str, s))}" for m, s in seeds.items()) + ".")
     out.mkdir(parents=True)
     runs.to_csv(out / "runs.csv", index=False)
-    table.to_csv(out / "table.csv", index=False)
-    if comparison is not None:
-        comparison.to_csv(out / "comparisons.csv", index=False)
-    (out / "table.md").write_text(report.markdown(table, comparison, caption))
+    report.write_tables(runs, order, algos[0] if algos else None, caption, out, n_boot)
     return out
 
 

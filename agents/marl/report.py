@@ -154,6 +154,21 @@ def energy_markdown(energy, periods=PERIODS):
     return "\n".join(lines) + "\n"
 
 
+def write_tables(runs, order, proposed, caption, out, n_boot=10000):
+    """table.csv, comparisons.csv (``proposed`` against every other method of ``order``), energy_by_period.csv
+    and table.md (caption, the summary, the paired comparisons, the energy table) of ``runs`` into ``out``."""
+    out = Path(out)
+    table = summarize(runs, order)
+    table.to_csv(out / "table.csv", index=False)
+    others = [m for m in order if m != proposed and m in set(runs.method)]
+    comparison = comparisons(runs, proposed, others, n_boot) if proposed in set(runs.method) and others else None
+    if comparison is not None:
+        comparison.to_csv(out / "comparisons.csv", index=False)
+    energy = energy_by_period(runs, out)
+    energy.to_csv(out / "energy_by_period.csv", index=False)
+    (out / "table.md").write_text(markdown(table, comparison, caption) + "\n" + energy_markdown(energy))
+
+
 def markdown(table, comparison, caption):
     """table.md: the summary table, then the paired comparisons of the proposed method."""
     cols = [c for c in COLUMNS if f"{c}_median" in table and table[f"{c}_median"].notna().any()]
