@@ -255,6 +255,21 @@ def test_resume_refuses_other_settings_or_a_missing_folder(evaluation):
         evaluate(dataclasses.replace(cfg, run_name="nothing_here"))
 
 
+def test_resume_of_a_folder_older_than_a_setting_takes_the_setting_at_its_default(evaluation, tmp_path):
+    from agents.marl.evaluate import check_resumable
+
+    old = tmp_path / "old"
+    old.mkdir()
+    recorded = json.loads((evaluation / "config.json").read_text())
+    for added in ("dates", "unseen_days", "fresh_days", "evaluated_days"):  # settings newer than that folder
+        recorded.pop(added, None)
+    (old / "config.json").write_text(json.dumps({**recorded, "run_name": "old", "results_dir": str(tmp_path)}))
+    cfg = dataclasses.replace(load_config(evaluation), resume=True, results_dir=str(tmp_path), run_name="old")
+    check_resumable(cfg)  # at their defaults: no difference
+    with pytest.raises(ConfigError, match=r"resume: settings differ .*\['unseen_days'\]"):
+        check_resumable(dataclasses.replace(cfg, unseen_days=True))
+
+
 def test_compare_reads_the_evaluation_runs_by_method_and_seed(evaluation):
     """load_runs (scenarios.compare) on the evaluation's co-simulation runs: method and training seed as columns."""
     from simulators.recorder.runs import load_runs

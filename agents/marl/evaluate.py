@@ -256,7 +256,8 @@ def check_resumable(cfg):
     before = json.loads((out / "config.json").read_text())
     now = json.loads(json.dumps(recorded_config(cfg)))
     ignored = ("resume", "progress", "results_dir", "workers")
-    differ = sorted(k for k in now if k not in ignored and before.get(k) != now[k])
+    defaults = json.loads(json.dumps(dataclasses.asdict(EvalConfig())))  # a setting added later: its default then
+    differ = sorted(k for k in now if k not in ignored and before.get(k, defaults.get(k)) != now[k])
     if differ:
         raise ConfigError(f"resume: settings differ from {out / 'config.json'} in {differ}; "
                           f"resume with the same settings or start a new run_name")
