@@ -255,6 +255,27 @@ def test_actor_bounds_and_deterministic_imitation():
     assert torch.allclose(actor.imitation_loss(obs, a_e), torch.zeros(10, 3), atol=1e-10)
 
 
+def test_shared_actor_learns_different_actions_for_the_same_observation():
+    """One network for all agents (the evaluation's recipe for demo-fed methods) still tells agents apart: its
+    agent-id embedding lets three agents that observe the very same thing imitate three different experts."""
+    torch.manual_seed(3)
+    n, f = 3, 4
+    obs = torch.randn(64, 1, f).expand(64, n, f).contiguous()  # every agent observes the same
+    targets = torch.tensor([-0.6, 0.0, 0.6]).view(1, n, 1).expand(64, n, 6).contiguous()  # in [-1, 1] and [0, 1]
+    targets = targets.clamp(torch.tensor(ACTION_LOW, dtype=torch.float32), torch.tensor(ACTION_HIGH, dtype=torch.float32))
+    actor = Actor(n, f, 6, hidden=(32,), shared=True)
+    opt = torch.optim.Adam(actor.parameters(), lr=1e-2)
+    for _ in range(400):
+        loss = actor.imitation_loss(obs, targets, spread=False).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    act = actor.mean_action(obs).detach()
+    torch.testing.assert_close(act, targets, atol=0.03, rtol=0.0)
+    one = actor.mean_action(obs[:, 2:3], torch.tensor([2])).detach()  # the co-simulation asks one agent alone
+    torch.testing.assert_close(one, act[:, 2:3])
+
+
 # ---- shape errors ----------------------------------------------------------------------
 def test_shape_errors_name_expected_and_actual():
     critic = AttentionCritic(4, 3, 2, embed_dim=16, n_heads=2)
