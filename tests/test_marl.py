@@ -261,8 +261,9 @@ def test_shared_actor_learns_different_actions_for_the_same_observation():
     torch.manual_seed(3)
     n, f = 3, 4
     obs = torch.randn(64, 1, f).expand(64, n, f).contiguous()  # every agent observes the same
-    targets = torch.tensor([-0.6, 0.0, 0.6]).view(1, n, 1).expand(64, n, 6).contiguous()  # in [-1, 1] and [0, 1]
-    targets = targets.clamp(torch.tensor(ACTION_LOW, dtype=torch.float32), torch.tensor(ACTION_HIGH, dtype=torch.float32))
+    targets = torch.tensor([-0.6, 0.0, 0.6]).view(1, n, 1).expand(64, n, 6).contiguous()  # agent 0, 1, 2
+    low, high = torch.tensor(ACTION_LOW, dtype=torch.float32), torch.tensor(ACTION_HIGH, dtype=torch.float32)
+    targets = targets.clamp(low, high)  # action units; dimensions bounded below by 0 give agents 0 and 1 the same
     actor = Actor(n, f, 6, hidden=(32,), shared=True)
     opt = torch.optim.Adam(actor.parameters(), lr=1e-2)
     for _ in range(400):
