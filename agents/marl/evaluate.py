@@ -80,8 +80,9 @@ IMITATION = {"pretrain_steps": 10000, "learning_starts": 192, "imitation_schedul
 10000, paired -42.9 [-67.3, -21.1] EUR/day; 30000 tied with 10000 at 2.8 times the wall time; README), and one
 actor network for all prosumers (width 128, an agent-id embedding; every prosumer's demonstrations train it) instead
 of one per prosumer (twentieth session, validation days, 2 seeds, 600 steps: cheaper for bc, dagger and the proposed
-method on the default feeder and for bc and dagger on the stressed one; README "One actor network for all prosumers";
-``{"*": {"shared_actor": false, "actor_hidden": 64}}`` in train_options gives the earlier per-prosumer actors)"""
+method on the default feeder and for bc and dagger on the stressed one, where at 1800 steps it ties; README "One
+actor network for all prosumers"; ``{"*": {"shared_actor": false, "actor_hidden": 64}}`` in train_options gives
+the earlier per-prosumer actors)"""
 TRAIN_OPTIONS = {
     # every algorithm: a critic on the day-long undiscounted return (γ = 1, 8-step targets, targets tracking
     # at τ 0.01 every critic step), batches of 128 every second step; the actor of the best evaluation on 6
