@@ -23,6 +23,7 @@ from agents.marl.critics import CRITICS, AttentionCritic, MLPCritic
 from agents.marl.losses import anneal, deterministic_imitation, wasserstein_imitation
 from agents.marl.networks import Actor, AgentMLP
 from agents.marl.policy import ActorPolicy, save_actor
+from agents.marl.config import validate
 from agents.marl.train import TrainConfig, train
 from simulators.prosumer.interface import (
     ACTION_FIELDS,
@@ -580,6 +581,48 @@ def test_awac_moves_the_policy_toward_the_actions_the_critic_prefers():
     assert abs(float(mean[..., 0].mean()) - 0.5) < 0.2   # toward the best action in the data
     assert abs(float(mean[..., 1].mean())) < 0.2          # the critic is indifferent: the data's mean
     assert metrics["awac_weight_max"] > 1.0
+
+
+class _OffsetCritic(_QuadraticCritic):
+    """Q_i = -(a_i0 - 0.5)^2 - 1: the normalized Q term (Q / mean|Q|) keeps a finite scale at the optimum."""
+
+    def forward(self, obs, act, state=None, act_self=None):
+        return super().forward(obs, act, state, act_self) - 1.0
+
+
+def test_critic_actions_are_left_to_the_q_term_while_the_other_columns_imitate():
+    from agents.marl.algorithms import Learner
+    from agents.marl.objectives import q_objective
+
+    def trained(critic_actions):
+        torch.manual_seed(0)
+        cfg = TrainConfig(q_weight=0.2, actor_lr=3e-3, imitation_loss="mean", critic_actions=critic_actions)
+        learner = Learner(ALGORITHMS["imitative_diffattn"], cfg, 2, 3, 2, action_low=[-1.0, -1.0],
+                          action_high=[1.0, 1.0], action_names=["pv_q", "battery"])
+        learner.critic = _OffsetCritic()  # prefers pv_q = 0.5
+        obs = torch.rand(256, 2, 3)
+        expert = torch.tensor([-0.5, 0.3]).expand(256, 2, 2)  # the expert says pv_q = -0.5, battery 0.3
+        for _ in range(400):
+            loss, _ = q_objective(learner, {"obs": obs, "act": expert}, (obs, expert), beta=1.0)
+            learner.actor_opt.zero_grad()
+            loss.backward()
+            learner.actor_opt.step()
+        with torch.no_grad():
+            return learner.actor.mean_action(obs).mean(dim=(0, 1))
+
+    free, held = trained("pv_q"), trained("")
+    assert abs(float(free[0]) - 0.5) < 0.1              # the critic alone sets the left-out column
+    assert float(held[0]) < 0.0                         # imitated, the expert's -0.5 outweighs the small Q term
+    assert abs(float(free[1]) - 0.3) < 0.1 and abs(float(held[1]) - 0.3) < 0.1  # the other column imitates in both
+    bounds = dict(action_low=[-1.0, -1.0], action_high=[1.0, 1.0])
+    with pytest.raises(ConfigError, match="critic_actions: \\['pv_qq'\\] not among the action columns"):
+        Learner(ALGORITHMS["imitative_diffattn"], TrainConfig(critic_actions="pv_qq"), 2, 3, 2,
+                action_names=["pv_q", "battery"], **bounds)
+    with pytest.raises(ConfigError, match="leaves every action column"):
+        Learner(ALGORITHMS["imitative_diffattn"], TrainConfig(critic_actions="pv_q,battery"), 2, 3, 2,
+                action_names=["pv_q", "battery"], **bounds)
+    with pytest.raises(ConfigError, match="critic_actions: 'pv_q' .* algo 'bc' has no critic"):
+        validate(TrainConfig(algo="bc", critic_actions="pv_q"))
 
 
 def test_min_std_keeps_exploring_while_the_mean_imitates(tmp_path):

@@ -23,6 +23,7 @@ from agents.marl.critics import CRITICS, CriticEnsemble
 from agents.marl.losses import td_loss
 from agents.marl.networks import Actor
 from agents.marl.objectives import OBJECTIVES, imitation_distance
+from simulators.validation import ConfigError
 
 REWARD_NORMS = ("agent", "none")
 
@@ -82,8 +83,9 @@ class Learner:
     """Actor, critics, their targets and optimizers for one algorithm."""
 
     def __init__(self, algo, cfg, n_agents, obs_dim, act_dim, state_dim=0, action_low=None, action_high=None,
-                 groups=None):
-        """``groups``: attention neighbourhood label per agent (attention critics; None = everyone)."""
+                 groups=None, action_names=None):
+        """``groups``: attention neighbourhood label per agent (attention critics; None = everyone);
+        ``action_names`` (A,): the action columns, needed when cfg.critic_actions names some."""
         self.algo, self.cfg = algo, cfg
         bounds = {} if action_low is None else dict(action_low=action_low, action_high=action_high)
         self.actor = Actor(n_agents, obs_dim, act_dim, hidden=(cfg.actor_hidden,) * cfg.actor_layers,
@@ -98,6 +100,8 @@ class Learner:
             self.critic_target = _frozen_copy(self.critic)
             self.actor_target = _frozen_copy(self.actor)
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.imitation_weight = _imitation_weight(cfg.critic_actions, action_names, act_dim)
+        """(A,) 0/1 tensor of the columns the imitation term keeps while the Q term is on, or None (every column)"""
         self.n_updates = 0
         self.reward_weight = None
         """(N,) tensor: per-agent reward factor of the TD target, fixed by fit_reward_norm"""
@@ -229,6 +233,21 @@ class Learner:
         for name in ("actor", "actor_opt", "critic", "critic_target", "actor_target", "critic_opt"):
             if getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(sd[name])
+
+
+def _imitation_weight(critic_actions, action_names, act_dim):
+    """0 for the columns ``critic_actions`` (comma-separated names) leaves to the critic, 1 elsewhere; None if none."""
+    names = [c.strip() for c in (critic_actions or "").split(",") if c.strip()]
+    if not names:
+        return None
+    allowed = list(action_names or [])
+    unknown = [c for c in names if c not in allowed]
+    if unknown or len(allowed) != act_dim:
+        raise ConfigError(f"critic_actions: {unknown or names} not among the action columns {allowed}")
+    if len(set(names)) == act_dim:
+        raise ConfigError(f"critic_actions: {critic_actions!r} leaves every action column to the critic; keep at "
+                          f"least one of {allowed} imitated")
+    return torch.tensor([0.0 if a in names else 1.0 for a in allowed])
 
 
 def _frozen_copy(module):

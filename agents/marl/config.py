@@ -99,6 +99,12 @@ class TrainConfig:
     """'w2': W2² of the Gaussian policy to the expert (mean and spread) | 'mean': squared error of the mean only, so the spread keeps exploring"""
     min_std: float = 0.0
     """floor of the Gaussian actor's standard deviation (before tanh), so exploration cannot collapse"""
+    critic_actions: str = ""
+    """comma-separated action columns (simulators/prosumer/interface.py) that the imitation term leaves to the critic
+    once the Q term is on, e.g. 'pv_q' when the demonstrations come from an expert without network limits: reactive
+    power is then a free variable of its program (its labels are a solver's arbitrary 0), and only the critic, whose
+    reward holds the voltage penalty, knows what it is worth; pretraining and the critic's warm-up still imitate every
+    column ('' = imitate every column throughout)"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0
@@ -223,6 +229,9 @@ def _check_demo_options(cfg, algo):
         reason = "no critic" if not algo.critic else "a critic that reads the global state, which demonstrations do not hold"
         raise ConfigError(f"demo_replay: algo {cfg.algo!r} has {reason}; allowed with: "
                           f"{sorted(k for k, a in ALGORITHMS.items() if a.critic and not a.needs_state)}")
+    if cfg.critic_actions and not (algo.imitation and algo.rl and algo.critic):
+        raise ConfigError(f"critic_actions: {cfg.critic_actions!r} leaves columns to the critic's Q term; algo "
+                          f"{cfg.algo!r} has {'no critic' if not algo.critic else 'no imitation term'} (allowed: '')")
     if cfg.actor_objective == "awac" and not (algo.critic and algo.n_critics == 2 and algo.imitation):
         raise ConfigError(f"actor_objective: 'awac' weights by twin-critic advantages and belongs to imitating "
                           f"algorithms; algo {cfg.algo!r} has {algo.n_critics} critic(s), imitation={algo.imitation}")

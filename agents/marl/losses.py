@@ -8,15 +8,17 @@ sigma = 0, so imitation shrinks the policy's spread as well as moving its mean.
 import math
 
 
-def wasserstein_imitation(mu, sigma, a_expert):
+def wasserstein_imitation(mu, sigma, a_expert, weight=None):
     """W2² of N(mu, diag sigma²) to the point a_expert, summed over the last (action) axis.
 
-    Shapes (..., A) each; returns (...).  ``sigma`` is the standard deviation (>= 0).
+    Shapes (..., A) each; returns (...).  ``sigma`` is the standard deviation (>= 0); ``weight`` (A,)
+    weighs each action dimension's term (0 leaves a dimension out; None = 1 each).
     """
     if mu.shape != a_expert.shape or mu.shape != sigma.shape:
         raise ValueError(f"wasserstein_imitation: expected mu, sigma, a_expert of one shape, got "
                          f"{tuple(mu.shape)}, {tuple(sigma.shape)}, {tuple(a_expert.shape)}")
-    return (mu - a_expert).pow(2).sum(-1) + sigma.pow(2).sum(-1)
+    per_dim = (mu - a_expert).pow(2) + sigma.pow(2)
+    return (per_dim if weight is None else per_dim * weight).sum(-1)
 
 
 def deterministic_imitation(action, a_expert):

@@ -155,8 +155,10 @@ class Actor(nn.Module):
         """Standard deviation (before tanh) of the Gaussian head: exp(log_std) + min_std."""
         return log_std.exp() + self.min_std
 
-    def imitation_loss(self, obs, expert_action, agent_ids=None, spread=True):
+    def imitation_loss(self, obs, expert_action, agent_ids=None, spread=True, weight=None):
         """Distance to expert actions (B, n), summed over action dimensions, normalized [-1, 1] space.
+
+        ``weight`` (A,): factor of each action dimension's term (0 leaves it out; None = 1 each).
 
         Gaussian head: W2² between the policy and the deterministic expert, the squashed policy
         taken as the Gaussian N(tanh mu, (sigma (1 - tanh² mu))²) (first-order delta method);
@@ -167,5 +169,5 @@ class Actor(nn.Module):
         m = torch.tanh(mu)
         target = self.normalize(expert_action)
         if log_std is None or not spread:
-            return wasserstein_imitation(m, torch.zeros_like(m), target)
-        return wasserstein_imitation(m, self.std(log_std) * (1.0 - m.pow(2)), target)
+            return wasserstein_imitation(m, torch.zeros_like(m), target, weight)
+        return wasserstein_imitation(m, self.std(log_std) * (1.0 - m.pow(2)), target, weight)

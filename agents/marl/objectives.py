@@ -2,7 +2,8 @@
 
 Every objective is ``f(learner, batch, imitation, beta) -> (loss, metrics)`` for a step in which
 the Q term is on; an imitating algorithm adds β · D(π, a_E), D the imitation distance averaged
-over the action dimensions (so that the weights mean what they mean in TD3+BC):
+over the imitated action dimensions (so that the weights mean what they mean in TD3+BC; the columns of
+``critic_actions`` are left to the Q term alone):
 
 - ``q`` (DDPG / TD3, and TD3+BC for imitating algorithms): agent i follows its own Q_i with the
   others' actions from the replay, L = -α Q_1(s, a_-i, π_i(o_i)) / mean|Q| + β D
@@ -27,9 +28,13 @@ PRE_TANH_CLIP = 0.995
 """actions at a bound are regressed to atanh(±0.995) ≈ ±3 before the squashing"""
 
 
-def imitation_distance(actor, obs, expert_action, kind):
-    """D(π(o), a_E) (B, N): the imitation distance averaged over action dimensions, normalized space."""
-    return actor.imitation_loss(obs, expert_action, spread=kind == "w2") / actor.act_dim
+def imitation_distance(actor, obs, expert_action, kind, weight=None):
+    """D(π(o), a_E) (B, N): the imitation distance averaged over the imitated action dimensions, normalized space.
+
+    ``weight`` (A,) of 0/1: the dimensions imitated (None = all; TrainConfig.critic_actions leaves some to the critic).
+    """
+    dims = actor.act_dim if weight is None else weight.sum().clamp_min(1.0)
+    return actor.imitation_loss(obs, expert_action, spread=kind == "w2", weight=weight) / dims
 
 
 def q_objective(learner, b, imitation, beta):
@@ -42,7 +47,7 @@ def q_objective(learner, b, imitation, beta):
     if algo.imitation:
         scale = q.abs().mean().detach().clamp_min(1e-6) if cfg.q_normalize else 1.0
         loss = -cfg.q_weight * (q / scale).mean()
-        il = imitation_distance(learner.actor, *imitation, cfg.imitation_loss).mean()
+        il = imitation_distance(learner.actor, *imitation, cfg.imitation_loss, learner.imitation_weight).mean()
         metrics["imitation_loss"] = il.item()
         return loss + beta * il, metrics
     rl = -q + (cfg.entropy_coef * logp if algo.entropy else 0.0)
@@ -64,7 +69,7 @@ def awac_objective(learner, b, imitation, beta):
     target = torch.atanh(actor.normalize(b["act"]).clamp(-PRE_TANH_CLIP, PRE_TANH_CLIP))
     regression = (mu - target).pow(2).mean(-1)
     loss = (w * regression).mean()
-    il = imitation_distance(actor, *imitation, cfg.imitation_loss).mean()
+    il = imitation_distance(actor, *imitation, cfg.imitation_loss, learner.imitation_weight).mean()
     metrics = {"actor_q": q_pi.mean().item(), "advantage": adv.mean().item(), "awac_weight_max": w.max().item(),
                "imitation_loss": il.item()}
     return loss + beta * il, metrics

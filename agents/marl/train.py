@@ -159,7 +159,7 @@ def setup(cfg, make_env, expert_fn, resume):
     obs = env.reset_batch(seed=episode["seed"])  # (a resumed run replaces both from its checkpoint)
     state_dim = len(env.state()) if algo.needs_state else 0
     learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist(),
-                      groups=critic_groups(cfg, env))
+                      groups=critic_groups(cfg, env), action_names=_action_names(env))
     demos = Demonstrations(cfg.demos, n, f, a) if cfg.demos else None
     kept = len(demos) if cfg.demo_replay else 0
     eval_env = make_env(cfg, True) if cfg.eval_episodes else None
@@ -423,6 +423,12 @@ def _load(run):
 def _write_actor(path, learner, step, env):
     fields = getattr(env, "obs_fields", OBS_FIELDS if env.obs_dim == len(OBS_FIELDS) else ())
     save_actor(path, learner.actor, algo=learner.cfg.algo, step=step, obs_fields=fields)
+
+
+def _action_names(env):
+    """The action columns of ``env`` (its fleet's layout), or None for an environment without a fleet."""
+    fleet = getattr(env, "fleet", None)
+    return None if fleet is None else list(fleet.action_fields)
 
 
 def _action_bounds(env):
