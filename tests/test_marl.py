@@ -561,6 +561,16 @@ class _QuadraticCritic(nn.Module):
         return self(obs, act, state, act_self)[0]
 
 
+def _fit_actor(learner, objective, batch, imitation, beta, steps):
+    """``steps`` actor steps of ``objective`` on one fixed batch; the last step's metrics."""
+    for _ in range(steps):
+        loss, metrics = objective(learner, batch, imitation, beta=beta)
+        learner.actor_opt.zero_grad()
+        loss.backward()
+        learner.actor_opt.step()
+    return metrics
+
+
 def test_awac_moves_the_policy_toward_the_actions_the_critic_prefers():
     from agents.marl.algorithms import Learner
     from agents.marl.objectives import awac_objective
@@ -571,11 +581,7 @@ def test_awac_moves_the_policy_toward_the_actions_the_critic_prefers():
     learner.critic = _QuadraticCritic()
     obs = torch.rand(256, 2, 3)
     act = torch.rand(256, 2, 2) * 2 - 1  # what the data holds: uniform actions
-    for _ in range(300):
-        loss, metrics = awac_objective(learner, {"obs": obs, "act": act}, (obs, act), beta=0.0)
-        learner.actor_opt.zero_grad()
-        loss.backward()
-        learner.actor_opt.step()
+    metrics = _fit_actor(learner, awac_objective, {"obs": obs, "act": act}, (obs, act), 0.0, 300)
     with torch.no_grad():
         mean = learner.actor.mean_action(obs)
     assert abs(float(mean[..., 0].mean()) - 0.5) < 0.2   # toward the best action in the data
@@ -602,11 +608,7 @@ def test_critic_actions_are_left_to_the_q_term_while_the_other_columns_imitate()
         learner.critic = _OffsetCritic()  # prefers pv_q = 0.5
         obs = torch.rand(256, 2, 3)
         expert = torch.tensor([-0.5, 0.3]).expand(256, 2, 2)  # the expert says pv_q = -0.5, battery 0.3
-        for _ in range(400):
-            loss, _ = q_objective(learner, {"obs": obs, "act": expert}, (obs, expert), beta=1.0)
-            learner.actor_opt.zero_grad()
-            loss.backward()
-            learner.actor_opt.step()
+        _fit_actor(learner, q_objective, {"obs": obs, "act": expert}, (obs, expert), 1.0, 400)
         with torch.no_grad():
             return learner.actor.mean_action(obs).mean(dim=(0, 1))
 
