@@ -29,6 +29,7 @@ def evaluation(tmp_path_factory):
                      baselines="rule", progress=False, snapshot_every=60, bootstrap=200, split="validation",
                      train_options={"imitative_diffattn": {"pretrain_steps": 50, "critic_pretrain_steps": 200,
                                                            "label_every": 40},
+                                    "iddpg": {"env_options": {"voltage_penalty_eur_per_pu": 500.0}},
                                     "*": {"batch_size": 64, "eval_episodes": 1, "eval_every": 60}},
                      results_dir=str(tmp_path_factory.mktemp("eval")), run_name="eval")
     return evaluate(cfg)
@@ -140,6 +141,11 @@ def test_train_options_merge_and_every_choice_uses_validation_days(evaluation):
     assert proposed["batch_size"] == baseline["batch_size"] == 64                # "*" reaches every algorithm
     assert baseline["demo_replay"] is False and baseline["pretrain_steps"] == 0
     assert proposed["eval_days"] == baseline["eval_days"] == "validation" and baseline["keep_best"]
+    # env_options of train_options go over the scenario's environment, not instead of it
+    assert baseline["env_options"]["voltage_penalty_eur_per_pu"] == 500.0
+    assert proposed["env_options"]["voltage_penalty_eur_per_pu"] == 200.0
+    assert baseline["env_options"]["max_prosumers"] == proposed["env_options"]["max_prosumers"] == 3
+    assert baseline["env_options"]["network"] == proposed["env_options"]["network"] == "ieee33"
     for run in ("imitative_diffattn__p0__s0", "iddpg__p0__s1"):  # the evaluated actor is the kept one
         best = json.loads((evaluation / "train" / run / "best.json").read_text())
         assert pd.read_csv(evaluation / "train" / run / "progress.csv").eval_return.max() <= best["eval_return"] + 1e-5 * abs(best["eval_return"])
@@ -208,6 +214,8 @@ def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
                                            ({"train_dir": "/no/such/folder"}, "train_dir"),
                                            ({"train_options": {"ppo": {}}}, "train_options"),
                                            ({"train_options": {"*": {"learning_rate": 1}}}, r"train_options\.\*"),
+                                           ({"train_options": {"bc": {"env_options": {"days": "test"}}}},
+                                            r"train_options\.bc\.env_options: .* only \['voltage_penalty"),
                                            ({"demo_experts": "/no/such/folder"}, "demo_experts"),
                                            ({"demo_experts": "reference", "demo_options": {"network_limits": False}},
                                             "demo_experts"),

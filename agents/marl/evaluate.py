@@ -105,6 +105,9 @@ TRAIN_OPTIONS = {
 """TrainConfig overrides per algorithm ("*": every algorithm); EvalConfig.train_options is merged over it.
 imitative_softmax (the attention ablation) takes imitative_diffattn's recipe unless given its own."""
 RECIPE_TWINS = {"imitative_softmax": "imitative_diffattn"}
+TRAIN_ENV_OPTIONS = ("voltage_penalty_eur_per_pu", "episode_days")
+"""the training environment's options (agents.env.EnvConfig) that train_options may change: the reward's voltage
+penalty and the episode length; everything else comes from the scenario, and the days from the split"""
 
 
 @dataclass
@@ -281,6 +284,10 @@ def check_train_options(cfg):
         unknown = set(options) - fields if isinstance(options, dict) else {"(not an object)"}
         if unknown:
             raise ConfigError(f"train_options.{key}: unknown TrainConfig fields {sorted(unknown)}")
+        env = options.get("env_options", {})
+        if not isinstance(env, dict) or set(env) - set(TRAIN_ENV_OPTIONS):
+            raise ConfigError(f"train_options.{key}.env_options: {env!r}; the scenario sets the environment (feeder, "
+                              f"prosumers, market, tariff, days) and only {list(TRAIN_ENV_OPTIONS)} may be changed")
 
 
 def train_options(cfg, algo):
@@ -453,6 +460,8 @@ def train_one(cfg, base, algo, seed, out, demos):
                      checkpoint_every=0, eval_episodes=0, threads=cfg.threads, results_dir=str(out / "train"),
                      run_name=name, progress=False)
     options = train_options(cfg, algo)
+    if "env_options" in options:  # over the scenario's environment, not instead of it (network, specs, seed)
+        options["env_options"] = {**env_options, **options["env_options"]}
     if not demos:  # online rule labels: nothing to pretrain on or to replay
         options = {k: v for k, v in options.items() if k not in ("demo_replay", "pretrain_steps", "critic_pretrain_steps")}
     if cfg.snapshot_every:
