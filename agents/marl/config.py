@@ -104,7 +104,8 @@ class TrainConfig:
     once the Q term is on, e.g. 'pv_q' when the demonstrations come from an expert without network limits: reactive
     power is then a free variable of its program (its labels are a solver's arbitrary 0), and only the critic, whose
     reward holds the voltage penalty, knows what it is worth; pretraining and the critic's warm-up still imitate every
-    column ('' = imitate every column throughout)"""
+    column ('' = imitate every column throughout; 'pv_q' on the stressed feeder's validation days was a loss: the critic
+    learned to absorb at every voltage, README "Reactive power left to the critic")"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0
