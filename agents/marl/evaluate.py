@@ -105,9 +105,10 @@ TRAIN_OPTIONS = {
 """TrainConfig overrides per algorithm ("*": every algorithm); EvalConfig.train_options is merged over it.
 imitative_softmax (the attention ablation) takes imitative_diffattn's recipe unless given its own."""
 RECIPE_TWINS = {"imitative_softmax": "imitative_diffattn"}
-TRAIN_ENV_OPTIONS = ("voltage_penalty_eur_per_pu", "episode_days")
+TRAIN_ENV_OPTIONS = ("voltage_penalty_eur_per_pu",)
 """the training environment's options (agents.env.EnvConfig) that train_options may change: the reward's voltage
-penalty and the episode length; everything else comes from the scenario, and the days from the split"""
+penalty; everything else comes from the scenario (feeder, prosumers, market, tariff) or the protocol (day-long
+episodes, days from the split)"""
 
 
 @dataclass
