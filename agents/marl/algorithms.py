@@ -241,9 +241,11 @@ def _imitation_weight(critic_actions, action_names, act_dim):
     if not names:
         return None
     allowed = list(action_names or [])
+    if len(allowed) != act_dim:
+        raise ValueError(f"action_names: critic_actions needs the {act_dim} action column names, got {allowed}")
     unknown = [c for c in names if c not in allowed]
-    if unknown or len(allowed) != act_dim:
-        raise ConfigError(f"critic_actions: {unknown or names} not among the action columns {allowed}")
+    if unknown:
+        raise ConfigError(f"critic_actions: {unknown} not among the action columns {allowed}")
     if len(set(names)) == act_dim:
         raise ConfigError(f"critic_actions: {critic_actions!r} leaves every action column to the critic; keep at "
                           f"least one of {allowed} imitated")
