@@ -11,8 +11,18 @@ Two APIs over one core:
 - PettingZoo ``ParallelEnv`` style dicts keyed by prosumer name: ``reset()``, ``step()``.
 
 Reward of prosumer i at a step: -(market cost + device cost) [EUR] minus
-``voltage_penalty_eur_per_pu`` x (violation at its own bus + mean violation over all buses)
-[p.u. outside 0.95..1.05], so each agent pays for its own bus and shares the feeder's.
+``voltage_penalty_eur_per_pu`` x its share of the voltage violation [p.u. outside 0.95..1.05],
+which ``voltage_credit`` defines:
+- 'shared' (default): violation at its own bus + mean violation over all buses, so each agent pays
+  for its own bus and shares the feeder's;
+- 'difference': the violation summed over all buses minus the same sum without agent i's meter
+  power (a difference reward, Wolpert and Tumer 2002), each counterfactual an exact power flow of
+  the configured grid model (one more per agent and step; the warm start of the real flow is
+  kept).  The counterfactual does not depend on agent i's action, so the gradient of its penalty
+  in its own action is that of the feeder's total, while the other agents' moves, which it cannot
+  change, drop out of its reward; an agent that relieves a violation earns a credit.  A failed
+  power flow charges every agent the whole feeder's violation; a failed counterfactual charges
+  that agent nothing.
 The grid model is the configured one (exact AC power flow through lightsim2grid by default;
 no approximation unless grid_model='lindistflow' is chosen).
 """
@@ -29,7 +39,15 @@ from simulators.profiles.data import (ProfileBank, assign_profiles, forecast_fea
                                      prosumer_days, test_days, train_days, validation_days)
 from simulators.prosumer.fleet import Fleet
 from simulators.tables import MARKET, PARTICIPANT
-from simulators.units import STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
+from simulators.units import KW_PER_MW, STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
+from simulators.validation import ConfigError
+
+
+VOLTAGE_CREDITS = ("shared", "difference")
+"""the voltage_credit values: how the reward splits the feeder's voltage violation among the agents"""
+REWARD_FIELDS = ("voltage_penalty_eur_per_pu", "voltage_credit")
+"""EnvConfig fields that define the reward and nothing else (demonstrations recorded under other values are
+relabelled by replay: relabel_rewards)"""
 
 
 @dataclass
@@ -54,6 +72,8 @@ class EnvConfig:
     """consecutive days per episode"""
     voltage_penalty_eur_per_pu: float = 200.0
     """weight of the voltage-violation term of the reward [EUR per p.u. outside the band per step]"""
+    voltage_credit: str = "shared"
+    """each agent's share of the violation in its reward (VOLTAGE_CREDITS): shared | difference (module docstring)"""
     seed: int = 0
     """profile assignment seed (the same meaning as the scenario's --seed)"""
 
@@ -74,6 +94,10 @@ class P2PEnv:
 
     def __init__(self, cfg=None):
         self.cfg = cfg = cfg or EnvConfig()
+        if cfg.voltage_credit not in VOLTAGE_CREDITS:
+            raise ConfigError(f"voltage_credit: {cfg.voltage_credit!r} is not one of {list(VOLTAGE_CREDITS)}")
+        if not np.isfinite(cfg.voltage_penalty_eur_per_pu) or not 0.0 <= cfg.voltage_penalty_eur_per_pu <= 1e9:
+            raise ConfigError(f"voltage_penalty_eur_per_pu: {cfg.voltage_penalty_eur_per_pu!r} is outside [0, 1e9]")
         self.specs, self.net, self.tariff = make_scenario(cfg)
         self.fleet = Fleet(self.specs)
         self.grid = make_grid(cfg.grid_model, self.net, sorted({s.bus for s in self.specs}))
@@ -148,7 +172,8 @@ class P2PEnv:
         pf = self.grid.solve(p_mw, q_mvar)
         violation = _violation_pu(pf.vm_pu)
         cost = mk.cost_eur + res.device_cost_eur
-        reward = -cost - self.cfg.voltage_penalty_eur_per_pu * (violation[self.bus_pos] + violation.mean())
+        charged = self._charged_violation(violation, pf.converged, res, p_mw, q_mvar)
+        reward = -cost - self.cfg.voltage_penalty_eur_per_pu * charged
         info = {"step": res, "market": mk, "power_flow": pf, "cost_eur": cost, "violation_pu": violation}
         self.t += 1
         self.vm_last = pf.vm_pu
@@ -157,6 +182,23 @@ class P2PEnv:
         if not done:
             self._obs = self._observe()
         return self._obs, reward, done, info
+
+    def _charged_violation(self, violation, converged, res, p_mw, q_mvar):
+        """(N,) p.u. of violation each agent's reward is charged (``voltage_credit``, module docstring);
+        ``p_mw``/``q_mvar`` (n_bus,) the demand the power flow solved [MW]/[MVar]."""
+        if self.cfg.voltage_credit == "shared":
+            return violation[self.bus_pos] + violation.mean()
+        total = violation.sum()
+        if not converged:
+            return np.full(self.n_agents, total)
+        charged = np.zeros(self.n_agents)
+        for i, b in enumerate(self.bus_pos):
+            p, q = p_mw.copy(), q_mvar.copy()
+            p[b] -= res.net_kw[i] / KW_PER_MW
+            q[b] -= res.net_kvar[i] / KW_PER_MW
+            without = self.grid.solve_aside(p, q)
+            charged[i] = total - _violation_pu(without.vm_pu).sum() if without.converged else 0.0
+        return charged
 
     def state(self):
         """Global state for centralized critics: all observations and last bus voltages."""
@@ -202,6 +244,25 @@ class P2PEnv:
 
     def _as_dict(self, array):
         return {a: array[i] for i, a in enumerate(self.possible_agents)}
+
+
+def relabel_rewards(env, obs, actions, day, dates):
+    """Rewards (T, N) of recorded actions (T, N, A) replayed in ``env`` day by day (``day`` (T,) index into
+    ``dates``), for demonstrations recorded under other REWARD_FIELDS.  Every replayed observation must equal
+    the recorded one (the environment is deterministic), else a ConfigError says where they part."""
+    rew = np.zeros(np.shape(actions)[:2], dtype=np.float32)
+    for d in np.unique(day):
+        rows = np.flatnonzero(day == d)
+        seen = env.reset_batch(day=str(dates[int(d)]))
+        for t in rows:
+            gap = float(np.max(np.abs(seen - obs[t]))) if len(seen) else 0.0
+            if gap > 1e-3:
+                raise ConfigError(f"demos: replaying day {dates[int(d)]} in this environment departs from the "
+                                  f"recorded observations at row {int(t)} (max |difference| {gap:.3g}); the "
+                                  f"demonstrations come from another scenario")
+            seen, r, _, _ = env.step_batch(actions[t])
+            rew[t] = r
+    return rew
 
 
 def _violation_pu(vm_pu):

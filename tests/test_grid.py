@@ -133,6 +133,28 @@ def test_reset_makes_a_time_series_repeat(nets, kind):
     np.testing.assert_allclose(np.array(again), np.array(first), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", sorted(GRIDS))
+def test_solve_aside_leaves_the_next_solve_as_it_would_be(nets, kind):
+    """Counterfactual flows (agents/env.py's difference credit) neither move the warm start nor the counters:
+    a series with asides in between gives the very numbers of the series without them."""
+    net = nets["ieee33"]
+    rng = np.random.default_rng(6)
+    plain, busy = make_grid(kind, net, load_buses(net)), make_grid(kind, net, load_buses(net))
+    series = [random_demand(plain, net, rng, -1.0, 1.5) for _ in range(3)]
+    absurd = series[0][0].copy()
+    absurd[17] = 1000.0
+    for p, q in series:
+        want = plain.solve(p, q)
+        aside = busy.solve_aside(p * 0.3, -q)
+        assert aside.converged and np.abs(aside.vm_pu - want.vm_pu).max() > 1e-4  # a different flow indeed
+        assert not busy.solve_aside(absurd, q).converged  # a failed one does not reset the start either
+        got = busy.solve(p, q)
+        np.testing.assert_allclose(got.vm_pu, want.vm_pu, rtol=0, atol=1e-12)
+    assert busy.n_solves == 3 and busy.n_nonconverged == 0
+    with pytest.raises(ConfigError, match=r"p_mw: expected shape"):
+        busy.solve_aside(np.zeros(2), np.zeros(2))
+
+
 def test_switches_and_meshes(nets):
     """Open line switches, closed bus-bus switches and meshes: AC still equals pandapower."""
     net = copy.deepcopy(nets["ieee33"])

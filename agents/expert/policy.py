@@ -228,9 +228,9 @@ def write_demonstrations(path, dates, env_config=None, options=None, make_expert
                                             network=cfg.network, options=dict(options or {})), make_expert)
         done, k = False, 0
         while not done:
-            actions = policy.act(obs, np.arange(n))
-            rec["obs"].append(obs.astype(np.float32))
-            rec["actions"].append(actions.astype(np.float32))
+            actions = policy.act(obs, np.arange(n)).astype(np.float32)  # the env gets exactly what is recorded,
+            rec["obs"].append(obs.astype(np.float32))                      # so a replay (relabel_rewards) repeats it
+            rec["actions"].append(actions)
             obs, reward, done, info = env.step_batch(actions)
             rec["reward"].append(reward)
             rec["cost_eur"].append(info["cost_eur"])

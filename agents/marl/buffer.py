@@ -145,6 +145,9 @@ class Demonstrations:
         self.obs, self.actions = obs, act
         self.rng = np.random.default_rng(seed)
         self.path = path
+        self.reward = None
+        """(T, N) rewards that replace the file's (set by agents.marl.train when the training environment's
+        reward differs from the one the demonstrations were recorded under); None: the file's"""
 
     def transitions(self, potential=None):
         """The demonstrations as replay transitions: obs, act, rew, next_obs, done (arrays (T, ...)).
@@ -159,6 +162,8 @@ class Demonstrations:
                 raise ConfigError(f"demo_replay: {str(self.path)!r} lacks arrays {sorted(missing)} for replay "
                                   f"transitions (write it with agents.expert.policy.write_demonstrations)")
             rew, day = f["reward"].astype(np.float32), f["day"]
+        if self.reward is not None:
+            rew = np.asarray(self.reward, dtype=np.float32)
         if rew.shape != self.obs.shape[:2] or day.shape != (len(self.obs),):
             raise ConfigError(f"demos.reward: expected shape {self.obs.shape[:2]}, got {rew.shape}")
         last = np.append(day[1:] != day[:-1], True)  # the last step of each episode

@@ -48,6 +48,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from agents.env import REWARD_FIELDS
 from agents.marl import plots, report
 from agents.marl.algorithms import ALGORITHMS
 from agents.marl.jobs import (
@@ -105,9 +106,9 @@ TRAIN_OPTIONS = {
 """TrainConfig overrides per algorithm ("*": every algorithm); EvalConfig.train_options is merged over it.
 imitative_softmax (the attention ablation) takes imitative_diffattn's recipe unless given its own."""
 RECIPE_TWINS = {"imitative_softmax": "imitative_diffattn"}
-TRAIN_ENV_OPTIONS = ("voltage_penalty_eur_per_pu",)
+TRAIN_ENV_OPTIONS = REWARD_FIELDS
 """the training environment's options (agents.env.EnvConfig) that train_options may change: the reward's voltage
-penalty; everything else comes from the scenario (feeder, prosumers, market, tariff) or the protocol (day-long
+penalty and credit; everything else comes from the scenario (feeder, prosumers, market, tariff) or the protocol (day-long
 episodes, days from the split)"""
 
 

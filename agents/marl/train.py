@@ -155,12 +155,14 @@ def setup(cfg, make_env, expert_fn, resume):
                           f"give expert, e.g. 'policy:expert'")
     n, f, a = env.n_agents, env.obs_dim, env.act_dim
     low, high = _action_bounds(env)
+    demos = Demonstrations(cfg.demos, n, f, a) if cfg.demos else None
+    if demos is not None and not resume:  # before the episode starts: the replay resets the environment
+        _relabel_demos(demos, env)
     episode = {"seed": int(rng.integers(2**31)), "t": 0, "return": np.zeros(n), "count": 0}
     obs = env.reset_batch(seed=episode["seed"])  # (a resumed run replaces both from its checkpoint)
     state_dim = len(env.state()) if algo.needs_state else 0
     learner = Learner(algo, cfg, n, f, a, state_dim, action_low=low.tolist(), action_high=high.tolist(),
                       groups=critic_groups(cfg, env), action_names=_action_names(env))
-    demos = Demonstrations(cfg.demos, n, f, a) if cfg.demos else None
     kept = len(demos) if cfg.demo_replay else 0
     eval_env = make_env(cfg, True) if cfg.eval_episodes else None
     run = Run(cfg, env, eval_env, evaluation_days(eval_env, cfg.eval_episodes), learner,
@@ -183,6 +185,23 @@ def setup(cfg, make_env, expert_fn, resume):
         run.log.write(run.dir / "progress.csv", step=0, episodes=0, sps=float("nan"), labels=len(run.labels),
                       wall_s=run.clock())
     return run
+
+
+def _relabel_demos(demos, env):
+    """Replay the demonstrations in ``env`` for their rewards when they were recorded under another reward
+    (agents.env.REWARD_FIELDS: the voltage penalty's weight or credit); the file itself is left as it is."""
+    from agents.env import REWARD_FIELDS, EnvConfig, P2PEnv, relabel_rewards
+    from agents.expert.policy import load_demonstrations
+
+    if not isinstance(env, P2PEnv):
+        return
+    arrays, meta = load_demonstrations(demos.path)
+    recorded = {**dataclasses.asdict(EnvConfig()), **meta.get("env_config", {})}  # fields added since: defaults
+    differ = {k: recorded[k] for k in REWARD_FIELDS if recorded[k] != getattr(env.cfg, k)}
+    if differ and {"day", "step"} <= set(arrays) and meta.get("dates"):
+        demos.reward = relabel_rewards(env, demos.obs, demos.actions, arrays["day"], meta["dates"])
+        print(f"demos: rewards recorded under {differ} replayed under "
+              f"{ {k: getattr(env.cfg, k) for k in differ} }", flush=True)
 
 
 def _potential(cfg, env, run_dir, resume):

@@ -130,6 +130,24 @@ class GridModel(ABC):
             self.n_nonconverged += 1
         return result
 
+    def solve_aside(self, p_mw, q_mvar):
+        """solve() of a counterfactual: the next solve() starts as if this one had not run (the warm start
+        is kept) and the counters do not move."""
+        p = self._check_input("p_mw", p_mw)
+        q = self._check_input("q_mvar", q_mvar)
+        state = self._warm_state()
+        try:
+            return self._solve(p, q)
+        finally:
+            self._restore_warm_state(state)
+
+    def _warm_state(self):
+        """What the next solve starts from (None: nothing, a stateless model)."""
+        return None
+
+    def _restore_warm_state(self, state):
+        pass
+
     def reset(self):
         """Forget warm-start state, so the next solve starts as a freshly built model's would
         (episodes of the training environment then repeat bit for bit)."""
@@ -168,6 +186,12 @@ class RunppGrid(GridModel):
 
     def reset(self):
         self._last_converged = False
+
+    def _warm_state(self):
+        return self._last_converged, self.net.res_bus.copy()  # runpp's init="results" starts from res_bus
+
+    def _restore_warm_state(self, state):
+        self._last_converged, self.net.res_bus = state
 
     def _solve(self, p_mw, q_mvar):
         import pandapower as pp
@@ -335,6 +359,15 @@ class AcGrid(RunppGrid):
         if self.backend == "runpp":
             return super()._solve(p_mw, q_mvar)
         return self._solve_lightsim(p_mw, q_mvar)
+
+    def _warm_state(self):
+        return super()._warm_state() if self.backend == "runpp" else self._v.copy()
+
+    def _restore_warm_state(self, state):
+        if self.backend == "runpp":
+            super()._restore_warm_state(state)
+        else:
+            self._v = state
 
     def _solve_lightsim(self, p_mw, q_mvar):
         ls = self._ls
