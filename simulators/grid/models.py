@@ -132,7 +132,9 @@ class GridModel(ABC):
 
     def solve_aside(self, p_mw, q_mvar):
         """solve() of a counterfactual: the next solve() starts as if this one had not run (the warm start
-        is kept) and the counters do not move."""
+        is kept) and the counters do not move.  Read the returned result: the model's ``net`` result
+        tables hold the counterfactual afterwards.  A model that warm-starts keeps that working by
+        overriding ``_warm_state``/``_restore_warm_state`` (RunppGrid and AcGrid do)."""
         p = self._check_input("p_mw", p_mw)
         q = self._check_input("q_mvar", q_mvar)
         state = self._warm_state()
