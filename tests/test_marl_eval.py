@@ -203,6 +203,8 @@ def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
     first = pd.read_csv(evaluation / "runs.csv").query("method == 'iddpg' and seed == 1").cost_eur.iloc[0]
     assert pd.read_csv(again / "runs.csv").query("method == 'iddpg'").cost_eur.iloc[0] == pytest.approx(first)
     assert not (again / "demos_p0.npz").exists()
+    steps = sorted(int(f.stem.split("_")[1]) for f in (evaluation / "train" / "iddpg__p0__s1" / "snapshots").iterdir())
+    assert steps and sorted(pd.read_csv(again / "test_curve.csv").step) == steps  # the reused run's snapshots
 
 
 @pytest.mark.parametrize("change, field", [({"algos": "ppo"}, "algos"), ({"seeds": "a,b"}, "seeds"),

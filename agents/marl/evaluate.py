@@ -22,8 +22,9 @@ One folder results/<scenario>__marl-eval__<seeds>__<timestamp>/ holds:
 - table.csv / table.md: median and inter-quartile range over runs, and the proposed method's
   per-day paired differences against every other method with bootstrap CIs (agents/marl/report.py);
   comparisons.csv, training.csv;
-- test_curve.csv / test_curve.png: the cost on the evaluated days of each run's actor snapshots,
-  computed after all training is done, so it can inform no choice;
+- test_curve.csv / test_curve.png: the cost on the evaluated days of each run's actor snapshots (of the
+  reused runs too with ``--train-dir``, at whatever steps they were saved), computed after all training is
+  done, so it can inform no choice;
 - energy_by_period.csv: each method's grid purchases, grid sales and P2P trades per period of the day (also in
   table.md; ``python -m agents.marl.report FOLDER`` writes it for an older folder);
 - test_days_seen.json: {earlier evaluation folder: its test days among these} (``--fresh-days`` refuses any);
@@ -557,7 +558,7 @@ def evaluate(cfg):
     write_report(cfg, runs_df, days, out)
     plots.plot_learning_curves(Path(cfg.train_dir) if cfg.train_dir else out / "train", out / "learning_curves.png")
     plots.plot_envelopes(runs_df, spread(days, 5), out / "voltage_envelopes.png")
-    if cfg.snapshot_every and runs and not cfg.train_dir:
+    if any(next((d / "snapshots").glob("actor_*.pt"), None) for d in runs.values()):  # reused runs' too
         curve = test_curve(bases, runs, days)
         curve.to_csv(out / "test_curve.csv", index=False)
         plots.plot_test_curve(curve, out / "test_curve.png")
