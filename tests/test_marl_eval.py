@@ -115,6 +115,35 @@ def test_pooling_counts_each_run_once_and_refuses_conflicts(evaluation, tmp_path
     assert not (tmp_path / "conflict").exists() and not (tmp_path / "other_days").exists()
 
 
+def test_pooling_other_profile_seeds_adds_units_and_needs_common_training_seeds(evaluation, tmp_path):
+    from agents.marl.pool import main as pool_main
+    from agents.marl.pool import write_pooled
+
+    runs = pd.read_csv(evaluation / "runs.csv")
+    learned = ~runs.method.isin(["rule", BOUND])
+    other = tmp_path / "p1"  # the same days at another profile seed: new units, every training seed once more
+    other.mkdir()
+    shutil.copy(evaluation / "config.json", other / "config.json")
+    p1 = runs.assign(pseed=runs.pseed + 1, cost_eur=runs.cost_eur - 7.0)
+    p1.to_csv(other / "runs.csv", index=False)
+    out = write_pooled([evaluation, other], tmp_path / "both", n_boot=200)
+    pooled = pd.read_csv(out / "runs.csv")
+    assert len(pooled) == 2 * len(runs) and sorted(pooled.pseed.unique()) == [0, 1]
+    comparison = pd.read_csv(out / "comparisons.csv").set_index("other")
+    assert comparison.loc["iddpg", "cost_eur_units"] == 2 * runs.day.nunique()
+    assert comparison.loc["iddpg", "cost_eur_diff"] == pytest.approx(paired(runs, "imitative_diffattn", "iddpg")["diff"])
+    p1[~learned | (p1.seed == 0)].to_csv(other / "runs.csv", index=False)  # one training seed only at profile seed 1
+    with pytest.raises(ConfigError, match=r"'[\w@]+' has training seeds \{0: \[0, 1\], 1: \[0\]\}.*--seeds"):
+        write_pooled([evaluation, other], tmp_path / "uneven")
+    assert not (tmp_path / "uneven").exists()
+    out = pool_main([str(evaluation), str(other), "--seeds", "0", "--out", str(tmp_path / "seed0"), "--bootstrap", "200"])
+    pooled = pd.read_csv(out / "runs.csv")
+    assert set(pooled[pooled.method == "iddpg"].seed) == {0} and (pooled.method == "rule").sum() == 2  # baselines kept
+    p1.assign(day="2016-01-04").to_csv(other / "runs.csv", index=False)
+    with pytest.raises(ConfigError, match="covers different .* units"):  # other profile seeds, but other days too
+        write_pooled([evaluation, other], tmp_path / "other_days")
+
+
 def test_environment_days_equal_the_co_simulation_days(evaluation):
     """The @last rows and the test curve come from the training environment: same numbers as mosaik."""
     from agents.env import P2PEnv

@@ -4,7 +4,9 @@
 
 Adds seeds to an evaluation without running it again: run ``agents.marl.evaluate`` with the first
 folder's days (``--dates``) and other ``--seeds``, then pool.  The folders must cover the same (profile
-seed, day) units.  A row (method, profile seed, training seed, day) in several folders is one run seen
+seed, day) units, or the same days with other profile seeds (``--scenario-seeds``; each (profile seed, day)
+is then one more unit of the paired comparisons).  Each method must have the same training seeds at every
+profile seed it was evaluated on (``--seeds`` keeps a common subset of the trained methods' seeds).  A row (method, profile seed, training seed, day) in several folders is one run seen
 twice and counted once if its figures agree (the deterministic baselines and the bound; a training seed
 rerun with the same code); if they disagree it is an error, never an average.  The proposed method is the
 first algorithm of the first folder.  Writes runs.csv, table.csv, comparisons.csv, energy_by_period.csv
@@ -36,38 +38,60 @@ def read_same_days(folders):
         frames.append(pd.read_csv(path))
     units = [set(map(tuple, f[["pseed", "day"]].astype(str).drop_duplicates().to_numpy())) for f in frames]
     for folder, u in zip(folders[1:], units[1:]):
-        if u != units[0]:
+        days, pseeds = ({x[i] for x in u} for i in (1, 0))
+        other_pseeds = days == {x[1] for x in units[0]} and not pseeds & {x[0] for x in units[0]}
+        if u != units[0] and not other_pseeds:
             raise ConfigError(f"folders: {str(folder)!r} covers different (profile seed, day) units than "
                               f"{str(folders[0])!r}; use evaluations of the very same days (--days and --split, "
-                              "or --dates, and --scenario-seeds)")
+                              "or --dates) with the same or other --scenario-seeds")
     return frames
 
 
-def pool_runs(folders):
-    """runs.csv of ``folders`` as one frame, each run once (see the module's docstring)."""
+def pool_runs(folders, seeds=None):
+    """runs.csv of ``folders`` as one frame, each run once (see the module's docstring); ``seeds`` (iterable of
+    int, or None for all) keeps only these training seeds of the trained methods (not of the baselines)."""
     frames = [f.assign(folder=Path(d).name) for f, d in zip(read_same_days(folders), folders)]
     runs = pd.concat(frames, ignore_index=True)
+    if seeds is not None:
+        trained = runs.method.str.split("@").str[0].isin(_trained_algos(folders))
+        runs = runs[~trained | runs.seed.isin(list(seeds))]
     for key, same in runs[runs.duplicated(KEY, keep=False)].groupby(KEY):
         figures = same[[c for c in FIGURES if c in same]].to_numpy(dtype=float)
         if not np.allclose(figures, figures[0], rtol=1e-9, atol=1e-9, equal_nan=True):
             raise ConfigError(f"folders: {dict(zip(KEY, key))} differs between {sorted(same.folder)}: "
                               f"{same.cost_eur.tolist()} EUR; one run cannot have two results")
-    return runs.drop_duplicates(KEY).drop(columns="folder").reset_index(drop=True)
+    runs = runs.drop_duplicates(KEY).drop(columns="folder").reset_index(drop=True)
+    for method, g in runs[runs.method != report.BOUND].groupby("method"):
+        per_pseed = {int(p): sorted(int(s) for s in gp.seed.unique()) for p, gp in g.groupby("pseed")}
+        if len({tuple(s) for s in per_pseed.values()}) > 1:  # the paired bootstrap resamples one seed set per unit
+            raise ConfigError(f"folders: {method!r} has training seeds {per_pseed} (per profile seed); pool a "
+                              "common subset with --seeds")
+    return runs
 
 
-def write_pooled(folders, out, n_boot=10000):
-    """Pool ``folders`` into the new folder ``out``; return its path."""
+def _trained_algos(folders):
+    """The trained algorithms named in the folders' config.json (the rest are deterministic baselines)."""
+    algos = set()
+    for folder in folders:
+        path = Path(folder) / "config.json"
+        algos |= set(filter(None, json.loads(path.read_text()).get("algos", "").split(","))) if path.is_file() else set()
+    return algos
+
+
+def write_pooled(folders, out, n_boot=10000, seeds=None):
+    """Pool ``folders`` into the new folder ``out`` (``seeds``: pool_runs); return its path."""
     out = Path(out)
     if out.exists():
         raise ConfigError(f"out: {str(out)!r} exists; pooling writes a new folder and overwrites nothing")
-    runs = pool_runs(folders)
+    runs = pool_runs(folders, seeds)
     config = json.loads((Path(folders[0]) / "config.json").read_text())
     algos = [a for a in config.get("algos", "").split(",") if a]
     order = [m for a in algos for m in (a, f"{a}@last")]
     order += [m for m in runs.method.unique() if m not in order and m != report.BOUND]
     seeds = {m: sorted(g.seed.unique().tolist()) for m, g in runs.groupby("method") if m != report.BOUND}
     caption = (f"Pooled from {', '.join(Path(f).name for f in folders)} (agents.marl.pool): days "
-               f"{', '.join(sorted(runs.day.astype(str).unique()))}; training seeds per method "
+               f"{', '.join(sorted(runs.day.astype(str).unique()))}; profile seeds "
+               f"{', '.join(map(str, sorted(runs.pseed.unique())))}; training seeds per method "
                + "; ".join(f"{m}: {','.join(map(str, s))}" for m, s in seeds.items()) + ".")
     out.mkdir(parents=True)
     runs.to_csv(out / "runs.csv", index=False)
@@ -80,13 +104,26 @@ def main(argv=None):
     parser.add_argument("folders", nargs="+", help="agents.marl.evaluate folders made on the same days")
     parser.add_argument("--out", required=True, help="new folder for the pooled runs.csv, table.md, ...")
     parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples")
+    parser.add_argument("--seeds", default="", help="comma-separated training seeds of the trained methods to keep "
+                        "(default: all), e.g. the seeds every profile seed has")
     args = parser.parse_args(argv)
     try:
-        out = write_pooled(args.folders, args.out, args.bootstrap)
+        seeds = _seed_list(args.seeds)
+        out = write_pooled(args.folders, args.out, args.bootstrap, seeds)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
     print((out / "table.md").read_text(), end="")
     return out
+
+
+def _seed_list(text):
+    """--seeds as a list of int, or None when empty; a ConfigError names a bad entry."""
+    if not text.strip():
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"seeds: {text!r} is not a comma-separated list of integers") from None
 
 
 if __name__ == "__main__":
