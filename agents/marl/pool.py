@@ -6,7 +6,8 @@ Adds seeds to an evaluation without running it again: run ``agents.marl.evaluate
 folder's days (``--dates``) and other ``--seeds``, then pool.  The folders must cover the same (profile
 seed, day) units, or the same days with other profile seeds (``--scenario-seeds``; each (profile seed, day)
 is then one more unit of the paired comparisons).  Each method must have the same training seeds at every
-profile seed it was evaluated on (``--seeds`` keeps a common subset of the trained methods' seeds).  A row (method, profile seed, training seed, day) in several folders is one run seen
+profile seed it was evaluated on (``--seeds`` keeps a common subset of the trained methods' seeds).
+A row (method, profile seed, training seed, day) in several folders is one run seen
 twice and counted once if its figures agree (the deterministic baselines and the bound; a training seed
 rerun with the same code); if they disagree it is an error, never an average.  The proposed method is the
 first algorithm of the first folder.  Writes runs.csv, table.csv, comparisons.csv, energy_by_period.csv
@@ -74,7 +75,8 @@ def _trained_algos(folders):
     algos = set()
     for folder in folders:
         path = Path(folder) / "config.json"
-        algos |= set(filter(None, json.loads(path.read_text()).get("algos", "").split(","))) if path.is_file() else set()
+        if path.is_file():
+            algos |= set(filter(None, json.loads(path.read_text()).get("algos", "").split(",")))
     return algos
 
 
