@@ -30,6 +30,17 @@ def check_choice(field, value, choices):
     return value
 
 
+def check_seeds(field, text):
+    """Return the comma-separated integers of ``text`` (seeds: at least one, each >= 0), else raise ConfigError."""
+    try:
+        values = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"{field}: {text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 0:
+        raise ConfigError(f"{field}: {text!r} must list at least one integer >= 0")
+    return values
+
+
 def check_finite(field, array):
     """Raise ConfigError if a numeric array holds NaN or inf, naming the first bad position."""
     import numpy as np

@@ -141,6 +141,8 @@ def test_pooling_other_profile_seeds_adds_units_and_needs_common_training_seeds(
                      "--bootstrap", "200"])
     pooled = pd.read_csv(out / "runs.csv")
     assert set(pooled[pooled.method == "iddpg"].seed) == {0} and (pooled.method == "rule").sum() == 2  # baselines kept
+    with pytest.raises(SystemExit, match="seeds: '0,x' is not a comma-separated list of integers"):
+        pool_main([str(evaluation), str(other), "--seeds", "0,x", "--out", str(tmp_path / "bad")])
     p1.assign(day="2016-01-04").to_csv(other / "runs.csv", index=False)
     with pytest.raises(ConfigError, match="covers different .* units"):  # other profile seeds, but other days too
         write_pooled([evaluation, other], tmp_path / "other_days")
@@ -234,7 +236,8 @@ def test_reusing_trained_actors_skips_training(evaluation, tmp_path):
     first = pd.read_csv(evaluation / "runs.csv").query("method == 'iddpg' and seed == 1").cost_eur.iloc[0]
     assert pd.read_csv(again / "runs.csv").query("method == 'iddpg'").cost_eur.iloc[0] == pytest.approx(first)
     assert not (again / "demos_p0.npz").exists()
-    steps = sorted(int(f.stem.split("_")[1]) for f in (evaluation / "train" / "iddpg__p0__s1" / "snapshots").iterdir())
+    snapshots = (evaluation / "train" / "iddpg__p0__s1" / "snapshots").iterdir()
+    steps = sorted(int(f.stem.split("_")[1]) for f in snapshots)
     assert steps and sorted(pd.read_csv(again / "test_curve.csv").step) == steps  # the reused run's snapshots
 
 

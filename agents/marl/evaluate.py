@@ -66,7 +66,7 @@ from agents.marl.jobs import (
 )
 from agents.marl.report import BOUND
 from simulators.recorder.recorder import new_run_dir
-from simulators.validation import ConfigError, check_choice, check_range
+from simulators.validation import ConfigError, check_choice, check_range, check_seeds
 
 BASELINES = {"rule": ("rule", {}), "expert": ("expert", {}),
              "expert_unaware": ("expert", {"network_limits": False}),
@@ -186,29 +186,21 @@ class EvalConfig:
 
     @property
     def seed_list(self):
-        return _ints("seeds", self.seeds)
+        return check_seeds("seeds", self.seeds)
 
     def seeds_of(self, algo):
         """Training seeds of ``algo``: its algo_seeds entry, else seeds."""
-        return _ints(f"algo_seeds.{algo}", self.algo_seeds[algo]) if algo in self.algo_seeds else self.seed_list
+        if algo in self.algo_seeds:
+            return check_seeds(f"algo_seeds.{algo}", self.algo_seeds[algo])
+        return self.seed_list
 
     @property
     def pseed_list(self):
-        return _ints("scenario_seeds", self.scenario_seeds)
+        return check_seeds("scenario_seeds", self.scenario_seeds)
 
     @property
     def baseline_list(self):
         return [b for b in self.baselines.split(",") if b]
-
-
-def _ints(name, text):
-    try:
-        values = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a comma-separated list of integers") from None
-    if not values or min(values) < 0:
-        raise ConfigError(f"{name}: {text!r} must list at least one integer >= 0")
-    return values
 
 
 def validate(cfg):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from agents.marl import report
-from simulators.validation import ConfigError
+from simulators.validation import ConfigError, check_seeds
 
 KEY = ["method", "pseed", "seed", "day"]
 FIGURES = ["cost_eur", "voltage_violation_rate", "controllable_rate"]
@@ -90,11 +90,11 @@ def write_pooled(folders, out, n_boot=10000, seeds=None):
     algos = [a for a in config.get("algos", "").split(",") if a]
     order = [m for a in algos for m in (a, f"{a}@last")]
     order += [m for m in runs.method.unique() if m not in order and m != report.BOUND]
-    seeds = {m: sorted(g.seed.unique().tolist()) for m, g in runs.groupby("method") if m != report.BOUND}
+    per_method = {m: sorted(g.seed.unique().tolist()) for m, g in runs.groupby("method") if m != report.BOUND}
     caption = (f"Pooled from {', '.join(Path(f).name for f in folders)} (agents.marl.pool): days "
                f"{', '.join(sorted(runs.day.astype(str).unique()))}; profile seeds "
                f"{', '.join(map(str, sorted(runs.pseed.unique())))}; training seeds per method "
-               + "; ".join(f"{m}: {','.join(map(str, s))}" for m, s in seeds.items()) + ".")
+               + "; ".join(f"{m}: {','.join(map(str, s))}" for m, s in per_method.items()) + ".")
     out.mkdir(parents=True)
     runs.to_csv(out / "runs.csv", index=False)
     report.write_tables(runs, order, algos[0] if algos else None, caption, out, n_boot)
@@ -110,22 +110,12 @@ def main(argv=None):
                         "(default: all), e.g. the seeds every profile seed has")
     args = parser.parse_args(argv)
     try:
-        seeds = _seed_list(args.seeds)
+        seeds = check_seeds("seeds", args.seeds) if args.seeds.strip() else None
         out = write_pooled(args.folders, args.out, args.bootstrap, seeds)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
     print((out / "table.md").read_text(), end="")
     return out
-
-
-def _seed_list(text):
-    """--seeds as a list of int, or None when empty; a ConfigError names a bad entry."""
-    if not text.strip():
-        return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"seeds: {text!r} is not a comma-separated list of integers") from None
 
 
 if __name__ == "__main__":
