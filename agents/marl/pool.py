@@ -70,14 +70,15 @@ def pool_runs(folders, seeds=None):
     return runs
 
 
+def _algos(config):
+    """The trained algorithms of an evaluation's config.json, in its order (the first is the proposed method)."""
+    return [a for a in config.get("algos", "").split(",") if a]
+
+
 def _trained_algos(folders):
     """The trained algorithms named in the folders' config.json (the rest are deterministic baselines)."""
-    algos = set()
-    for folder in folders:
-        path = Path(folder) / "config.json"
-        if path.is_file():
-            algos |= set(filter(None, json.loads(path.read_text()).get("algos", "").split(",")))
-    return algos
+    paths = [Path(folder) / "config.json" for folder in folders]
+    return {a for path in paths if path.is_file() for a in _algos(json.loads(path.read_text()))}
 
 
 def write_pooled(folders, out, n_boot=10000, seeds=None):
@@ -86,8 +87,7 @@ def write_pooled(folders, out, n_boot=10000, seeds=None):
     if out.exists():
         raise ConfigError(f"out: {str(out)!r} exists; pooling writes a new folder and overwrites nothing")
     runs = pool_runs(folders, seeds)
-    config = json.loads((Path(folders[0]) / "config.json").read_text())
-    algos = [a for a in config.get("algos", "").split(",") if a]
+    algos = _algos(json.loads((Path(folders[0]) / "config.json").read_text()))
     order = [m for a in algos for m in (a, f"{a}@last")]
     order += [m for m in runs.method.unique() if m not in order and m != report.BOUND]
     per_method = {m: sorted(g.seed.unique().tolist()) for m, g in runs.groupby("method") if m != report.BOUND}
