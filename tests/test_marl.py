@@ -600,12 +600,13 @@ def test_critic_actions_are_left_to_the_q_term_while_the_other_columns_imitate()
     from agents.marl.algorithms import Learner
     from agents.marl.objectives import q_objective
 
-    def trained(critic_actions):
+    def trained(critic_actions, handover=1.0):
         torch.manual_seed(0)
         cfg = TrainConfig(q_weight=0.2, actor_lr=3e-3, imitation_loss="mean", critic_actions=critic_actions)
         learner = Learner(ALGORITHMS["imitative_diffattn"], cfg, 2, 3, 2, action_low=[-1.0, -1.0],
                           action_high=[1.0, 1.0], action_names=["pv_q", "battery"])
         learner.critic = _OffsetCritic()  # prefers pv_q = 0.5
+        learner.handover = handover
         obs = torch.rand(256, 2, 3)
         expert = torch.tensor([-0.5, 0.3]).expand(256, 2, 2)  # the expert says pv_q = -0.5, battery 0.3
         _fit_actor(learner, q_objective, {"obs": obs, "act": expert}, (obs, expert), 1.0, 400)
@@ -616,6 +617,9 @@ def test_critic_actions_are_left_to_the_q_term_while_the_other_columns_imitate()
     assert abs(float(free[0]) - 0.5) < 0.1              # the critic alone sets the left-out column
     assert float(held[0]) < 0.0                         # imitated, the expert's -0.5 outweighs the small Q term
     assert abs(float(free[1]) - 0.3) < 0.1 and abs(float(held[1]) - 0.3) < 0.1  # the other column imitates in both
+    # a gradual handover (critic_handover_steps): nothing handed over is the held actor, half of it lies between
+    assert torch.equal(trained("pv_q", handover=0.0), held)
+    assert float(held[0]) + 0.05 < float(trained("pv_q", handover=0.5)[0]) < float(free[0]) - 0.1
     bounds = dict(action_low=[-1.0, -1.0], action_high=[1.0, 1.0])
     with pytest.raises(ConfigError, match="critic_actions: \\['pv_qq'\\] not among the action columns"):
         Learner(ALGORITHMS["imitative_diffattn"], TrainConfig(critic_actions="pv_qq"), 2, 3, 2,
@@ -625,6 +629,18 @@ def test_critic_actions_are_left_to_the_q_term_while_the_other_columns_imitate()
                 action_names=["pv_q", "battery"], **bounds)
     with pytest.raises(ConfigError, match="critic_actions: 'pv_q' .* algo 'bc' has no critic"):
         validate(TrainConfig(algo="bc", critic_actions="pv_q"))
+    with pytest.raises(ConfigError, match="critic_handover_steps: 50 .* critic_actions is empty"):
+        validate(TrainConfig(algo="imitative_diffattn", critic_handover_steps=50))
+    with pytest.raises(ConfigError, match="critic_handover_steps"):
+        validate(TrainConfig(algo="imitative_diffattn", critic_actions="pv_q", critic_handover_steps=-1))
+
+
+def test_the_handover_share_starts_with_the_q_term_and_rises_linearly():
+    from agents.marl.train import handover_share
+    cfg = TrainConfig(learning_starts=96, critic_warmup_steps=100, critic_handover_steps=400)
+    assert [handover_share(cfg, s) for s in (0, 196, 296, 596, 1800)] == [0.0, 0.0, 0.25, 1.0, 1.0]
+    at_once = TrainConfig(learning_starts=96, critic_warmup_steps=100)
+    assert [handover_share(at_once, s) for s in (196, 197)] == [0.0, 1.0]
 
 
 def test_min_std_keeps_exploring_while_the_mean_imitates(tmp_path):

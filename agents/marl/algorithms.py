@@ -100,11 +100,21 @@ class Learner:
             self.critic_target = _frozen_copy(self.critic)
             self.actor_target = _frozen_copy(self.actor)
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.imitation_weight = _imitation_weight(cfg.critic_actions, action_names, act_dim)
-        """(A,) 0/1 tensor of the columns the imitation term keeps while the Q term is on, or None (every column)"""
+        self.critic_columns = _imitation_weight(cfg.critic_actions, action_names, act_dim)
+        """(A,) 0/1 tensor: 0 for the columns the imitation term leaves to the critic once handed over, or None"""
+        self.handover = 1.0
+        """share of the critic_actions columns' imitation already handed to the critic (set by ``update``)"""
         self.n_updates = 0
         self.reward_weight = None
         """(N,) tensor: per-agent reward factor of the TD target, fixed by fit_reward_norm"""
+
+    @property
+    def imitation_weight(self):
+        """(A,) weight of each column in the imitation term while the Q term is on, or None (every column, fully):
+        1 where imitated, 1 - handover on the critic_actions columns."""
+        if self.critic_columns is None:
+            return None
+        return self.critic_columns + (1.0 - self.critic_columns) * (1.0 - self.handover)
 
     def fit_reward_norm(self, rewards):
         """Fix the per-agent reward factor from stored rewards (K, N): 1/RMS per agent, or 1.
@@ -141,12 +151,16 @@ class Learner:
         return self.actor.scale((self.actor.normalize(action) + noise).clamp(-1.0, 1.0))
 
     # ---- updates -----------------------------------------------------------------------
-    def update(self, batch, imitation, beta, use_q=True):
+    def update(self, batch, imitation, beta, use_q=True, handover=1.0):
         """One gradient step (critic; actor every policy_delay-th call); returns float metrics.
 
         ``use_q=False`` (critic warm-up) leaves the Q term out of the actor loss of an imitating
         algorithm: the actor keeps imitating until the critic has learned from its own data.
+        ``handover`` in [0, 1]: how much of the critic_actions columns' imitation is already dropped.
         """
+        if not 0.0 <= handover <= 1.0:
+            raise ValueError(f"handover: {handover} outside [0, 1]")
+        self.handover = float(handover)
         metrics = self.update_critic(batch) if self.critic is not None else {}
         self.n_updates += 1
         if self.n_updates % self.algo.policy_delay == 0:

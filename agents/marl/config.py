@@ -106,6 +106,10 @@ class TrainConfig:
     reward holds the voltage penalty, knows what it is worth; pretraining and the critic's warm-up still imitate every
     column ('' = imitate every column throughout; 'pv_q' on the stressed feeder's validation days was a loss: the critic
     learned to absorb at every voltage, README "Reactive power left to the critic")"""
+    critic_handover_steps: int = 0
+    """environment steps over which the imitation weight of the critic_actions columns falls linearly from 1 to 0
+    once the Q term is on (0 = at once); the critic then sees those columns move a little before the actor follows
+    its gradient alone (validation, README "Handing reactive power to the critic gradually")"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0
@@ -194,7 +198,7 @@ def validate(cfg):
                           f"critic_neighbourhood 'feeder' (got {cfg.critic_neighbourhood!r}); allowed with 'all': 0")
     for name in ("learning_starts", "eval_every", "eval_episodes", "checkpoint_every", "attn_depth", "pretrain_steps",
                  "critic_pretrain_steps", "critic_warmup_steps", "imitation_anneal_steps", "critic_agent_id", "critic_blocks",
-                 "early_stop_patience", "snapshot_every"):
+                 "early_stop_patience", "snapshot_every", "critic_handover_steps"):
         check_range(name, getattr(cfg, name), 0, 10**9)
     check_range("gamma", cfg.gamma, 0.0, 1.0)
     check_range("tau", cfg.tau, 0.0, 1.0, lo_open=True)
@@ -233,6 +237,9 @@ def _check_demo_options(cfg, algo):
     if cfg.critic_actions and not (algo.imitation and algo.rl and algo.critic):
         raise ConfigError(f"critic_actions: {cfg.critic_actions!r} leaves columns to the critic's Q term; algo "
                           f"{cfg.algo!r} has {'no critic' if not algo.critic else 'no imitation term'} (allowed: '')")
+    if cfg.critic_handover_steps and not cfg.critic_actions:
+        raise ConfigError(f"critic_handover_steps: {cfg.critic_handover_steps} hands the critic_actions columns over "
+                          f"gradually; critic_actions is empty (allowed: 0)")
     if cfg.actor_objective == "awac" and not (algo.critic and algo.n_critics == 2 and algo.imitation):
         raise ConfigError(f"actor_objective: 'awac' weights by twin-critic advantages and belongs to imitating "
                           f"algorithms; algo {cfg.algo!r} has {algo.n_critics} critic(s), imitation={algo.imitation}")
