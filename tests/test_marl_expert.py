@@ -59,3 +59,28 @@ def test_stressed_feeder_is_its_spec_file_and_drives_the_rule_policy_out_of_band
         vm = info["power_flow"].vm_pu
         outside.append(((vm < 0.95) | (vm > 1.05)).any())
     assert np.mean(outside) > 0.2  # a clear share of the day's steps has a bus out of band
+
+
+def test_online_labels_do_not_depend_on_what_the_expert_solved_before():
+    """The compiled expert is cached per process and shared by runs; a label must depend on the state alone
+    (same seed, same numbers), not on which states, days or runs that process solved before."""
+    from agents.expert import policy as expert_policy
+
+    days = [DAY, "2016-03-09"]
+
+    def labels(order):
+        expert_policy._EXPERTS.clear()
+        env = P2PEnv(EnvConfig(max_prosumers=3, days=",".join(days)))
+        label, out = make_expert(TrainConfig(expert="policy:expert"), env), {}
+        for day in order:
+            obs = env.reset_batch(day=day)
+            rng = np.random.default_rng(0)
+            for t in range(6):
+                out[day, t] = label(obs)
+                obs, _, _, _ = env.step_batch(rng.uniform(env.fleet.action_low, env.fleet.action_high,
+                                                          size=(env.n_agents, env.act_dim)).astype(np.float32))
+        return out
+
+    first, second = labels(days), labels(days[::-1])
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=str(key))

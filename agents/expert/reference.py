@@ -149,7 +149,7 @@ class ReferenceModel:
         if horizon not in self._problems:
             self._problems[horizon] = cp.Problem(cp.Minimize(objective), constraints + [p2p == 0])
         problem = self._problems[horizon]
-        problem.solve(solver=solver)
+        problem.solve(solver=solver, warm_start=False)  # a result of the state alone, not of earlier solves
         if problem.status not in ("optimal", "optimal_inaccurate"):
             raise RuntimeError(f"reference model of {self.spec.name!r} at time {state['time']}: {problem.status}")
         return {"objective": float(problem.value), "status": problem.status, "problem": problem,
