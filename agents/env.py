@@ -23,6 +23,11 @@ which ``voltage_credit`` defines:
   change, drop out of its reward; an agent that relieves a violation earns a credit.  A failed
   power flow charges every agent the whole feeder's violation; a failed counterfactual charges
   that agent nothing.
+``loss_price_eur_per_kwh`` (default 0) also charges each agent for network losses, shared by the same rule:
+'shared' an equal share of the feeder's losses, 'difference' the losses minus the same without agent i's
+meter power (its marginal losses, from the very counterfactual flow above; marginal shares sum to about
+twice the losses, as marginal loss factors do).  Without it, absorbing reactive power is free for the
+prosumer however much current it draws through the lines.
 The grid model is the configured one (exact AC power flow through lightsim2grid by default;
 no approximation unless grid_model='lindistflow' is chosen).
 """
@@ -39,13 +44,13 @@ from simulators.profiles.data import (ProfileBank, assign_profiles, forecast_fea
                                      prosumer_days, test_days, train_days, validation_days)
 from simulators.prosumer.fleet import Fleet
 from simulators.tables import MARKET, PARTICIPANT
-from simulators.units import KW_PER_MW, STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
+from simulators.units import KW_PER_MW, STEP_H, STEPS_PER_DAY, V_MAX_PU, V_MIN_PU
 from simulators.validation import ConfigError
 
 
 VOLTAGE_CREDITS = ("shared", "difference")
 """the voltage_credit values: how the reward splits the feeder's voltage violation among the agents"""
-REWARD_FIELDS = ("voltage_penalty_eur_per_pu", "voltage_credit")
+REWARD_FIELDS = ("voltage_penalty_eur_per_pu", "voltage_credit", "loss_price_eur_per_kwh")
 """EnvConfig fields that define the reward and nothing else (demonstrations recorded under other values are
 relabelled by replay: relabel_rewards)"""
 
@@ -74,6 +79,9 @@ class EnvConfig:
     """weight of the voltage-violation term of the reward [EUR per p.u. outside the band per step]"""
     voltage_credit: str = "shared"
     """each agent's share of the violation in its reward (VOLTAGE_CREDITS): shared | difference (module docstring)"""
+    loss_price_eur_per_kwh: float = 0.0
+    """price of the network losses charged in the reward [EUR/kWh], each agent's share by ``voltage_credit`` (module
+    docstring; 0 = losses unpaid, as in the market)"""
     seed: int = 0
     """profile assignment seed (the same meaning as the scenario's --seed)"""
 
@@ -98,6 +106,8 @@ class P2PEnv:
             raise ConfigError(f"voltage_credit: {cfg.voltage_credit!r} is not one of {list(VOLTAGE_CREDITS)}")
         if not np.isfinite(cfg.voltage_penalty_eur_per_pu) or not 0.0 <= cfg.voltage_penalty_eur_per_pu <= 1e9:
             raise ConfigError(f"voltage_penalty_eur_per_pu: {cfg.voltage_penalty_eur_per_pu!r} is outside [0, 1e9]")
+        if not np.isfinite(cfg.loss_price_eur_per_kwh) or not 0.0 <= cfg.loss_price_eur_per_kwh <= 10.0:
+            raise ConfigError(f"loss_price_eur_per_kwh: {cfg.loss_price_eur_per_kwh!r} is outside [0, 10] EUR/kWh")
         self.specs, self.net, self.tariff = make_scenario(cfg)
         self.fleet = Fleet(self.specs)
         self.grid = make_grid(cfg.grid_model, self.net, sorted({s.bus for s in self.specs}))
@@ -172,9 +182,10 @@ class P2PEnv:
         pf = self.grid.solve(p_mw, q_mvar)
         violation = _violation_pu(pf.vm_pu)
         cost = mk.cost_eur + res.device_cost_eur
-        charged = self._charged_violation(violation, pf.converged, res, p_mw, q_mvar)
-        reward = -cost - self.cfg.voltage_penalty_eur_per_pu * charged
-        info = {"step": res, "market": mk, "power_flow": pf, "cost_eur": cost, "violation_pu": violation}
+        charged, losses_kwh = self._charged(violation, pf, res, p_mw, q_mvar)
+        reward = -cost - self.cfg.voltage_penalty_eur_per_pu * charged - self.cfg.loss_price_eur_per_kwh * losses_kwh
+        info = {"step": res, "market": mk, "power_flow": pf, "cost_eur": cost, "violation_pu": violation,
+                "charged_losses_kwh": losses_kwh}
         self.t += 1
         self.vm_last = pf.vm_pu
         self.price_last = (mk.price_buy_eur_per_kwh, mk.price_sell_eur_per_kwh)
@@ -183,22 +194,26 @@ class P2PEnv:
             self._obs = self._observe()
         return self._obs, reward, done, info
 
-    def _charged_violation(self, violation, converged, res, p_mw, q_mvar):
-        """(N,) p.u. of violation each agent's reward is charged (``voltage_credit``, module docstring);
-        ``p_mw``/``q_mvar`` (n_bus,) the demand the power flow solved [MW]/[MVar]."""
+    def _charged(self, violation, pf, res, p_mw, q_mvar):
+        """(N,) p.u. of violation and (N,) kWh of network losses each agent's reward is charged (``voltage_credit``,
+        module docstring); ``pf`` the step's power flow of the demand ``p_mw``/``q_mvar`` (n_bus,) [MW]/[MVar]."""
+        kwh_per_mw = KW_PER_MW * STEP_H
+        losses_kwh = pf.losses_mw * kwh_per_mw if pf.converged and np.isfinite(pf.losses_mw) else 0.0
         if self.cfg.voltage_credit == "shared":
-            return violation[self.bus_pos] + violation.mean()
+            return violation[self.bus_pos] + violation.mean(), np.full(self.n_agents, losses_kwh / self.n_agents)
         total = violation.sum()
-        if not converged:
-            return np.full(self.n_agents, total)
-        charged = np.zeros(self.n_agents)
+        if not pf.converged:
+            return np.full(self.n_agents, total), np.zeros(self.n_agents)
+        charged, marginal = np.zeros(self.n_agents), np.zeros(self.n_agents)
         for i, b in enumerate(self.bus_pos):
             p, q = p_mw.copy(), q_mvar.copy()
             p[b] -= res.net_kw[i] / KW_PER_MW
             q[b] -= res.net_kvar[i] / KW_PER_MW
             without = self.grid.solve_aside(p, q)
-            charged[i] = total - _violation_pu(without.vm_pu).sum() if without.converged else 0.0
-        return charged
+            if without.converged:
+                charged[i] = total - _violation_pu(without.vm_pu).sum()
+                marginal[i] = losses_kwh - without.losses_mw * kwh_per_mw
+        return charged, marginal
 
     def state(self):
         """Global state for centralized critics: all observations and last bus voltages."""

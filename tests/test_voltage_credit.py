@@ -31,7 +31,7 @@ def _rule_day(env, day):
 
 
 def _exact_without(env, info, i, step):
-    """Bus voltages of ``info``'s step with agent i's meter power removed, by a fresh grid model's power flow."""
+    """The power flow of ``info``'s step with agent i's meter power removed, by a fresh grid model."""
     res = info["step"]
     p_mw = np.bincount(env.bus_pos, res.net_kw / 1000.0, minlength=env.n_bus)
     q_mvar = np.bincount(env.bus_pos, res.net_kvar / 1000.0, minlength=env.n_bus)
@@ -40,7 +40,7 @@ def _exact_without(env, info, i, step):
     if env.background.active:
         dp, dq = env.background.delta(env.dates[0], step)
         p_mw, q_mvar = p_mw + dp, q_mvar + dq
-    return make_grid(env.cfg.grid_model, env.net, sorted({s.bus for s in env.specs})).solve(p_mw, q_mvar).vm_pu
+    return make_grid(env.cfg.grid_model, env.net, sorted({s.bus for s in env.specs})).solve(p_mw, q_mvar)
 
 
 def test_difference_credit_charges_what_each_agent_adds_to_the_feeders_violation():
@@ -57,11 +57,33 @@ def test_difference_credit_charges_what_each_agent_adds_to_the_feeders_violation
         charged = -(row[2] + info["cost_eur"]) / penalty
         total = info["violation_pu"].sum()
         for i in range(0, env.n_agents, 4) if total > 0 else ():
-            exact = total - _violation_pu(_exact_without(env, info, i, step)).sum()
+            exact = total - _violation_pu(_exact_without(env, info, i, step).vm_pu).sum()
             assert charged[i] == pytest.approx(exact, abs=1e-6), (step, i)
             checked += 1
             credited += abs(exact) > 1e-3
     assert checked > 50 and credited > 10  # the day leaves the band, and agents move it
+
+
+@pytest.mark.parametrize("credit", ["shared", "difference"])
+def test_network_losses_are_charged_at_their_price_by_the_credit_rule(credit):
+    price = 0.3
+    env = P2PEnv(EnvConfig(network=STRESSED.network, specs=STRESSED.specs, voltage_credit=credit,
+                           loss_price_eur_per_kwh=price))
+    unpaid = P2PEnv(EnvConfig(network=STRESSED.network, specs=STRESSED.specs, voltage_credit=credit))
+    checked = 0
+    for step, (row, twin) in enumerate(zip(_rule_day(env, SUNNY), _rule_day(unpaid, SUNNY))):
+        info, losses_kwh = row[3], row[3]["power_flow"].losses_mw * 1000.0 * 0.25
+        np.testing.assert_allclose(info["power_flow"].vm_pu, twin[3]["power_flow"].vm_pu, atol=1e-9)
+        charged = (twin[2] - row[2]) / price  # the reward without the price minus the one with it [kWh]
+        if credit == "shared":
+            np.testing.assert_allclose(charged, losses_kwh / env.n_agents, rtol=1e-6, atol=1e-9)
+            checked += 1
+            continue
+        for i in range(step % 4, env.n_agents, 8):
+            marginal = losses_kwh - _exact_without(env, info, i, step).losses_mw * 1000.0 * 0.25
+            assert charged[i] == pytest.approx(marginal, abs=1e-5), (step, i)  # NR tolerance of two solves
+            checked += abs(marginal) > 1e-3
+    assert checked > 90
 
 
 def test_an_agents_difference_charge_moves_exactly_as_the_feeders_total_with_its_own_action():
@@ -92,7 +114,10 @@ def test_an_agents_difference_charge_moves_exactly_as_the_feeders_total_with_its
                                         (dict(voltage_penalty_eur_per_pu=float("nan")),
                                          r"voltage_penalty_eur_per_pu: nan is outside \[0, 1e9\]"),
                                         (dict(voltage_penalty_eur_per_pu=-1.0),
-                                         r"voltage_penalty_eur_per_pu: -1.0 is outside")])
+                                         r"voltage_penalty_eur_per_pu: -1.0 is outside"),
+                                        (dict(loss_price_eur_per_kwh=float("inf")),
+                                         r"loss_price_eur_per_kwh: inf is outside \[0, 10\] EUR/kWh"),
+                                        (dict(loss_price_eur_per_kwh=-0.1), r"loss_price_eur_per_kwh: -0.1")])
 def test_reward_options_are_checked(bad, match):
     with pytest.raises(ConfigError, match=match):
         P2PEnv(EnvConfig(max_prosumers=2, **bad))
