@@ -104,12 +104,14 @@ class TrainConfig:
     once the Q term is on, e.g. 'pv_q' when the demonstrations come from an expert without network limits: reactive
     power is then a free variable of its program (its labels are a solver's arbitrary 0), and only the critic, whose
     reward holds the voltage penalty, knows what it is worth; pretraining and the critic's warm-up still imitate every
-    column ('' = imitate every column throughout; 'pv_q' on the stressed feeder's validation days was a loss: the critic
-    learned to absorb at every voltage, README "Reactive power left to the critic")"""
+    column ('' = imitate every column throughout; 'pv_q' on the stressed feeder's validation days was a loss under the
+    shared voltage credit, where the critic learned to absorb at every voltage, README "Reactive power left to the
+    critic", and was adopted with the difference credit, README "Difference voltage credit")"""
     critic_handover_steps: int = 0
     """environment steps over which the imitation weight of the critic_actions columns falls linearly from 1 to 0
     once the Q term is on (0 = at once); the critic then sees those columns move a little before the actor follows
-    its gradient alone (validation, README "Handing reactive power to the critic gradually")"""
+    its gradient alone (400 on the stressed feeder's validation days: a tie, not adopted; README "Handing reactive
+    power to the critic gradually")"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0
