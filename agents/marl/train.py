@@ -330,7 +330,7 @@ def update(run):
     if learner.reward_weight is None:  # fixed once, from the demonstrations and the warm-up data
         learner.fit_reward_norm(run.buffer.data["rew"][:len(run.buffer)])
     beta = anneal(cfg.imitation_schedule, cfg.imitation_start, cfg.imitation_end, run.step, cfg.imitation_anneal_steps)
-    use_q = run.step > cfg.learning_starts + cfg.critic_warmup_steps
+    use_q = run.step > q_term_start(cfg)
     handover = handover_share(cfg, run.step)
     for _ in range(cfg.updates_per_round):
         batch = run.buffer.sample(cfg.batch_size, cfg.n_step, cfg.gamma)
@@ -338,10 +338,15 @@ def update(run):
         run.log.add(beta=beta, **learner.update(batch, imitation, beta, use_q=use_q, handover=handover))
 
 
+def q_term_start(cfg):
+    """The environment step after which an imitating algorithm's actor follows the Q term (critic warm-up done)."""
+    return cfg.learning_starts + cfg.critic_warmup_steps
+
+
 def handover_share(cfg, step):
     """Share of the critic_actions columns' imitation handed to the critic at environment step ``step``: 0 until
-    the Q term starts (learning_starts + critic_warmup_steps), then rising linearly to 1 over critic_handover_steps."""
-    q_from = cfg.learning_starts + cfg.critic_warmup_steps
+    the Q term starts (q_term_start), then rising linearly to 1 over critic_handover_steps."""
+    q_from = q_term_start(cfg)
     if not cfg.critic_handover_steps:
         return 1.0 if step > q_from else 0.0
     return min(1.0, max(0.0, (step - q_from) / cfg.critic_handover_steps))
