@@ -22,7 +22,7 @@ from agents.marl.buffer import Demonstrations, ReplayBuffer
 from agents.marl.critics import CRITICS, AttentionCritic, MLPCritic
 from agents.marl.losses import anneal, deterministic_imitation, wasserstein_imitation
 from agents.marl.networks import Actor, AgentMLP
-from agents.marl.policy import ActorPolicy, save_actor
+from agents.marl.policy import ActorPolicy, load_actor, save_actor
 from agents.marl.config import validate
 from agents.marl.train import TrainConfig, train
 from simulators.prosumer.interface import (
@@ -655,6 +655,34 @@ def test_min_std_keeps_exploring_while_the_mean_imitates(tmp_path):
     _, log_std = actor(torch.rand(8, 3, 4))
     assert (actor.std(log_std) >= 0.2).all()
     assert progress(run_dir)[-1]["imitation_loss"] < progress(run_dir)[0]["imitation_loss"]
+
+
+def test_critic_actions_std_widens_exploration_on_the_critic_columns_only(tmp_path):
+    from agents.marl.algorithms import Learner
+    names, bounds = ["pv_q", "battery"], dict(action_low=[-1.0, -1.0], action_high=[1.0, 1.0])
+    cfg = TrainConfig(min_std=0.1, critic_actions="pv_q", critic_actions_std=0.4)
+    learner = Learner(ALGORITHMS["imitative_diffattn"], cfg, 2, 3, 2, action_names=names, **bounds)
+    actor = learner.actor
+    assert actor.min_std.tolist() == pytest.approx([0.4, 0.1])
+    with torch.no_grad():  # log_std at its lower bound: the spread is the floor, column by column
+        std = actor.std(torch.full((5, 2, 2), actor.log_std_bounds[0]))
+        assert std[..., 0].min() >= 0.4 and std[..., 1].max() < 0.11
+        a = torch.stack([actor.sample(torch.zeros(1, 2, 3))[0] for _ in range(400)])
+    assert a[..., 0].std() > 1.5 * a[..., 1].std()  # the executed pv_q varies more than the imitated column
+    # saved and loaded as the co-simulation loads it; the floor travels in the spec, not the weights
+    assert "min_std" not in actor.state_dict()
+    save_actor(tmp_path / "actor.pt", actor, algo="imitative_diffattn")
+    assert load_actor(tmp_path).min_std.tolist() == pytest.approx([0.4, 0.1])
+    # below min_std the floor stays min_std; a scalar floor stays a scalar in the spec (earlier actors load as before)
+    same = Learner(ALGORITHMS["imitative_diffattn"], TrainConfig(min_std=0.1, critic_actions="pv_q",
+                   critic_actions_std=0.05), 2, 3, 2, action_names=names, **bounds)
+    assert same.actor.spec["min_std"] == 0.1 and same.actor.min_std.tolist() == pytest.approx([0.1, 0.1])
+    with pytest.raises(ValueError, match="min_std: expected one finite value >= 0 or 2"):
+        Actor(2, 3, 2, min_std=[0.1, -0.2], **bounds)
+    with pytest.raises(ConfigError, match="critic_actions_std: 0.3 .* critic_actions is empty"):
+        validate(TrainConfig(algo="imitative_diffattn", critic_actions_std=0.3))
+    with pytest.raises(ConfigError, match="critic_actions_std: 1.5 outside the allowed range"):
+        validate(TrainConfig(algo="imitative_diffattn", critic_actions="pv_q", critic_actions_std=1.5))
 
 
 def test_early_stopping_after_patience_evaluations_without_a_better_actor(tmp_path):

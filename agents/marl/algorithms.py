@@ -88,8 +88,13 @@ class Learner:
         ``action_names`` (A,): the action columns, needed when cfg.critic_actions names some."""
         self.algo, self.cfg = algo, cfg
         bounds = {} if action_low is None else dict(action_low=action_low, action_high=action_high)
+        self.critic_columns = _imitation_weight(cfg.critic_actions, action_names, act_dim)
+        """(A,) 0/1 tensor: 0 for the columns the imitation term leaves to the critic once handed over, or None"""
+        min_std = cfg.min_std
+        if self.critic_columns is not None and cfg.critic_actions_std > cfg.min_std:
+            min_std = torch.where(self.critic_columns == 0, cfg.critic_actions_std, cfg.min_std).tolist()
         self.actor = Actor(n_agents, obs_dim, act_dim, hidden=(cfg.actor_hidden,) * cfg.actor_layers,
-                           head=algo.actor_head, shared=cfg.shared_actor, min_std=cfg.min_std, **bounds)
+                           head=algo.actor_head, shared=cfg.shared_actor, min_std=min_std, **bounds)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic = self.critic_target = self.actor_target = self.critic_opt = None
         if algo.critic:
@@ -100,8 +105,6 @@ class Learner:
             self.critic_target = _frozen_copy(self.critic)
             self.actor_target = _frozen_copy(self.actor)
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.critic_columns = _imitation_weight(cfg.critic_actions, action_names, act_dim)
-        """(A,) 0/1 tensor: 0 for the columns the imitation term leaves to the critic once handed over, or None"""
         self.handover = 1.0
         """share of the critic_actions columns' imitation already handed to the critic (set by ``update``)"""
         self.n_updates = 0

@@ -112,6 +112,11 @@ class TrainConfig:
     once the Q term is on (0 = at once); the critic then sees those columns move a little before the actor follows
     its gradient alone (400 on the stressed feeder's validation days: a tie, not adopted; README "Handing reactive
     power to the critic gradually")"""
+    critic_actions_std: float = 0.0
+    """floor of the actor's standard deviation (before tanh) on the critic_actions columns, from the first
+    environment step, when above min_std: the critic can only learn what those columns are worth where the replay
+    varies them, and the demonstrations hold one value (e.g. pv_q 0); the evaluated actor is the mean, unaffected
+    (0 = min_std on every column)"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0
@@ -205,6 +210,7 @@ def validate(cfg):
     check_range("gamma", cfg.gamma, 0.0, 1.0)
     check_range("tau", cfg.tau, 0.0, 1.0, lo_open=True)
     check_range("min_std", cfg.min_std, 0.0, 1.0)
+    check_range("critic_actions_std", cfg.critic_actions_std, 0.0, 1.0)
     check_range("critic_pretrain_tol", cfg.critic_pretrain_tol, 0.0, 1.0)
     check_range("awac_temperature", cfg.awac_temperature, 0.0, 1e6, lo_open=True)
     check_range("awac_max_weight", cfg.awac_max_weight, 1.0, 1e9)
@@ -242,6 +248,12 @@ def _check_demo_options(cfg, algo):
     if cfg.critic_handover_steps and not cfg.critic_actions:
         raise ConfigError(f"critic_handover_steps: {cfg.critic_handover_steps} hands the critic_actions columns over "
                           f"gradually; critic_actions is empty (allowed: 0)")
+    if cfg.critic_actions_std and not cfg.critic_actions:
+        raise ConfigError(f"critic_actions_std: {cfg.critic_actions_std} widens the exploration of the critic_actions "
+                          f"columns; critic_actions is empty (allowed: 0)")
+    if cfg.critic_actions_std and algo.actor_head != "gaussian":
+        raise ConfigError(f"critic_actions_std: {cfg.critic_actions_std} is a floor on a Gaussian actor's spread; "
+                          f"algo {cfg.algo!r} has a {algo.actor_head} actor (allowed: 0)")
     if cfg.actor_objective == "awac" and not (algo.critic and algo.n_critics == 2 and algo.imitation):
         raise ConfigError(f"actor_objective: 'awac' weights by twin-critic advantages and belongs to imitating "
                           f"algorithms; algo {cfg.algo!r} has {algo.n_critics} critic(s), imitation={algo.imitation}")

@@ -91,7 +91,8 @@ class Actor(nn.Module):
 
     ``head='gaussian'``: a ~ low + (tanh(u) + 1)/2 (high - low), u ~ N(mu, sigma) (reparameterized);
     ``head='deterministic'``: u = mu.  ``mean_action`` is the deterministic action of both.
-    ``min_std`` is added to the Gaussian's standard deviation, a floor that keeps it exploring.
+    ``min_std`` is added to the Gaussian's standard deviation, a floor that keeps it exploring: one value for every
+    action column, or one per column (e.g. a wider floor on the columns left to the critic).
     """
 
     def __init__(self, n_agents, obs_dim, act_dim, hidden=(64, 64), head="gaussian", shared=False,
@@ -103,17 +104,23 @@ class Actor(nn.Module):
         if len(action_low) != act_dim or len(action_high) != act_dim:
             raise ValueError(f"action bounds: expected {act_dim} values each, got {len(action_low)}, "
                              f"{len(action_high)}")
+        floor = torch.as_tensor(min_std, dtype=torch.float32)
+        scalar = floor.ndim == 0
+        floor = floor.expand(act_dim).clone() if scalar else floor
+        if floor.shape != (act_dim,) or not bool(torch.isfinite(floor).all() and (floor >= 0).all()):
+            raise ValueError(f"min_std: expected one finite value >= 0 or {act_dim} of them, got {min_std!r}")
         self.spec = dict(n_agents=n_agents, obs_dim=obs_dim, act_dim=act_dim, hidden=list(hidden), head=head,
                          shared=shared, id_embed_dim=id_embed_dim, action_low=list(map(float, action_low)),
                          action_high=list(map(float, action_high)), log_std_bounds=list(log_std_bounds),
-                         min_std=float(min_std))
+                         min_std=float(min_std) if scalar else floor.tolist())
         self.n_agents, self.obs_dim, self.act_dim, self.head = n_agents, obs_dim, act_dim, head
         out = 2 * act_dim if head == "gaussian" else act_dim
         self.body = AgentMLP(n_agents, obs_dim, out, hidden, shared=shared, id_embed_dim=id_embed_dim)
         self.register_buffer("low", torch.tensor(action_low, dtype=torch.float32))
         self.register_buffer("high", torch.tensor(action_high, dtype=torch.float32))
         self.log_std_bounds = log_std_bounds
-        self.min_std = float(min_std)
+        # not in the state dict: the spec carries it, and actors saved before it existed still load
+        self.register_buffer("min_std", floor, persistent=False)
 
     def forward(self, obs, agent_ids=None):
         """Pre-squash mean mu (B, n, A) and log-std (B, n, A) (None for a deterministic head)."""
