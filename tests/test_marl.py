@@ -589,6 +589,32 @@ def test_awac_moves_the_policy_toward_the_actions_the_critic_prefers():
     assert metrics["awac_weight_max"] > 1.0
 
 
+def test_awac_columns_improves_the_critic_columns_and_leaves_the_others_to_imitation():
+    from agents.marl.algorithms import Learner
+    from agents.marl.objectives import OBJECTIVES
+
+    def trained(objective):
+        torch.manual_seed(0)
+        cfg = TrainConfig(actor_objective=objective, actor_lr=3e-3, imitation_loss="mean", critic_actions="pv_q")
+        learner = Learner(ALGORITHMS["imitative_diffattn"], cfg, 2, 3, 2, action_low=[-1.0, -1.0],
+                          action_high=[1.0, 1.0], action_names=["pv_q", "battery"])
+        learner.critic = _QuadraticCritic()  # prefers pv_q = 0.5, indifferent to the battery
+        obs = torch.rand(256, 2, 3)
+        act = torch.stack([torch.rand(256, 2) * 2 - 1, -0.2 - 0.8 * torch.rand(256, 2)], -1)  # replay: battery < 0
+        expert = torch.tensor([-0.5, 0.3]).expand(256, 2, 2)
+        metrics = _fit_actor(learner, OBJECTIVES[objective], {"obs": obs, "act": act}, (obs, expert), 1.0, 400)
+        with torch.no_grad():
+            return learner.actor.mean_action(obs).mean(dim=(0, 1)), metrics
+
+    (pv_q, battery), metrics = trained("awac_columns")
+    assert abs(float(pv_q) - 0.5) < 0.2 and metrics["awac_weight_max"] > 1.0  # the critic's column: the best replayed
+    assert abs(float(battery) - 0.3) < 0.05                                    # the imitated column: the expert's
+    _, battery_all = trained("awac")[0]
+    assert float(battery_all) < 0.2   # plain awac regresses every column toward the replay, pulling it off the expert
+    with pytest.raises(ConfigError, match="'awac_columns' improves the critic_actions columns alone"):
+        validate(TrainConfig(algo="imitative_diffattn", actor_objective="awac_columns"))
+
+
 class _OffsetCritic(_QuadraticCritic):
     """Q_i = -(a_i0 - 0.5)^2 - 1: the normalized Q term (Q / mean|Q|) keeps a finite scale at the optimum."""
 

@@ -88,7 +88,7 @@ class TrainConfig:
     """training days, spread over the year, whose perfect-foresight duals give the value of stored energy per step ('storage')"""
     # ---- the actor ----------------------------------------------------------------------
     actor_objective: str = "q"
-    """policy-improvement term of the actor loss: 'q' (TD3 / TD3+BC: -α Q) | 'awac' (advantage-weighted regression on the replay, twin-critic advantages)"""
+    """policy-improvement term of the actor loss: 'q' (TD3 / TD3+BC: -α Q) | 'awac' (advantage-weighted regression on the replay, twin-critic advantages) | 'awac_columns' (awac on the critic_actions columns alone, the others imitating)"""
     q_weight: float = 2.5
     """α of the 'q' objective of imitating algorithms: -α Q / mean|Q| + β imitation (TD3+BC's 2.5)"""
     awac_temperature: float = 1.0
@@ -254,6 +254,10 @@ def _check_demo_options(cfg, algo):
     if cfg.critic_actions_std and algo.actor_head != "gaussian":
         raise ConfigError(f"critic_actions_std: {cfg.critic_actions_std} is a floor on a Gaussian actor's spread; "
                           f"algo {cfg.algo!r} has a {algo.actor_head} actor (allowed: 0)")
-    if cfg.actor_objective == "awac" and not (algo.critic and algo.n_critics == 2 and algo.imitation):
-        raise ConfigError(f"actor_objective: 'awac' weights by twin-critic advantages and belongs to imitating "
-                          f"algorithms; algo {cfg.algo!r} has {algo.n_critics} critic(s), imitation={algo.imitation}")
+    if cfg.actor_objective.startswith("awac") and not (algo.critic and algo.n_critics == 2 and algo.imitation):
+        raise ConfigError(f"actor_objective: {cfg.actor_objective!r} weights by twin-critic advantages and belongs to "
+                          f"imitating algorithms; algo {cfg.algo!r} has {algo.n_critics} critic(s), "
+                          f"imitation={algo.imitation}")
+    if cfg.actor_objective == "awac_columns" and not cfg.critic_actions:
+        raise ConfigError("actor_objective: 'awac_columns' improves the critic_actions columns alone; critic_actions "
+                          "is empty (allowed: 'q', 'awac')")

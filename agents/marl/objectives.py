@@ -14,7 +14,9 @@ over the imitated action dimensions (so that the weights mean what they mean in 
   batch, A_i = min_k Q_k(s, a) - min_k Q_k(s, a_-i, μ_i(o_i)) from the twin critics.  It moves the
   policy only toward actions the data holds (the demonstrations and the actors' own explored
   ones) and weighs them by how much better than the policy the critics think they are, so it
-  cannot leave the data's support the way the gradient of an extrapolating critic can.
+  cannot leave the data's support the way the gradient of an extrapolating critic can;
+- ``awac_columns``: ``awac`` on the ``critic_actions`` columns alone (their advantage with the policy's mean on the
+  other columns, their regression alone), the other columns held by the imitation term.
 
 Imitation distances (``IMITATION_LOSSES``): ``w2`` the Wasserstein-2 distance of the squashed
 Gaussian to the expert action (it shrinks the spread with the error); ``mean`` the squared
@@ -55,11 +57,25 @@ def q_objective(learner, b, imitation, beta):
 
 
 def awac_objective(learner, b, imitation, beta):
+    return _awac(learner, b, imitation, beta, columns=None)
+
+
+def awac_columns_objective(learner, b, imitation, beta):
+    """AWAC on the critic_actions columns alone: the other columns keep the policy's mean in the advantage and are
+    left to the imitation term, so the regression toward replayed actions cannot pull the imitated columns."""
+    return _awac(learner, b, imitation, beta, columns=learner.critic_columns == 0)
+
+
+def _awac(learner, b, imitation, beta, columns):
+    """``columns`` (A,) bool: the action columns regressed and varied in the advantage (None = all)."""
     cfg, actor = learner.cfg, learner.actor
     with torch.no_grad():
         state = b.get("state")
-        q_data = learner.critic(b["obs"], b["act"], state).min(dim=0).values
-        q_pi = learner.critic(b["obs"], b["act"], state, act_self=actor.mean_action(b["obs"])).min(dim=0).values
+        mean = actor.mean_action(b["obs"])
+        data = None if columns is None else torch.where(columns, b["act"], mean)
+        q_data = (learner.critic(b["obs"], b["act"], state) if columns is None
+                  else learner.critic(b["obs"], b["act"], state, act_self=data)).min(dim=0).values
+        q_pi = learner.critic(b["obs"], b["act"], state, act_self=mean).min(dim=0).values
         adv = q_data - q_pi
         w = torch.exp(adv / (cfg.awac_temperature * adv.abs().mean().clamp_min(1e-6))).clamp_max(cfg.awac_max_weight)
         w = w / w.mean()
@@ -67,7 +83,12 @@ def awac_objective(learner, b, imitation, beta):
     # the Gaussian's log-likelihood with a fixed spread is a squared error *before* tanh: after it, the
     # actor's own explored actions near a bound lie all on one side and would drag the mean inward
     target = torch.atanh(actor.normalize(b["act"]).clamp(-PRE_TANH_CLIP, PRE_TANH_CLIP))
-    regression = (mu - target).pow(2).mean(-1)
+    squared = (mu - target).pow(2)
+    if columns is None:
+        regression = squared.mean(-1)
+    else:  # the columns' share handed over so far (critic_handover_steps), averaged over them
+        share = (1.0 - learner.imitation_weight) * columns
+        regression = (squared * share).sum(-1) / columns.sum()
     loss = (w * regression).mean()
     il = imitation_distance(actor, *imitation, cfg.imitation_loss, learner.imitation_weight).mean()
     metrics = {"actor_q": q_pi.mean().item(), "advantage": adv.mean().item(), "awac_weight_max": w.max().item(),
@@ -75,5 +96,5 @@ def awac_objective(learner, b, imitation, beta):
     return loss + beta * il, metrics
 
 
-OBJECTIVES = {"q": q_objective, "awac": awac_objective}
+OBJECTIVES = {"q": q_objective, "awac": awac_objective, "awac_columns": awac_columns_objective}
 """actor_objective name -> f(learner, batch, imitation, beta) -> (loss, metrics)"""
