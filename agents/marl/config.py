@@ -88,7 +88,7 @@ class TrainConfig:
     """training days, spread over the year, whose perfect-foresight duals give the value of stored energy per step ('storage')"""
     # ---- the actor ----------------------------------------------------------------------
     actor_objective: str = "q"
-    """policy-improvement term of the actor loss: 'q' (TD3 / TD3+BC: -α Q) | 'awac' (advantage-weighted regression on the replay, twin-critic advantages) | 'awac_columns' (awac on the critic_actions columns alone, the others imitating)"""
+    """policy-improvement term of the actor loss: 'q' (TD3 / TD3+BC: -α Q) | 'awac' (advantage-weighted regression on the replay, twin-critic advantages) | 'awac_columns' (awac on the critic_actions columns alone, the others imitating; a loss on the stressed feeder's validation days, README "Where the collapse comes from")"""
     q_weight: float = 2.5
     """α of the 'q' objective of imitating algorithms: -α Q / mean|Q| + β imitation (TD3+BC's 2.5)"""
     awac_temperature: float = 1.0
@@ -116,7 +116,8 @@ class TrainConfig:
     """floor of the actor's standard deviation (before tanh) on the critic_actions columns, from the first
     environment step, when above min_std: the critic can only learn what those columns are worth where the replay
     varies them, and the demonstrations hold one value (e.g. pv_q 0); the evaluated actor is the mean, unaffected
-    (0 = min_std on every column)"""
+    (0 = min_std on every column; 0.3 on the stressed feeder's validation days: a tie, worse on the median, not
+    adopted; README "Where the collapse comes from")"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0
