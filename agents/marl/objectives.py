@@ -72,9 +72,11 @@ def _awac(learner, b, imitation, beta, columns):
     with torch.no_grad():
         state = b.get("state")
         mean = actor.mean_action(b["obs"])
-        data = None if columns is None else torch.where(columns, b["act"], mean)
-        q_data = (learner.critic(b["obs"], b["act"], state) if columns is None
-                  else learner.critic(b["obs"], b["act"], state, act_self=data)).min(dim=0).values
+        if columns is None:
+            q_data = learner.critic(b["obs"], b["act"], state).min(dim=0).values
+        else:  # the replayed action on the columns, the policy's mean elsewhere
+            q_data = learner.critic(b["obs"], b["act"], state,
+                                    act_self=torch.where(columns, b["act"], mean)).min(dim=0).values
         q_pi = learner.critic(b["obs"], b["act"], state, act_self=mean).min(dim=0).values
         adv = q_data - q_pi
         w = torch.exp(adv / (cfg.awac_temperature * adv.abs().mean().clamp_min(1e-6))).clamp_max(cfg.awac_max_weight)
@@ -86,9 +88,8 @@ def _awac(learner, b, imitation, beta, columns):
     squared = (mu - target).pow(2)
     if columns is None:
         regression = squared.mean(-1)
-    else:  # the columns' share handed over so far (critic_handover_steps), averaged over them
-        share = (1.0 - learner.imitation_weight) * columns
-        regression = (squared * share).sum(-1) / columns.sum()
+    else:  # weighted by the share handed over so far (critic_handover_steps), averaged over the columns
+        regression = learner.handover * (squared * columns).sum(-1) / columns.sum()
     loss = (w * regression).mean()
     il = imitation_distance(actor, *imitation, cfg.imitation_loss, learner.imitation_weight).mean()
     metrics = {"actor_q": q_pi.mean().item(), "advantage": adv.mean().item(), "awac_weight_max": w.max().item(),
