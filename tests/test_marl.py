@@ -6,6 +6,7 @@ optimal action is a known function of the observation (so an expert is exact).
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -328,13 +329,15 @@ def test_behaviour_cloning_from_demonstrations(tmp_path):
         Demonstrations(tmp_path / "bad.npz", 3, 4, 2)
 
 
-def toy_demos(path, env, days=4):
-    """Expert episodes of the toy environment saved as write_demonstrations does (obs, actions, reward, day, step)."""
+def toy_demos(path, env, days=4, expert=None):
+    """Expert episodes of the toy environment saved as write_demonstrations does (obs, actions, reward, day, step);
+    ``expert`` (default env.expert) acts."""
     rec = {k: [] for k in ("obs", "actions", "reward", "day", "step")}
+    expert = expert or env.expert
     for d in range(days):
         obs, done, k = env.reset_batch(seed=500 + d), False, 0
         while not done:
-            act = env.expert(obs).astype(np.float32)
+            act = expert(obs).astype(np.float32)
             rec["obs"].append(obs)
             rec["actions"].append(act)
             obs, reward, done, _ = env.step_batch(act)
@@ -669,15 +672,21 @@ def test_the_handover_share_starts_with_the_q_term_and_rises_linearly():
     assert [handover_share(at_once, s) for s in (196, 197)] == [0.0, 1.0]
 
 
+def _toy_actor(run_dir):
+    """The kept actor of a toy run (load_actor refuses the toy's observation fields)."""
+    saved = torch.load(run_dir / "actor.pt", weights_only=True)
+    actor = Actor(**{**saved["spec"], "hidden": tuple(saved["spec"]["hidden"]),
+                     "log_std_bounds": tuple(saved["spec"]["log_std_bounds"])})
+    actor.load_state_dict(saved["state_dict"])
+    return actor
+
+
 def test_min_std_keeps_exploring_while_the_mean_imitates(tmp_path):
     cfg = toy_config(tmp_path, algo="bc", imitation_loss="mean", min_std=0.2, total_steps=200, learning_starts=0,
                      actor_lr=3e-3)
     env = ToyEnv()
     run_dir = train(cfg, make_env=lambda c, evaluation: ToyEnv(), expert_fn=env.expert)
-    saved = torch.load(run_dir / "actor.pt", weights_only=True)
-    actor = Actor(**{**saved["spec"], "hidden": tuple(saved["spec"]["hidden"]),
-                     "log_std_bounds": tuple(saved["spec"]["log_std_bounds"])})
-    actor.load_state_dict(saved["state_dict"])
+    actor = _toy_actor(run_dir)
     _, log_std = actor(torch.rand(8, 3, 4))
     assert (actor.std(log_std) >= 0.2).all()
     assert progress(run_dir)[-1]["imitation_loss"] < progress(run_dir)[0]["imitation_loss"]
@@ -709,6 +718,93 @@ def test_critic_actions_std_widens_exploration_on_the_critic_columns_only(tmp_pa
         validate(TrainConfig(algo="imitative_diffattn", critic_actions_std=0.3))
     with pytest.raises(ConfigError, match="critic_actions_std: 1.5 outside the allowed range"):
         validate(TrainConfig(algo="imitative_diffattn", critic_actions="pv_q", critic_actions_std=1.5))
+
+
+class _RewardModel(_QuadraticCritic):
+    """r̂_i = -(a_i0 + 0.3)^2 - (a_i1 - 0.9)^2 of each agent's own action (one network, as Learner.reward_model)."""
+
+    def forward(self, obs, act, state=None, act_self=None):
+        own = act if act_self is None else act_self
+        return (-(own[..., 0] + 0.3) ** 2 - (own[..., 1] - 0.9) ** 2).unsqueeze(0)
+
+
+def test_the_reward_model_leads_the_critic_columns_and_only_them():
+    from agents.marl.algorithms import Learner
+    from agents.marl.objectives import q_objective
+
+    def trained(value):
+        torch.manual_seed(0)
+        cfg = TrainConfig(q_weight=0.2, actor_lr=3e-3, imitation_loss="mean", critic_actions="pv_q",
+                          critic_actions_value=value)
+        learner = Learner(ALGORITHMS["imitative_diffattn"], cfg, 2, 3, 2, action_low=[-1.0, -1.0],
+                          action_high=[1.0, 1.0], action_names=["pv_q", "battery"])
+        assert (learner.reward_model is not None) == (value == "reward")
+        learner.critic = _OffsetCritic()  # Q prefers pv_q = 0.5 and is indifferent to the battery
+        if value == "reward":
+            learner.reward_model = _RewardModel()  # the step's reward prefers pv_q = -0.3 (and a battery of 0.9)
+        obs = torch.rand(256, 2, 3)
+        expert = torch.tensor([0.0, 0.3]).expand(256, 2, 2)
+        _fit_actor(learner, q_objective, {"obs": obs, "act": expert}, (obs, expert), 1.0, 400)
+        with torch.no_grad():
+            return learner.actor.mean_action(obs).mean(dim=(0, 1))
+
+    by_reward, by_q = trained("reward"), trained("q")
+    assert abs(float(by_reward[0]) + 0.3) < 0.1 and abs(float(by_q[0]) - 0.5) < 0.1  # who leads the critic column
+    # the reward model's pull on the imitated column never reaches it: the expert's 0.3 in both
+    assert abs(float(by_reward[1]) - 0.3) < 0.05 and abs(float(by_q[1]) - 0.3) < 0.05
+    with pytest.raises(ConfigError, match="critic_actions_value: 'reward' values the critic_actions columns; "
+                                          "critic_actions is empty"):
+        validate(TrainConfig(algo="imitative_diffattn", critic_actions_value="reward"))
+    with pytest.raises(ConfigError, match="critic_actions_value: 'reward' .* actor_objective is 'awac_columns'"):
+        validate(TrainConfig(algo="imitative_diffattn", critic_actions="pv_q", critic_actions_value="reward",
+                             actor_objective="awac_columns"))
+    with pytest.raises(ConfigError, match="critic_actions_value: 'r' is not one of"):
+        validate(TrainConfig(algo="imitative_diffattn", critic_actions="pv_q", critic_actions_value="r"))
+
+
+class _NamedToyEnv(ToyEnv):
+    """The toy with named action columns c0, c1 (critic_actions names them); c0's effect ends with the step, as
+    reactive power's does."""
+
+    fleet = SimpleNamespace(action_fields=("c0", "c1"))
+
+
+def _unaware_expert(obs):
+    """The toy's expert with column c0 left at 0 (as an expert without network limits leaves pv_q at 0), while the
+    reward still wants a*'s c0."""
+    a = _NamedToyEnv().expert(obs)
+    a[..., 0] = 0.0
+    return a
+
+
+def test_reward_model_learns_the_step_reward_in_training_and_resumes(tmp_path):
+    demos = str(toy_demos(tmp_path / "demos.npz", _NamedToyEnv(), days=3, expert=_unaware_expert))
+    cfg = dict(total_steps=600, learning_starts=60, log_every=100, demos=demos, demo_replay=True, pretrain_steps=200,
+               critic_pretrain_steps=300, critic_actions="c0", critic_actions_value="reward", imitation_loss="mean",
+               min_std=0.3, critic_lr=3e-3, actor_lr=1e-3, imitation_anneal_steps=100)
+
+    def run(name, resume=None, **kw):
+        return train(toy_config(tmp_path, run_name=name, **{**cfg, **kw}),
+                     make_env=lambda c, evaluation: _NamedToyEnv(), expert_fn=_unaware_expert, resume=resume)
+
+    straight = run("straight")
+    rows = progress(straight)
+    assert math.isfinite(rows[0]["reward_model_loss"])     # fit alongside the critic's pretraining
+    assert rows[-1]["reward_model_r2"] > 0.5                # it explains the step's reward
+    # the actors' c0 moves from the expert's 0 toward the reward's a* (its column of tanh(o W))
+    actor = _toy_actor(straight)
+    obs = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (500, 3, 4)).astype(np.float32))
+    with torch.no_grad():
+        c0 = actor.mean_action(obs)[..., 0]
+    best = torch.from_numpy(ToyEnv().expert(obs.numpy()))[..., 0]
+    assert (c0 - best).pow(2).mean() < 0.5 * best.pow(2).mean()
+    # the reward model is part of the checkpoint: a resumed run continues identically
+    split = run("split", resume=run("split", total_steps=250))
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["learner"]
+    b = torch.load(split / "checkpoint.pt", weights_only=True)["learner"]
+    for part in ("actor", "reward_model"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
 
 
 def test_early_stopping_after_patience_evaluations_without_a_better_actor(tmp_path):

@@ -11,6 +11,9 @@ Critic target (n-step, undiscounted by default; the buffer cuts the sum at the d
 with w_i = 1 / RMS of agent i's rewards in the replay at the first update (``reward_norm='agent'``),
 so that every agent's Q is on the same scale.  Critic targets track the critics at every critic
 step (τ), the actor target at every actor step.  The actor loss is one of objectives.OBJECTIVES.
+With ``critic_actions_value='reward'`` a further network of the critic's kind is fit at every critic
+step to the step's own reward, r̂_i = reward_scale · w_i · r_i,t, and the 'q' objective follows it
+instead of Q on the critic_actions columns (objectives.q_objective).
 """
 
 import copy
@@ -100,11 +103,19 @@ class Learner:
         if algo.critic:
             kw = critic_kwargs(algo.critic, cfg) | ({} if groups is None else {"groups": groups})
             sdim = state_dim if algo.needs_state else 0
-            self.critic = CriticEnsemble(lambda: CRITICS[algo.critic](n_agents, obs_dim, act_dim, sdim, **kw),
-                                         algo.n_critics)
+
+            def make_critic():
+                return CRITICS[algo.critic](n_agents, obs_dim, act_dim, sdim, **kw)
+
+            self.critic = CriticEnsemble(make_critic, algo.n_critics)
             self.critic_target = _frozen_copy(self.critic)
             self.actor_target = _frozen_copy(self.actor)
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.reward_model = self.reward_opt = None
+        """a network of the critic's kind fit to the step's reward (cfg.critic_actions_value 'reward'), or None"""
+        if algo.critic and cfg.critic_actions_value == "reward":
+            self.reward_model = CriticEnsemble(make_critic, 1)
+            self.reward_opt = torch.optim.Adam(self.reward_model.parameters(), lr=cfg.critic_lr)
         self.handover = 1.0
         """share of the critic_actions columns' imitation already handed to the critic (set by ``update``)"""
         self.n_updates = 0
@@ -200,7 +211,21 @@ class Learner:
         loss = td_loss(q, target)
         _step(self.critic_opt, loss, self.critic, cfg.max_grad_norm)
         _soft_update(self.critic_target, self.critic, cfg.tau)
-        return {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
+        metrics = {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
+        if self.reward_model is not None:
+            metrics.update(self.fit_reward_model(b["obs"], b["act"], b["rew_step"], b.get("state"), blocks))
+        return metrics
+
+    def fit_reward_model(self, obs, act, rew, state=None, blocks=None):
+        """One regression step of the reward model onto the step's rewards ``rew`` (B, N), in the critic's reward
+        units (reward_scale and the per-agent factor, no bootstrap); ``blocks`` as in update_critic."""
+        agents = None if blocks is None else self.critic.members[0].attention.blocks.subset(blocks).agents
+        pick = (lambda x: x) if agents is None else (lambda x: x[..., agents])
+        target = self.cfg.reward_scale * pick(self.reward_weight) * pick(rew)
+        mse = (self.reward_model(obs, act, state, blocks=blocks)[0] - target).pow(2).mean()
+        _step(self.reward_opt, mse, self.reward_model, self.cfg.max_grad_norm)
+        return {"reward_model_loss": mse.item(),
+                "reward_model_r2": 1.0 - mse.item() / max(target.var().item(), 1e-12)}
 
     def _critic_blocks(self):
         """(block ids, their agents) of a random draw of cfg.critic_blocks neighbourhood blocks for
@@ -242,12 +267,15 @@ class Learner:
         if self.critic is not None:
             sd.update(critic=self.critic.state_dict(), critic_target=self.critic_target.state_dict(),
                       actor_target=self.actor_target.state_dict(), critic_opt=self.critic_opt.state_dict())
+        if self.reward_model is not None:
+            sd.update(reward_model=self.reward_model.state_dict(), reward_opt=self.reward_opt.state_dict())
         return sd
 
     def load_state_dict(self, sd):
         self.n_updates = int(sd["n_updates"])
         self.reward_weight = sd.get("reward_weight")
-        for name in ("actor", "actor_opt", "critic", "critic_target", "actor_target", "critic_opt"):
+        for name in ("actor", "actor_opt", "critic", "critic_target", "actor_target", "critic_opt", "reward_model",
+                     "reward_opt"):
             if getattr(self, name) is not None:
                 getattr(self, name).load_state_dict(sd[name])
 

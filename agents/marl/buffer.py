@@ -76,7 +76,8 @@ class ReplayBuffer:
     def sample(self, batch_size, n_step=1, gamma=1.0):
         """Dict of float32 tensors, each (batch, ...): the stored fields, with ``rew`` the discounted
         sum over up to ``n_step`` transitions, ``next_obs``/``next_state``/``done`` those of the last
-        one, and ``discount`` (batch,) = gamma^steps * (1 - done) to bootstrap with."""
+        one, ``discount`` (batch,) = gamma^steps * (1 - done) to bootstrap with, and ``rew_step`` (batch, N) the
+        first transition's own reward."""
         idx = self.rng.integers(0, self.size, size=batch_size)
         rew, last, steps = self.data["rew"][idx].copy(), idx.copy(), np.ones(batch_size)
         for k in range(1, n_step):
@@ -91,6 +92,7 @@ class ReplayBuffer:
         for key in ("next_obs", "next_state", "done"):
             if key in self.data:
                 batch[key] = torch.from_numpy(self.data[key][last])
+        batch["rew_step"] = batch["rew"]
         batch["rew"] = torch.from_numpy(rew)
         batch["discount"] = torch.from_numpy((gamma ** steps * (1.0 - self.data["done"][last])).astype(np.float32))
         return batch

@@ -118,6 +118,12 @@ class TrainConfig:
     varies them, and the demonstrations hold one value (e.g. pv_q 0); the evaluated actor is the mean, unaffected
     (0 = min_std on every column; 0.3 on the stressed feeder's validation days: a tie, worse on the median, not
     adopted; README "Where the collapse comes from")"""
+    critic_actions_value: str = "q"
+    """what the actor follows on the critic_actions columns once the Q term is on: 'q' the critic's Q | 'reward' a
+    model of the step's own reward, fit by regression on the replayed one-step rewards (a second network of the
+    critic's kind, same inputs): right for columns whose effect ends with the step, such as the inverters' reactive
+    power (it changes this step's voltages, no stored energy), where the day-long TD target's noise buries that
+    effect; the other columns still follow Q.  Needs actor_objective 'q'"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0
@@ -185,9 +191,10 @@ class TrainConfig:
 
 NEIGHBOURHOODS = ("all", "feeder")
 NEIGHBOURHOOD_CRITICS = ("diffattn", "softmax_attn")
+CRITIC_ACTIONS_VALUES = ("q", "reward")
 CLI_CHOICES = {"algo": ALGORITHMS, "imitation_schedule": SCHEDULES, "actor_objective": OBJECTIVES,
                "imitation_loss": IMITATION_LOSSES, "reward_norm": REWARD_NORMS, "critic_neighbourhood": NEIGHBOURHOODS,
-               "shaping": SHAPINGS}
+               "shaping": SHAPINGS, "critic_actions_value": CRITIC_ACTIONS_VALUES}
 
 
 def validate(cfg):
@@ -255,6 +262,12 @@ def _check_demo_options(cfg, algo):
     if cfg.critic_actions_std and algo.actor_head != "gaussian":
         raise ConfigError(f"critic_actions_std: {cfg.critic_actions_std} is a floor on a Gaussian actor's spread; "
                           f"algo {cfg.algo!r} has a {algo.actor_head} actor (allowed: 0)")
+    if cfg.critic_actions_value != "q" and not cfg.critic_actions:
+        raise ConfigError(f"critic_actions_value: {cfg.critic_actions_value!r} values the critic_actions columns; "
+                          f"critic_actions is empty (allowed: 'q')")
+    if cfg.critic_actions_value != "q" and cfg.actor_objective != "q":
+        raise ConfigError(f"critic_actions_value: {cfg.critic_actions_value!r} is followed by the 'q' objective's "
+                          f"gradient; actor_objective is {cfg.actor_objective!r} (allowed with it: 'q')")
     if cfg.actor_objective.startswith("awac") and not (algo.critic and algo.n_critics == 2 and algo.imitation):
         raise ConfigError(f"actor_objective: {cfg.actor_objective!r} weights by twin-critic advantages and belongs to "
                           f"imitating algorithms; algo {cfg.algo!r} has {algo.n_critics} critic(s), "

@@ -7,7 +7,10 @@ over the imitated action dimensions (so that the weights mean what they mean in 
 
 - ``q`` (DDPG / TD3, and TD3+BC for imitating algorithms): agent i follows its own Q_i with the
   others' actions from the replay, L = -α Q_1(s, a_-i, π_i(o_i)) / mean|Q| + β D
-  (α = q_weight; without imitation L = -Q, plus α_H log π for soft-Q algorithms);
+  (α = q_weight; without imitation L = -Q, plus α_H log π for soft-Q algorithms).  With a reward model
+  (TrainConfig.critic_actions_value 'reward') the critic_actions columns follow r̂_i(s, a_-i, π_i(o_i)) instead
+  of Q_1 and the other columns Q_1 alone, both over the same mean|Q_1|: for a column whose effect ends with the
+  step, ∂Q/∂a = ∂E[r]/∂a, and r̂ learns it from one-step targets rather than day-long TD ones;
 - ``awac`` (advantage-weighted actor-critic, Nair et al. 2020, in its fixed-variance form):
   L = mean over replay (s, a) of w · |μ_i(o_i) - atanh(a_i)|² / A + β D (μ before tanh), with
   w = exp(A_i / (λ mean|A_i|)) clipped at awac_max_weight and normalized to mean 1 over the
@@ -42,18 +45,34 @@ def imitation_distance(actor, obs, expert_action, kind, weight=None):
 def q_objective(learner, b, imitation, beta):
     cfg, algo = learner.cfg, learner.algo
     act, logp = learner.actor.sample(b["obs"])
-    learner.critic.requires_grad_(False)  # the actor step must not leave gradients in the critic
-    q = learner.critic.first(b["obs"], b["act"], b.get("state"), act_self=act)
-    learner.critic.requires_grad_(True)
+    q, r = _q_and_reward(learner, b, act)
     metrics = {"actor_q": q.mean().item()}
     if algo.imitation:
         scale = q.abs().mean().detach().clamp_min(1e-6) if cfg.q_normalize else 1.0
-        loss = -cfg.q_weight * (q / scale).mean()
+        loss = -cfg.q_weight * ((q + r) / scale).mean()
         il = imitation_distance(learner.actor, *imitation, cfg.imitation_loss, learner.imitation_weight).mean()
         metrics["imitation_loss"] = il.item()
         return loss + beta * il, metrics
     rl = -q + (cfg.entropy_coef * logp if algo.entropy else 0.0)
     return rl.mean(), metrics
+
+
+def _q_and_reward(learner, b, act):
+    """(Q_1, r̂) (B, N) of the actor's actions ``act`` with the others' from the replay; the actor step must not
+    leave gradients in either network.  Without a reward model r̂ = 0 and Q_1 sees every column; with one, Q_1 the
+    imitated columns and r̂ the critic_actions ones (the other columns held at ``act`` without gradient)."""
+    obs, replay, state = b["obs"], b["act"], b.get("state")
+    model = learner.reward_model
+    free = None if model is None else learner.critic_columns == 0
+    learner.critic.requires_grad_(False)
+    q = learner.critic.first(obs, replay, state, act_self=act if free is None else torch.where(free, act.detach(), act))
+    learner.critic.requires_grad_(True)
+    if model is None:
+        return q, torch.zeros_like(q)
+    model.requires_grad_(False)
+    r = model.first(obs, replay, state, act_self=torch.where(free, act, act.detach()))
+    model.requires_grad_(True)
+    return q, r
 
 
 def awac_objective(learner, b, imitation, beta):

@@ -239,10 +239,13 @@ def pretrain(run, demos):
     returns = torch.from_numpy(demos.returns_to_go(cfg.gamma, run.potential))
     rng = np.random.default_rng(cfg.seed + 2)
     obs, act = torch.from_numpy(demos.obs), torch.from_numpy(demos.actions)
+    rewards = torch.from_numpy(demos.transitions(run.potential)["rew"]) if learner.reward_model is not None else None
     losses = []
     while len(losses) < cfg.critic_pretrain_steps and not _settled(losses, cfg.critic_pretrain_tol):
         idx = torch.from_numpy(rng.integers(len(demos), size=cfg.batch_size))
         losses.append(learner.fit_critic_mc(obs[idx], act[idx], returns[idx])["critic_mc_loss"])
+        if rewards is not None:  # the reward model learns the step's reward alongside, on the same draws
+            run.log.add(**learner.fit_reward_model(obs[idx], act[idx], rewards[idx]))
     learner.critic_target.load_state_dict(learner.critic.state_dict())
     learner.actor_target.load_state_dict(learner.actor.state_dict())
     run.log.add(critic_pretrain_steps=len(losses), critic_mc_loss=float(np.mean(losses[-SETTLE_WINDOW:])))
