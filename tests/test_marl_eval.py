@@ -115,6 +115,32 @@ def test_pooling_counts_each_run_once_and_refuses_conflicts(evaluation, tmp_path
     assert not (tmp_path / "conflict").exists() and not (tmp_path / "other_days").exists()
 
 
+def test_pooling_a_rerun_of_the_proposed_method_with_first_wins(evaluation, tmp_path):
+    import shutil
+
+    from agents.marl.pool import write_pooled
+
+    runs = pd.read_csv(evaluation / "runs.csv")
+    rerun = tmp_path / "rerun"  # the proposed method alone under a new recipe: same units and seeds, other figures
+    rerun.mkdir()
+    proposed = runs.method.str.startswith("imitative_diffattn") | (runs.method == BOUND)
+    runs[proposed].assign(cost_eur=lambda r: np.where(r.method == BOUND, r.cost_eur, r.cost_eur - 5.0)).to_csv(
+        rerun / "runs.csv", index=False)
+    shutil.copyfile(evaluation / "config.json", rerun / "config.json")
+    with pytest.raises(ConfigError, match="one run cannot have two results"):
+        write_pooled([rerun, evaluation], tmp_path / "plain")
+    out = write_pooled([rerun, evaluation], tmp_path / "pooled", n_boot=200, first_wins=True)
+    pooled = pd.read_csv(out / "runs.csv")
+    mine = pooled.query("method == 'imitative_diffattn'").sort_values(["seed", "day"]).cost_eur.to_numpy()
+    before = runs.query("method == 'imitative_diffattn'").sort_values(["seed", "day"]).cost_eur.to_numpy()
+    np.testing.assert_allclose(mine, before - 5.0)                        # the rerun's figures, each run once
+    assert len(pooled) == len(runs) and (pooled.method == "rule").sum() == (runs.method == "rule").sum()
+    comparison = pd.read_csv(out / "comparisons.csv").set_index("other")
+    assert comparison.loc["iddpg", "cost_eur_diff"] == pytest.approx(paired(pooled, "imitative_diffattn", "iddpg",
+                                                                            n_boot=200)["diff"])
+    assert "With --first-wins: imitative_diffattn" in (out / "table.md").read_text()
+
+
 def test_pooling_other_profile_seeds_adds_units_and_needs_common_training_seeds(evaluation, tmp_path):
     from agents.marl.pool import main as pool_main
     from agents.marl.pool import write_pooled

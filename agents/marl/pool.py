@@ -12,6 +12,10 @@ twice and counted once if its figures agree (the deterministic baselines and the
 rerun with the same code); if they disagree it is an error, never an average.  The proposed method is the
 first algorithm of the first folder.  Writes runs.csv, table.csv, comparisons.csv, energy_by_period.csv
 and table.md (agents/marl/report.py) into ``--out``, which must not exist yet.
+
+``--first-wins`` compares a rerun of some methods (a new recipe, in the first folder) with the other methods of
+earlier evaluations on the very same units: every method of the first folder is read from it alone, and the later
+folders add only the methods it lacks (the table's caption names the folder each method came from).
 """
 
 import argparse
@@ -48,10 +52,14 @@ def read_same_days(folders):
     return frames
 
 
-def pool_runs(folders, seeds=None):
+def pool_runs(folders, seeds=None, first_wins=False):
     """runs.csv of ``folders`` as one frame, each run once (see the module's docstring); ``seeds`` (iterable of
-    int, or None for all) keeps only these training seeds of the trained methods (not of the baselines)."""
+    int, or None for all) keeps only these training seeds of the trained methods (not of the baselines);
+    ``first_wins``: the first folder's methods from it alone (``--first-wins``)."""
     frames = [f.assign(folder=Path(d).name) for f, d in zip(read_same_days(folders), folders)]
+    if first_wins:
+        own = set(frames[0].method)
+        frames = frames[:1] + [f[~f.method.isin(own)] for f in frames[1:]]
     runs = pd.concat(frames, ignore_index=True)
     if seeds is not None:
         trained = runs.method.str.split("@").str[0].isin(_trained_algos(folders))
@@ -81,12 +89,12 @@ def _trained_algos(folders):
     return {a for path in paths if path.is_file() for a in _algos(json.loads(path.read_text()))}
 
 
-def write_pooled(folders, out, n_boot=10000, seeds=None):
-    """Pool ``folders`` into the new folder ``out`` (``seeds``: pool_runs); return its path."""
+def write_pooled(folders, out, n_boot=10000, seeds=None, first_wins=False):
+    """Pool ``folders`` into the new folder ``out`` (``seeds``, ``first_wins``: pool_runs); return its path."""
     out = Path(out)
     if out.exists():
         raise ConfigError(f"out: {str(out)!r} exists; pooling writes a new folder and overwrites nothing")
-    runs = pool_runs(folders, seeds)
+    runs = pool_runs(folders, seeds, first_wins)
     algos = _algos(json.loads((Path(folders[0]) / "config.json").read_text()))
     order = [m for a in algos for m in (a, f"{a}@last")]
     order += [m for m in runs.method.unique() if m not in order and m != report.BOUND]
@@ -95,6 +103,9 @@ def write_pooled(folders, out, n_boot=10000, seeds=None):
                f"{', '.join(sorted(runs.day.astype(str).unique()))}; profile seeds "
                f"{', '.join(map(str, sorted(runs.pseed.unique())))}; training seeds per method "
                + "; ".join(f"{m}: {','.join(map(str, s))}" for m, s in per_method.items()) + ".")
+    if first_wins:
+        first = sorted(m for m in per_method if m in set(pd.read_csv(Path(folders[0]) / "runs.csv").method))
+        caption += f" With --first-wins: {', '.join(first)} from {Path(folders[0]).name} alone."
     out.mkdir(parents=True)
     runs.to_csv(out / "runs.csv", index=False)
     report.write_tables(runs, order, algos[0] if algos else None, caption, out, n_boot)
@@ -108,10 +119,12 @@ def main(argv=None):
     parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples")
     parser.add_argument("--seeds", default="", help="comma-separated training seeds of the trained methods to keep "
                         "(default: all), e.g. the seeds every profile seed has")
+    parser.add_argument("--first-wins", action="store_true", help="read every method of the first folder from it "
+                        "alone; the later folders add only the methods it lacks (a rerun of some methods)")
     args = parser.parse_args(argv)
     try:
         seeds = check_seeds("seeds", args.seeds) if args.seeds.strip() else None
-        out = write_pooled(args.folders, args.out, args.bootstrap, seeds)
+        out = write_pooled(args.folders, args.out, args.bootstrap, seeds, args.first_wins)
     except ConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
     print((out / "table.md").read_text(), end="")
