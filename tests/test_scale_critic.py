@@ -153,31 +153,35 @@ def test_sampled_blocks_hold_the_other_feeders_as_constant_context():
         torch.testing.assert_close(sampled[name], constant[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_td_step_on_sampled_blocks_learns_only_from_their_agents():
+@pytest.mark.parametrize("value", ["q", "reward"])
+def test_td_step_on_sampled_blocks_learns_only_from_their_agents(value):
     from agents.marl.algorithms import ALGORITHMS, Learner
     from simulators.prosumer.interface import ACTION_FIELDS, OBS_FIELDS
 
     torch.manual_seed(3)
     n, f, a, groups = 60, len(OBS_FIELDS), len(ACTION_FIELDS), np.repeat(np.arange(6), 10)
     cfg = TrainConfig(algo="imitative_diffattn", critic_neighbourhood="feeder", critic_blocks=1, embed_dim=16,
-                      n_heads=2)
+                      n_heads=2, critic_actions="pv_q" if value == "reward" else "", critic_actions_value=value)
     validate(cfg)
-    learner = Learner(ALGORITHMS[cfg.algo], cfg, n, f, a, groups=groups)
-    for net in (learner.critic, learner.critic_target):
+    learner = Learner(ALGORITHMS[cfg.algo], cfg, n, f, a, groups=groups, action_names=list(ACTION_FIELDS))
+    models = (learner.critic, learner.critic_target) + ((learner.reward_model,) if value == "reward" else ())
+    for net in models:
         for member in net.members:
             member.attention.blocks = AgentBlocks(groups, self_mask=True, block_size=20)
     learner.fit_reward_norm(torch.randn(8, n))
-    before = learner.critic.members[0].head.id_embed.weight.detach().clone()
+    before = [net.members[0].head.id_embed.weight.detach().clone() for net in models]
     drawn = []
     draw = learner._critic_blocks
     learner._critic_blocks = lambda: drawn.append(draw()) or drawn[-1]
     b = {"obs": torch.randn(4, n, f), "act": torch.rand(4, n, a), "rew": torch.randn(4, n),
-         "next_obs": torch.randn(4, n, f), "discount": torch.ones(4)}
+         "next_obs": torch.randn(4, n, f), "discount": torch.ones(4), "rew_step": torch.randn(4, n)}
     metrics = learner.update_critic(b)
     blocks, agents = drawn[0]
     assert len(blocks) == 1 and len(agents) == 20 and math.isfinite(metrics["critic_loss"])
-    moved = (learner.critic.members[0].head.id_embed.weight != before).any(dim=1)
-    assert moved.nonzero().squeeze(1).tolist() == agents.tolist()  # only the drawn agents' loss was used
+    for net, was in zip(models[:1] + models[2:], before[:1] + before[2:]):  # the critic, and the reward model
+        moved = (net.members[0].head.id_embed.weight != was).any(dim=1)
+        assert moved.nonzero().squeeze(1).tolist() == agents.tolist()  # only the drawn agents' loss was used
+    assert math.isfinite(metrics.get("reward_model_loss", 0.0)) and ("reward_model_loss" in metrics) == (value == "reward")
     with pytest.raises(ConfigError, match="critic_blocks: 2 samples neighbourhood blocks"):
         validate(TrainConfig(critic_blocks=2))
 

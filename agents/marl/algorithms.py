@@ -213,13 +213,13 @@ class Learner:
         _soft_update(self.critic_target, self.critic, cfg.tau)
         metrics = {"critic_loss": loss.item() / self.algo.n_critics, "q_mean": q.mean().item()}
         if self.reward_model is not None:
-            metrics.update(self.fit_reward_model(b["obs"], b["act"], b["rew_step"], b.get("state"), blocks))
+            metrics.update(self.fit_reward_model(b["obs"], b["act"], b["rew_step"], b.get("state"), blocks, agents))
         return metrics
 
-    def fit_reward_model(self, obs, act, rew, state=None, blocks=None):
+    def fit_reward_model(self, obs, act, rew, state=None, blocks=None, agents=None):
         """One regression step of the reward model onto the step's rewards ``rew`` (B, N), in the critic's reward
-        units (reward_scale and the per-agent factor, no bootstrap); ``blocks`` as in update_critic."""
-        agents = None if blocks is None else self.critic.members[0].attention.blocks.subset(blocks).agents
+        units (reward_scale and the per-agent factor, no bootstrap); ``blocks`` and their ``agents`` as drawn by
+        _critic_blocks (None: every agent)."""
         pick = (lambda x: x) if agents is None else (lambda x: x[..., agents])
         target = self.cfg.reward_scale * pick(self.reward_weight) * pick(rew)
         mse = (self.reward_model(obs, act, state, blocks=blocks)[0] - target).pow(2).mean()

@@ -123,7 +123,9 @@ class TrainConfig:
     model of the step's own reward, fit by regression on the replayed one-step rewards (a second network of the
     critic's kind, same inputs): right for columns whose effect ends with the step, such as the inverters' reactive
     power (it changes this step's voltages, no stored energy), where the day-long TD target's noise buries that
-    effect; the other columns still follow Q.  Needs actor_objective 'q'"""
+    effect; the other columns still follow Q.  Needs actor_objective 'q' ('reward' with critic_actions 'pv_q' on the
+    stressed feeder's validation days: ties with 'q', every seed's kept actor after the Q term with a Volt-VAr slope;
+    adopted there, README "A model of the step's reward for reactive power")"""
     actor_lr: float = 3e-4
     """actor learning rate (Adam)"""
     max_grad_norm: float = 10.0

@@ -46,14 +46,15 @@ def q_objective(learner, b, imitation, beta):
     cfg, algo = learner.cfg, learner.algo
     act, logp = learner.actor.sample(b["obs"])
     q, r = _q_and_reward(learner, b, act)
+    value = q + r  # r = 0 without a reward model; with one, each term carries the gradient of its own columns
     metrics = {"actor_q": q.mean().item()}
     if algo.imitation:
         scale = q.abs().mean().detach().clamp_min(1e-6) if cfg.q_normalize else 1.0
-        loss = -cfg.q_weight * ((q + r) / scale).mean()
+        loss = -cfg.q_weight * (value / scale).mean()
         il = imitation_distance(learner.actor, *imitation, cfg.imitation_loss, learner.imitation_weight).mean()
         metrics["imitation_loss"] = il.item()
         return loss + beta * il, metrics
-    rl = -q + (cfg.entropy_coef * logp if algo.entropy else 0.0)
+    rl = -value + (cfg.entropy_coef * logp if algo.entropy else 0.0)
     return rl.mean(), metrics
 
 
