@@ -139,6 +139,13 @@ def test_pooling_a_rerun_of_the_proposed_method_with_first_wins(evaluation, tmp_
     assert comparison.loc["iddpg", "cost_eur_diff"] == pytest.approx(paired(pooled, "imitative_diffattn", "iddpg",
                                                                             n_boot=200)["diff"])
     assert "With --first-wins: imitative_diffattn" in (out / "table.md").read_text()
+    # the rerun at one more profile seed than the earlier evaluation holds: that one's units come from the rerun
+    both = pd.read_csv(rerun / "runs.csv")
+    pd.concat([both, both.assign(pseed=both.pseed + 1)]).to_csv(rerun / "runs.csv", index=False)
+    wider = pd.read_csv(write_pooled([rerun, evaluation], tmp_path / "wider", n_boot=200, first_wins=True) / "runs.csv")
+    pseeds = sorted({*runs.pseed, *(runs.pseed + 1)})
+    assert sorted(wider.query("method == 'imitative_diffattn'").pseed.unique()) == pseeds
+    assert set(wider.query("method == 'iddpg'").pseed) == set(runs.pseed)
 
 
 def test_pooling_other_profile_seeds_adds_units_and_needs_common_training_seeds(evaluation, tmp_path):

@@ -34,21 +34,21 @@ FIGURES = ["cost_eur", "voltage_violation_rate", "controllable_rate"]
 
 def read_same_days(folders):
     """The runs.csv of each of ``folders`` (a ConfigError names a folder without one), checked to cover the very
-    same (profile seed, day) units, so that per-day pairs across them are pairs."""
+    same days at every profile seed they hold (the profile seeds may be the same, others, or some of them), so
+    that per-day pairs across them are pairs."""
     frames = []
     for folder in folders:
         path = Path(folder) / "runs.csv"
         if not path.is_file():
             raise ConfigError(f"folders: {str(folder)!r} has no runs.csv (an agents.marl.evaluate folder expected)")
         frames.append(pd.read_csv(path))
-    units = [set(map(tuple, f[["pseed", "day"]].astype(str).drop_duplicates().to_numpy())) for f in frames]
-    for folder, u in zip(folders[1:], units[1:]):
-        days, pseeds = ({x[i] for x in u} for i in (1, 0))
-        other_pseeds = days == {x[1] for x in units[0]} and not pseeds & {x[0] for x in units[0]}
-        if u != units[0] and not other_pseeds:
-            raise ConfigError(f"folders: {str(folder)!r} covers different (profile seed, day) units than "
-                              f"{str(folders[0])!r}; use evaluations of the very same days (--days and --split, "
-                              "or --dates) with the same or other --scenario-seeds")
+    days = set(frames[0].day.astype(str))
+    for folder, frame in zip(folders, frames):
+        for pseed, g in frame.groupby("pseed"):
+            if set(g.day.astype(str)) != days:
+                raise ConfigError(f"folders: {str(folder)!r} covers different (profile seed, day) units than "
+                                  f"{str(folders[0])!r} (profile seed {pseed}); use evaluations of the very same "
+                                  "days (--days and --split, or --dates) with the same or other --scenario-seeds")
     return frames
 
 
