@@ -3,9 +3,9 @@
     python -m agents.marl.pool results/<A> results/<B> --out results/<A>__pooled
 
 Adds seeds to an evaluation without running it again: run ``agents.marl.evaluate`` with the first
-folder's days (``--dates``) and other ``--seeds``, then pool.  The folders must cover the same (profile
-seed, day) units, or the same days with other profile seeds (``--scenario-seeds``; each (profile seed, day)
-is then one more unit of the paired comparisons).  Each method must have the same training seeds at every
+folder's days (``--dates``) and other ``--seeds``, then pool.  Every folder must cover the very same days at
+every profile seed it holds; the profile seeds may be the same, others (``--scenario-seeds``; each new (profile
+seed, day) is one more unit of the paired comparisons) or some of the first folder's.  Each method must have the same training seeds at every
 profile seed it was evaluated on (``--seeds`` keeps a common subset of the trained methods' seeds).
 A row (method, profile seed, training seed, day) in several folders is one run seen
 twice and counted once if its figures agree (the deterministic baselines and the bound; a training seed
@@ -15,7 +15,7 @@ and table.md (agents/marl/report.py) into ``--out``, which must not exist yet.
 
 ``--first-wins`` compares a rerun of some methods (a new recipe, in the first folder) with the other methods of
 earlier evaluations on the very same units: every method of the first folder is read from it alone, and the later
-folders add only the methods it lacks (the table's caption names the folder each method came from).
+folders add only the methods it lacks (the table's caption names the methods read from the first folder).
 """
 
 import argparse
