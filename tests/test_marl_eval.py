@@ -138,7 +138,18 @@ def test_pooling_a_rerun_of_the_proposed_method_with_first_wins(evaluation, tmp_
     comparison = pd.read_csv(out / "comparisons.csv").set_index("other")
     assert comparison.loc["iddpg", "cost_eur_diff"] == pytest.approx(paired(pooled, "imitative_diffattn", "iddpg",
                                                                             n_boot=200)["diff"])
-    assert "With --first-wins: imitative_diffattn" in (out / "table.md").read_text()
+    assert "With --first-wins, each method from the first folder holding it: rerun: imitative_diffattn, " \
+           "imitative_diffattn@last; " in (out / "table.md").read_text()
+    # a second rerun folder (another method): each method from the first folder that holds it
+    iddpg = tmp_path / "iddpg"
+    iddpg.mkdir()
+    runs[runs.method.str.startswith("iddpg")].assign(cost_eur=lambda r: r.cost_eur + 7.0).to_csv(
+        iddpg / "runs.csv", index=False)
+    three = pd.read_csv(write_pooled([rerun, iddpg, evaluation], tmp_path / "three", n_boot=200,
+                                     first_wins=True) / "runs.csv")
+    np.testing.assert_allclose(three.query("method == 'iddpg'").sort_values(["seed", "day"]).cost_eur,
+                               runs.query("method == 'iddpg'").sort_values(["seed", "day"]).cost_eur + 7.0)
+    assert "; iddpg: iddpg, iddpg@last; " in (tmp_path / "three" / "table.md").read_text()
     # the rerun at one more profile seed than the earlier evaluation holds: that one's units come from the rerun
     both = pd.read_csv(rerun / "runs.csv")
     pd.concat([both, both.assign(pseed=both.pseed + 1)]).to_csv(rerun / "runs.csv", index=False)

@@ -13,9 +13,9 @@ rerun with the same code); if they disagree it is an error, never an average.  T
 first algorithm of the first folder.  Writes runs.csv, table.csv, comparisons.csv, energy_by_period.csv
 and table.md (agents/marl/report.py) into ``--out``, which must not exist yet.
 
-``--first-wins`` compares a rerun of some methods (a new recipe, in the first folder) with the other methods of
-earlier evaluations on the very same units: every method of the first folder is read from it alone, and the later
-folders add only the methods it lacks (the table's caption names the methods read from the first folder).
+``--first-wins`` compares a rerun of some methods (a new recipe, in the first folders) with the other methods of
+earlier evaluations on the very same units: each method is read from the first folder that holds it alone, and
+each later folder adds only the methods no earlier one has (the table's caption names each folder's methods).
 """
 
 import argparse
@@ -55,11 +55,17 @@ def read_same_days(folders):
 def pool_runs(folders, seeds=None, first_wins=False):
     """runs.csv of ``folders`` as one frame, each run once (see the module's docstring); ``seeds`` (iterable of
     int, or None for all) keeps only these training seeds of the trained methods (not of the baselines);
-    ``first_wins``: the first folder's methods from it alone (``--first-wins``)."""
+    ``first_wins``: each method from the first folder that holds it alone (``--first-wins``; the frame's
+    attrs["sources"] then maps each folder's name to the methods read from it)."""
     frames = [f.assign(folder=Path(d).name) for f, d in zip(read_same_days(folders), folders)]
+    sources = {}
     if first_wins:
-        own = set(frames[0].method)
-        frames = frames[:1] + [f[~f.method.isin(own)] for f in frames[1:]]
+        seen, kept = set(), []
+        for frame, folder in zip(frames, folders):
+            kept.append(frame[~frame.method.isin(seen)])
+            sources[Path(folder).name] = sorted(set(kept[-1].method) - {report.BOUND})
+            seen |= set(frame.method)
+        frames = kept
     runs = pd.concat(frames, ignore_index=True)
     if seeds is not None:
         trained = runs.method.str.split("@").str[0].isin(_trained_algos(folders))
@@ -70,6 +76,7 @@ def pool_runs(folders, seeds=None, first_wins=False):
             raise ConfigError(f"folders: {dict(zip(KEY, key))} differs between {sorted(same.folder)}: "
                               f"{same.cost_eur.tolist()} EUR; one run cannot have two results")
     runs = runs.drop_duplicates(KEY).drop(columns="folder").reset_index(drop=True)
+    runs.attrs["sources"] = sources
     for method, g in runs[runs.method != report.BOUND].groupby("method"):
         per_pseed = {int(p): sorted(int(s) for s in gp.seed.unique()) for p, gp in g.groupby("pseed")}
         if len({tuple(s) for s in per_pseed.values()}) > 1:  # the paired bootstrap resamples one seed set per unit
@@ -104,8 +111,8 @@ def write_pooled(folders, out, n_boot=10000, seeds=None, first_wins=False):
                f"{', '.join(map(str, sorted(runs.pseed.unique())))}; training seeds per method "
                + "; ".join(f"{m}: {','.join(map(str, s))}" for m, s in per_method.items()) + ".")
     if first_wins:
-        first = sorted(m for m in per_method if m in set(pd.read_csv(Path(folders[0]) / "runs.csv").method))
-        caption += f" With --first-wins: {', '.join(first)} from {Path(folders[0]).name} alone."
+        caption += " With --first-wins, each method from the first folder holding it: " + "; ".join(
+            f"{folder}: {', '.join(methods)}" for folder, methods in runs.attrs["sources"].items() if methods) + "."
     out.mkdir(parents=True)
     runs.to_csv(out / "runs.csv", index=False)
     report.write_tables(runs, order, algos[0] if algos else None, caption, out, n_boot)
@@ -119,8 +126,8 @@ def main(argv=None):
     parser.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples")
     parser.add_argument("--seeds", default="", help="comma-separated training seeds of the trained methods to keep "
                         "(default: all), e.g. the seeds every profile seed has")
-    parser.add_argument("--first-wins", action="store_true", help="read every method of the first folder from it "
-                        "alone; the later folders add only the methods it lacks (a rerun of some methods)")
+    parser.add_argument("--first-wins", action="store_true", help="read each method from the first folder that "
+                        "holds it alone; later folders add only the methods no earlier one has (a rerun of some methods)")
     args = parser.parse_args(argv)
     try:
         seeds = check_seeds("seeds", args.seeds) if args.seeds.strip() else None
