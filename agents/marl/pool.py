@@ -127,7 +127,8 @@ def main(argv=None):
     parser.add_argument("--seeds", default="", help="comma-separated training seeds of the trained methods to keep "
                         "(default: all), e.g. the seeds every profile seed has")
     parser.add_argument("--first-wins", action="store_true", help="read each method from the first folder that "
-                        "holds it alone; later folders add only the methods no earlier one has (a rerun of some methods)")
+                        "holds it alone; later folders add only the methods no earlier one has (a rerun of some "
+                        "methods)")
     args = parser.parse_args(argv)
     try:
         seeds = check_seeds("seeds", args.seeds) if args.seeds.strip() else None
