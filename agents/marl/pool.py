@@ -5,8 +5,9 @@
 Adds seeds to an evaluation without running it again: run ``agents.marl.evaluate`` with the first
 folder's days (``--dates``) and other ``--seeds``, then pool.  Every folder must cover the very same days at
 every profile seed it holds; the profile seeds may be the same, others (``--scenario-seeds``; each new (profile
-seed, day) is one more unit of the paired comparisons) or some of the first folder's.  Each method must have the same training seeds at every
-profile seed it was evaluated on (``--seeds`` keeps a common subset of the trained methods' seeds).
+seed, day) is one more unit of the paired comparisons) or some of the first folder's.  Each method must have
+the same training seeds at every profile seed it was evaluated on (``--seeds`` keeps a common subset of the
+trained methods' seeds).
 A row (method, profile seed, training seed, day) in several folders is one run seen
 twice and counted once if its figures agree (the deterministic baselines and the bound; a training seed
 rerun with the same code); if they disagree it is an error, never an average.  The proposed method is the

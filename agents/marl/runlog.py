@@ -3,8 +3,8 @@
 import time
 
 LOG_COLUMNS = ("step", "episodes", "episode_return", "critic_loss", "q_mean", "actor_loss", "actor_q",
-               "imitation_loss", "advantage", "reward_model_loss", "reward_model_r2", "beta", "labels", "critic_pretrain_steps", "critic_mc_loss",
-               "eval_return", "q_bias", "q_corr", "sps", "wall_s")
+               "imitation_loss", "advantage", "reward_model_loss", "reward_model_r2", "beta", "labels",
+               "critic_pretrain_steps", "critic_mc_loss", "eval_return", "q_bias", "q_corr", "sps", "wall_s")
 """progress.csv's columns: eval_return is the mean per-agent return of the deterministic actor on the
 evaluation days; q_bias = mean(Q - G) / mean|G| and q_corr = corr(Q, G) compare the first critic's Q
 with the Monte-Carlo return-to-go G of those episodes (in the critic's reward units); reward_model_loss and

@@ -239,7 +239,8 @@ def pretrain(run, demos):
     returns = torch.from_numpy(demos.returns_to_go(cfg.gamma, run.potential))
     rng = np.random.default_rng(cfg.seed + 2)
     obs, act = torch.from_numpy(demos.obs), torch.from_numpy(demos.actions)
-    rewards = torch.from_numpy(demos.transitions(run.potential)["rew"]) if learner.reward_model is not None else None
+    # the demonstrations' (shaped) step rewards, already at the front of the replay (critic pretraining needs it)
+    rewards = torch.from_numpy(run.buffer.data["rew"][:len(demos)]) if learner.reward_model is not None else None
     losses = []
     while len(losses) < cfg.critic_pretrain_steps and not _settled(losses, cfg.critic_pretrain_tol):
         idx = torch.from_numpy(rng.integers(len(demos), size=cfg.batch_size))
